@@ -1,0 +1,99 @@
+//! Parsing of attribute arguments: `key = "value"` pairs, each key at most
+//! once, unknown keys rejected with the list of known ones.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::{LitStr, Path};
+
+/// One parsed `key = "value"`, with the span of its value for errors.
+#[derive(Clone)]
+pub(crate) struct Value {
+    pub(crate) value: String,
+    pub(crate) span: Span,
+}
+
+/// `#[service(...)]` arguments.
+#[derive(Default)]
+pub(crate) struct ServiceArgs {
+    pub(crate) name: Option<Value>,
+    pub(crate) krate: Option<(Path, Span)>,
+}
+
+/// `#[handler(...)]` arguments.
+#[derive(Default)]
+pub(crate) struct HandlerArgs {
+    pub(crate) name: Option<Value>,
+}
+
+/// Parses `key = "value", ...` with `on_key` deciding each key; reports an
+/// unknown or repeated key at the key's own token.
+fn parse_pairs(
+    attr: &str,
+    known: &[&str],
+    tokens: TokenStream,
+    mut on_key: impl FnMut(&str, LitStr) -> syn::Result<()>,
+) -> syn::Result<()> {
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| {
+                let path = &meta.path;
+                quote::quote!(#path).to_string().replace(' ', "")
+            });
+        let key = key.trim_start_matches("r#").to_owned();
+        if !known.contains(&key.as_str()) {
+            let expected = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(meta.error(format!(
+                "unknown `#[{attr}]` argument `{key}`, expected one of: {expected}"
+            )));
+        }
+        if seen.contains(&key) {
+            return Err(meta.error(format!("duplicate `#[{attr}]` argument `{key}`")));
+        }
+        seen.push(key.clone());
+        let lit: LitStr = meta.value()?.parse()?;
+        on_key(&key, lit)
+    });
+    parser.parse2(tokens)
+}
+
+impl ServiceArgs {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let mut args = ServiceArgs::default();
+        parse_pairs("service", &["name", "crate"], tokens, |key, lit| {
+            match key {
+                "name" => {
+                    args.name = Some(Value {
+                        value: lit.value(),
+                        span: lit.span(),
+                    });
+                }
+                _ => args.krate = Some((lit.parse::<Path>()?, lit.span())),
+            }
+            Ok(())
+        })?;
+        Ok(args)
+    }
+}
+
+impl HandlerArgs {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let mut args = HandlerArgs::default();
+        parse_pairs("handler", &["name"], tokens, |_, lit| {
+            args.name = Some(Value {
+                value: lit.value(),
+                span: lit.span(),
+            });
+            Ok(())
+        })?;
+        Ok(args)
+    }
+}

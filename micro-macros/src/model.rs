@@ -1,0 +1,398 @@
+//! The model of a `#[service]` impl block, built and checked in one pass that
+//! gathers every error before reporting them.
+
+use heck::ToUpperCamelCase;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments,
+    ReceiverKind, ReturnType, Type,
+};
+
+use crate::args::{HandlerArgs, ServiceArgs};
+use crate::codegen;
+
+/// A `#[service]` impl block.
+pub(crate) struct ServiceDef {
+    /// The impl block, `#[handler]` attributes removed.
+    pub(crate) item: ItemImpl,
+    /// The type's own name, for the client's name.
+    pub(crate) type_ident: syn::Ident,
+    /// The handler name: the part of endpoint names before the dot.
+    pub(crate) name: String,
+    /// The path of the micro crate.
+    pub(crate) krate: Path,
+    pub(crate) handlers: Vec<HandlerDef>,
+}
+
+/// One `#[handler]` method.
+pub(crate) struct HandlerDef {
+    /// The method's name.
+    pub(crate) ident: syn::Ident,
+    /// `Type.Method`.
+    pub(crate) endpoint: String,
+    /// The arguments after `&self`, in order.
+    pub(crate) args: Vec<Arg>,
+    /// The request type, if the method takes one.
+    pub(crate) request: Option<Type>,
+    /// `T` of the method's `Result<T>`.
+    pub(crate) response: Type,
+    /// The method's doc attributes, copied onto the client.
+    pub(crate) docs: Vec<Attribute>,
+    /// The span of the signature, for errors about the method as a whole.
+    pub(crate) span: Span,
+}
+
+/// A handler argument.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Context,
+    Request,
+}
+
+/// Collects errors so that one pass reports all of them.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, err: syn::Error) {
+        match &mut self.0 {
+            Some(e) => e.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    fn at(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+}
+
+/// `#[service]`: parse, check, generate. On error, the user's item is
+/// emitted unchanged (less the `#[handler]` attributes) with every error,
+/// so one mistake does not cascade.
+pub(crate) fn expand_service(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut item: ItemImpl = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[service]` goes on an inherent impl block: `#[service] impl MyService { ... }`",
+            );
+            let err = err.to_compile_error();
+            return quote!(#err #input);
+        }
+    };
+    match build(args, &mut item) {
+        Ok(def) => codegen::expand(&def),
+        Err(err) => {
+            let err = err.to_compile_error();
+            quote!(#item #err)
+        }
+    }
+}
+
+/// `#[handler]` on its own: always an error, since only `#[service]` can
+/// register it.
+pub(crate) fn expand_stray_handler(_args: TokenStream, input: TokenStream) -> TokenStream {
+    let span = syn::parse2::<syn::Signature>(input.clone())
+        .map(|s| s.span())
+        .unwrap_or_else(|_| {
+            input
+                .clone()
+                .into_iter()
+                .find(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "fn"))
+                .map_or_else(Span::call_site, |t| t.span())
+        });
+    let err = syn::Error::new(
+        span,
+        "`#[handler]` can only be used on a method inside a `#[service]` impl block",
+    )
+    .to_compile_error();
+    quote!(#err #input)
+}
+
+fn is_attr(attr: &Attribute, name: &str) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == name)
+}
+
+fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Error> {
+    let mut errors = Errors::default();
+    let args = ServiceArgs::parse(args).unwrap_or_else(|e| {
+        errors.push(e);
+        ServiceArgs::default()
+    });
+
+    if let Some((path, _)) = &item.trait_ {
+        errors.at(
+            path,
+            "`#[service]` goes on an inherent impl block, not on a trait impl",
+        );
+    }
+    if !item.generics.params.is_empty() {
+        errors.at(
+            &item.generics,
+            "`#[service]` does not support generic impl blocks: serve a concrete type",
+        );
+    }
+    let type_ident = match &*item.self_ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    };
+    let type_ident = type_ident.unwrap_or_else(|| {
+        errors.at(&item.self_ty, "`#[service]` needs a named type: `impl MyService { ... }`");
+        syn::Ident::new("Unknown", Span::call_site())
+    });
+
+    let name = match &args.name {
+        Some(v) => {
+            check_name_part(&mut errors, &v.value, v.span, "service");
+            v.value.clone()
+        }
+        None => type_ident.to_string(),
+    };
+    let krate = args
+        .krate
+        .map(|(p, _)| p)
+        .unwrap_or_else(|| syn::parse_quote!(::micro));
+
+    let mut handlers: Vec<HandlerDef> = Vec::new();
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        let mut handler_attrs = Vec::new();
+        method.attrs.retain(|a| {
+            if is_attr(a, "handler") {
+                handler_attrs.push(a.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let Some(first) = handler_attrs.first() else {
+            continue;
+        };
+        if let Some(second) = handler_attrs.get(1) {
+            errors.at(second, "duplicate `#[handler]` attribute");
+        }
+        let hargs = match &first.meta {
+            syn::Meta::Path(_) => HandlerArgs::default(),
+            syn::Meta::List(list) => HandlerArgs::parse(list.tokens.clone()).unwrap_or_else(|e| {
+                errors.push(e);
+                HandlerArgs::default()
+            }),
+            syn::Meta::NameValue(nv) => {
+                errors.at(nv, "expected `#[handler]` or `#[handler(name = \"...\")]`");
+                HandlerArgs::default()
+            }
+        };
+        if let Some(def) = handler(&mut errors, &name, method, &hargs) {
+            if let Some(prev) = handlers.iter().find(|h| h.endpoint == def.endpoint) {
+                errors.at(
+                    &method.sig.ident,
+                    format!(
+                        "duplicate endpoint `{}`: `{}` already defines it",
+                        def.endpoint, prev.ident
+                    ),
+                );
+            }
+            handlers.push(def);
+        }
+    }
+
+    match errors.0 {
+        Some(err) => Err(err),
+        None => Ok(ServiceDef {
+            item: item.clone(),
+            type_ident,
+            name,
+            krate,
+            handlers,
+        }),
+    }
+}
+
+/// A handler or service name must be a non-empty part without a dot.
+fn check_name_part(errors: &mut Errors, value: &str, span: Span, what: &str) {
+    if value.is_empty() {
+        errors.push(syn::Error::new(span, format!("the {what} name must not be empty")));
+    } else if value.contains('.') || value.chars().any(char::is_whitespace) {
+        errors.push(syn::Error::new(
+            span,
+            format!("the {what} name `{value}` must not contain dots or spaces: endpoints are `Type.Method`"),
+        ));
+    }
+}
+
+/// Checks one `#[handler]` method; `None` if it cannot be modelled.
+fn handler(
+    errors: &mut Errors,
+    service: &str,
+    method: &ImplItemFn,
+    args: &HandlerArgs,
+) -> Option<HandlerDef> {
+    let sig = &method.sig;
+    let mut ok = true;
+    if sig.asyncness.is_none() {
+        errors.at(sig.fn_token, "`#[handler]` methods must be `async`");
+        ok = false;
+    }
+    if !sig.generics.params.is_empty() {
+        errors.at(&sig.generics, "`#[handler]` methods cannot be generic");
+        ok = false;
+    }
+    if let Some(v) = &sig.variadic {
+        errors.at(v, "`#[handler]` methods cannot be variadic");
+        ok = false;
+    }
+
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) => match &r.kind {
+            ReceiverKind::Reference(_, _, None) => {}
+            ReceiverKind::Reference(_, _, Some(_)) => {
+                errors.at(
+                    r,
+                    "`#[handler]` methods must take `&self`, not `&mut self`: requests are served concurrently, so use interior mutability for state",
+                );
+                ok = false;
+            }
+            ReceiverKind::Value => {
+                errors.at(
+                    r,
+                    "`#[handler]` methods must take `&self`, not `self` by value: one value serves every request",
+                );
+                ok = false;
+            }
+            _ => {
+                errors.at(r, "`#[handler]` methods must take `&self`");
+                ok = false;
+            }
+        },
+        _ => {
+            errors.at(
+                &sig.ident,
+                "`#[handler]` methods must take `&self` as their first argument",
+            );
+            ok = false;
+        }
+    }
+    if !matches!(sig.inputs.first(), Some(FnArg::Receiver(_))) {
+        // Re-scan from the start: the first argument was not a receiver.
+        inputs = sig.inputs.iter();
+    }
+
+    let mut arg_kinds = Vec::new();
+    let mut request = None;
+    let mut has_context = false;
+    for input in inputs {
+        let FnArg::Typed(pat) = input else { continue };
+        if is_context(&pat.ty) {
+            if has_context {
+                errors.at(pat, "`#[handler]` methods take at most one `Context` argument");
+                ok = false;
+            }
+            has_context = true;
+            arg_kinds.push(Arg::Context);
+            continue;
+        }
+        if request.is_some() {
+            errors.at(
+                pat,
+                "`#[handler]` methods take one request argument (and an optional `Context`): put the values in one struct",
+            );
+            ok = false;
+            continue;
+        }
+        if let Type::Reference(r) = &*pat.ty {
+            errors.at(
+                r,
+                "the request argument of a `#[handler]` must be an owned type, not a reference",
+            );
+            ok = false;
+        }
+        request = Some((*pat.ty).clone());
+        arg_kinds.push(Arg::Request);
+    }
+
+    let response = match result_ok_type(&sig.output) {
+        Some(ty) => Some(ty),
+        None => {
+            let message = "`#[handler]` methods must return `Result<T>` (`micro::Result<T>`, or `Result<T, E>` with `E: Into<micro::Error>`)";
+            match &sig.output {
+                ReturnType::Type(_, ty) => errors.at(ty, message),
+                ReturnType::Default => errors.at(&sig.ident, message),
+            }
+            None
+        }
+    };
+
+    let method_name = match &args.name {
+        Some(v) => {
+            check_name_part(errors, &v.value, v.span, "endpoint");
+            v.value.clone()
+        }
+        None => sig
+            .ident
+            .to_string()
+            .trim_start_matches("r#")
+            .to_upper_camel_case(),
+    };
+
+    let response = response?;
+    ok.then(|| HandlerDef {
+        ident: sig.ident.clone(),
+        endpoint: format!("{service}.{method_name}"),
+        args: arg_kinds,
+        request,
+        response,
+        docs: method
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
+        span: sig.span(),
+    })
+}
+
+/// Whether a type is micro's `Context` (by its last path segment).
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Context" && s.arguments.is_none()),
+        _ => false,
+    }
+}
+
+/// `T` of a `Result<T>` or `Result<T, E>` return type.
+fn result_ok_type(output: &ReturnType) -> Option<Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(p) = &**ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// A type's name as the registry shows it: its tokens without spaces.
+pub(crate) fn type_name(ty: &Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}

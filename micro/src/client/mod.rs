@@ -1,0 +1,494 @@
+//! The client: calls endpoints of other services.
+//!
+//! A [`Client`] finds a node of the service through the registry and the
+//! selector (or takes the address it is given), encodes the request with the
+//! chosen codec, POSTs it as WIRE.md describes over a pooled keep-alive HTTP
+//! connection, and decodes the reply or the error JSON. `#[service]`
+//! generates a typed client on top of it; [`Client::call`] is the untyped
+//! way in.
+//!
+//! The HTTP transport is a tower service, so tower and tower-http layers
+//! wrap it unchanged with [`ClientBuilder::layer`].
+
+mod options;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+pub use options::CallOptions;
+
+use crate::codec::ContentType;
+use crate::context::new_id;
+use crate::metadata::Metadata;
+use crate::registry::{Node, Registry, default_registry};
+use crate::selector::{Random, Selector};
+use crate::server::rpc::{MICRO_ENDPOINT, MICRO_ERROR, MICRO_ID, MICRO_SERVICE, TIMEOUT};
+use crate::{Error, Result};
+
+/// A boxed error, as tower layers produce.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The HTTP service a client sends its requests through; layers wrap it.
+pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// The default deadline of a call: 5 s, as in Go Micro.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default limit on a reply body: 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 4 * 1024 * 1024;
+
+static USER_AGENT_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("micro-rs/", env!("CARGO_PKG_VERSION")));
+
+/// Calls services. Cheap to clone: clones share the connection pool, the
+/// registry and the selector.
+///
+/// ```no_run
+/// # #[derive(serde::Serialize)] struct Request { name: String }
+/// # #[derive(serde::Deserialize)] struct Response { message: String }
+/// # async fn f() -> micro::Result<()> {
+/// use micro::client::CallOptions;
+///
+/// let client = micro::Client::new();
+/// let rsp: Response = client
+///     .call("helloworld", "Helloworld.Greeting", &Request { name: "alice".into() }, CallOptions::new())
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    registry: Arc<dyn Registry>,
+    selector: Arc<dyn Selector>,
+    content_type: ContentType,
+    timeout: Duration,
+    max_response_size: usize,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("registry", &self.inner.registry)
+            .field("selector", &self.inner.selector)
+            .field("content_type", &self.inner.content_type)
+            .field("timeout", &self.inner.timeout)
+            .field("max_response_size", &self.inner.max_response_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    /// A client with the defaults: the process's default registry, the
+    /// random selector, JSON, a 5 s deadline.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to choose the registry, selector, codec, deadline and
+    /// layers.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// The registry this client looks services up in.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.inner.registry
+    }
+
+    /// Calls `endpoint` (`Type.Method`) of `service` with `request` and
+    /// decodes the reply.
+    ///
+    /// # Errors
+    /// The service's error as it sent it; or 503 when no node is found or
+    /// the node cannot be reached, 408 when the deadline passes, 500 when
+    /// the reply does not decode into `Rsp`.
+    pub async fn call<Req, Rsp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Rsp>
+    where
+        Req: Serialize + ?Sized,
+        Rsp: DeserializeOwned,
+    {
+        let content_type = options.content_type.unwrap_or(self.inner.content_type);
+        let body = content_type
+            .encode(request)
+            .map_err(|e| Error::internal(e.to_string()).with_id(service.to_owned()))?;
+        let (reply_type, body) = self
+            .call_raw(service, endpoint, content_type, body, options)
+            .await?;
+        reply_type.decode(&body).map_err(|e| {
+            Error::internal(format!("reply from {service} {endpoint}: {e}"))
+                .with_id(service.to_owned())
+                .with_source(e)
+        })
+    }
+
+    /// Calls `endpoint` of `service` with an encoded body; returns the
+    /// reply's content type and body.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call), but for decoding.
+    pub async fn call_raw(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: ContentType,
+        body: Bytes,
+        options: CallOptions,
+    ) -> Result<(ContentType, Bytes)> {
+        let timeout = options.timeout.unwrap_or(self.inner.timeout);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
+            deadline = deadline.min(parent);
+        }
+        let attempt = async {
+            match &options.address {
+                Some(address) => self
+                    .send(service, endpoint, address, content_type, body, &options, deadline)
+                    .await
+                    .map_err(Failure::into_error),
+                None => {
+                    let node = self.pick(service).await?;
+                    let result = self
+                        .send(service, endpoint, &node.address, content_type, body, &options, deadline)
+                        .await;
+                    let reached = !matches!(result, Err(Failure::Transport(_)));
+                    self.inner.selector.mark(service, &node, reached);
+                    result.map_err(Failure::into_error)
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), attempt).await {
+            Ok(result) => result.map_err(|e| e.or_id(service)),
+            Err(_) => Err(Error::timeout(format!(
+                "deadline exceeded calling {service} {endpoint} after {timeout:?}"
+            ))
+            .with_id(service.to_owned())),
+        }
+    }
+
+    /// A node of `service`, through the registry and the selector.
+    async fn pick(&self, service: &str) -> Result<Node> {
+        let records = self
+            .inner
+            .registry
+            .get_service(service)
+            .await
+            .map_err(Error::from)?;
+        let nodes: Vec<Node> = records.into_iter().flat_map(|s| s.nodes).collect();
+        self.inner
+            .selector
+            .select(service, &nodes)
+            .cloned()
+            .ok_or_else(|| Error::unavailable(format!("service \"{service}\" has no nodes")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        service: &str,
+        endpoint: &str,
+        address: &str,
+        content_type: ContentType,
+        body: Bytes,
+        options: &CallOptions,
+        deadline: Instant,
+    ) -> Result<(ContentType, Bytes), Failure> {
+        let uri = format!("http://{address}/");
+        let mut request = Request::post(uri.as_str())
+            .body(Body::from(body))
+            .map_err(|e| Failure::Reply(Error::bad_request(format!("invalid node address \"{address}\": {e}"))))?;
+        let headers = request.headers_mut();
+        let mut metadata = Metadata::new();
+        if let Some(ctx) = &options.context {
+            metadata.extend_from(ctx.metadata());
+        }
+        metadata.extend_from(&options.metadata);
+        metadata.write_headers(headers);
+        headers.insert(CONTENT_TYPE, content_type.header_value());
+        headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
+        let invalid = |what: &str, value: &str| {
+            Failure::Reply(Error::bad_request(format!("invalid {what} \"{value}\"")))
+        };
+        headers.insert(
+            MICRO_ENDPOINT.clone(),
+            HeaderValue::from_str(endpoint).map_err(|_| invalid("endpoint", endpoint))?,
+        );
+        headers.insert(
+            MICRO_SERVICE.clone(),
+            HeaderValue::from_str(service).map_err(|_| invalid("service name", service))?,
+        );
+        let id = options
+            .context
+            .as_ref()
+            .map_or_else(new_id, |c| c.id().to_owned());
+        headers.insert(
+            MICRO_ID.clone(),
+            HeaderValue::from_str(&id).map_err(|_| invalid("request id", &id))?,
+        );
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        headers.insert(TIMEOUT.clone(), HeaderValue::from(remaining.as_nanos() as u64));
+
+        let response = self
+            .inner
+            .transport
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| {
+                Failure::Transport(Error::unavailable(format!(
+                    "calling {service} at {address}: {}",
+                    chain(&*e)
+                )))
+            })?;
+        let (parts, body) = response.into_parts();
+        let limit = self.inner.max_response_size;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return Err(Failure::Reply(Error::bad_gateway(format!(
+                    "reply from {service} at {address} is larger than the limit of {limit} bytes"
+                ))));
+            }
+            Err(e) => {
+                return Err(Failure::Transport(Error::unavailable(format!(
+                    "reading reply from {service} at {address}: {}",
+                    chain(&*e)
+                ))));
+            }
+        };
+        let reply_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ContentType::from_header)
+            .unwrap_or(content_type);
+        if parts.status == StatusCode::OK {
+            return Ok((reply_type, bytes));
+        }
+        let err = parts
+            .headers
+            .get(&MICRO_ERROR)
+            .and_then(|v| Error::from_json(v.as_bytes()))
+            .or_else(|| Error::from_json(&bytes))
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&bytes);
+                let detail = match text.trim() {
+                    "" => format!("{service} at {address} answered {}", parts.status),
+                    t => t.chars().take(512).collect(),
+                };
+                Error::new("", parts.status.as_u16(), detail)
+            });
+        Err(Failure::Reply(err))
+    }
+}
+
+/// Why one attempt failed: before reaching a handler (the node is marked)
+/// or with a reply.
+enum Failure {
+    Transport(Error),
+    Reply(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Transport(e) | Failure::Reply(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Reply(e)
+    }
+}
+
+/// An error and its sources, joined with `": "`, without repeats.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use micro::codec::ContentType;
+/// use micro::registry::MemoryRegistry;
+/// use micro::selector::RoundRobin;
+///
+/// let client = micro::Client::builder()
+///     .registry(Arc::new(MemoryRegistry::new()))
+///     .selector(Arc::new(RoundRobin::new()))
+///     .content_type(ContentType::MsgPack)
+///     .timeout(Duration::from_secs(1))
+///     .build();
+/// ```
+pub struct ClientBuilder {
+    transport: Transport,
+    registry: Option<Arc<dyn Registry>>,
+    selector: Option<Arc<dyn Selector>>,
+    content_type: ContentType,
+    timeout: Duration,
+    max_response_size: usize,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("registry", &self.registry)
+            .field("selector", &self.selector)
+            .field("content_type", &self.content_type)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Self {
+            transport: hyper_transport(),
+            registry: None,
+            selector: None,
+            content_type: ContentType::Json,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+        }
+    }
+
+    /// The registry to find services in. Default: [`default_registry`].
+    #[must_use]
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The selector that picks a node. Default: [`Random`].
+    #[must_use]
+    pub fn selector(mut self, selector: Arc<dyn Selector>) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// The codec for requests. Default: JSON.
+    #[must_use]
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// The deadline of a call that sets none. Default: 5 s.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest reply body accepted. Default: 4 MiB.
+    #[must_use]
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// Wraps the HTTP transport in a tower layer, such as tower-http's
+    /// `SetRequestHeaderLayer` or `TraceLayer`. A layer added later wraps
+    /// the ones added before it, so it sees each request first.
+    #[must_use]
+    pub fn layer<L, ResBody>(mut self, layer: L) -> Self
+    where
+        L: Layer<Transport>,
+        L::Service: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request<Body>>>::Error: Into<BoxError>,
+        <L::Service as Service<Request<Body>>>::Future: Send + 'static,
+        ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
+        let layered = layer
+            .layer(self.transport)
+            .map_response(|r: Response<ResBody>| r.map(Body::new))
+            .map_err(Into::into);
+        self.transport = BoxCloneSyncService::new(layered);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                transport: self.transport,
+                registry: self.registry.unwrap_or_else(default_registry),
+                selector: self.selector.unwrap_or_else(|| Arc::new(Random::new())),
+                content_type: self.content_type,
+                timeout: self.timeout,
+                max_response_size: self.max_response_size,
+            }),
+        }
+    }
+}
+
+/// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
+fn hyper_transport() -> Transport {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let client: HyperClient<HttpConnector, Body> = HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector);
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let client = client.clone();
+        async move {
+            let response = client.request(req).await?;
+            Ok::<_, BoxError>(response.map(Body::new))
+        }
+    });
+    BoxCloneSyncService::new(service)
+}

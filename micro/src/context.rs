@@ -1,0 +1,162 @@
+//! The per-request context: request id, deadline and metadata.
+
+use std::time::{Duration, Instant};
+
+use crate::metadata::Metadata;
+
+/// What a handler knows about the request it serves, and what a caller
+/// passes on: the request id, the deadline and the metadata.
+///
+/// A handler that takes a `Context` and hands it to the calls it makes (with
+/// [`CallOptions::context`](crate::client::CallOptions::context)) carries the
+/// caller's deadline and request id, and its metadata, to every downstream
+/// service.
+///
+/// ```
+/// use std::time::Duration;
+/// use micro::Context;
+///
+/// let ctx = Context::new()
+///     .with_timeout(Duration::from_secs(2))
+///     .with_metadata("x-user", "alice");
+/// assert_eq!(ctx.metadata().get("X-User"), Some("alice"));
+/// assert!(ctx.remaining().unwrap() <= Duration::from_secs(2));
+/// assert!(!ctx.id().is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    id: String,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+    endpoint: Option<String>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Context {
+    /// A new root context with a fresh request id, no deadline and no
+    /// metadata.
+    pub fn new() -> Self {
+        Self {
+            id: new_id(),
+            deadline: None,
+            metadata: Metadata::new(),
+            endpoint: None,
+        }
+    }
+
+    pub(crate) fn from_parts(
+        id: String,
+        deadline: Option<Instant>,
+        metadata: Metadata,
+        endpoint: Option<String>,
+    ) -> Self {
+        Self {
+            id,
+            deadline,
+            metadata,
+            endpoint,
+        }
+    }
+
+    /// The request id (`Micro-Id`), shared by every call made on behalf of
+    /// one original request.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The deadline, if the caller set one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The time left before the deadline; `Some(ZERO)` once it has passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        self.deadline.is_some_and(|d| d <= Instant::now())
+    }
+
+    /// The request metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The request metadata, mutable: what is added here travels on to the
+    /// calls made with this context.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+
+    /// The endpoint being served (`Helloworld.Greeting`), on a server-side
+    /// context.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// This context with a deadline `timeout` from now, or the current one
+    /// if that is sooner.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let deadline = Instant::now() + timeout;
+        self.with_deadline(deadline)
+    }
+
+    /// This context with `deadline`, or the current one if that is sooner.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(match self.deadline {
+            Some(d) => d.min(deadline),
+            None => deadline,
+        });
+        self
+    }
+
+    /// This context with `key` set to `value` in its metadata.
+    #[must_use]
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// This context with request id `id`.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+}
+
+/// A new request id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_only_shrinks() {
+        let ctx = Context::new().with_timeout(Duration::from_millis(50));
+        let first = ctx.deadline().unwrap();
+        let ctx = ctx.with_timeout(Duration::from_secs(60));
+        assert_eq!(ctx.deadline(), Some(first));
+        let ctx = ctx.with_timeout(Duration::ZERO);
+        assert!(ctx.is_expired());
+        assert_eq!(ctx.remaining(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        assert_ne!(Context::new().id(), Context::new().id());
+    }
+}

@@ -1,0 +1,130 @@
+//! Go Micro for Rust: a framework for distributed systems development.
+//!
+//! A service is a plain impl block. `#[service]` and `#[handler]` turn its
+//! methods into endpoints that curl, another language or the generated typed
+//! client can call; [`Service`] serves them over HTTP and registers them so
+//! that clients find the service by name.
+//!
+//! ```
+//! use micro::{handler, service, Context, Result};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Request { name: String }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Response { message: String }
+//!
+//! struct Helloworld;
+//!
+//! #[service]
+//! impl Helloworld {
+//!     /// Endpoint `Helloworld.Greeting`.
+//!     #[handler]
+//!     async fn greeting(&self, req: Request) -> Result<Response> {
+//!         Ok(Response { message: format!("Hello {}", req.name) })
+//!     }
+//!
+//!     /// Endpoint `Helloworld.Whoami`: a `Context` argument is optional.
+//!     #[handler]
+//!     async fn whoami(&self, ctx: Context, _req: Request) -> Result<Response> {
+//!         let user = ctx.metadata().get("x-user").unwrap_or("nobody");
+//!         Ok(Response { message: user.to_owned() })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> micro::Result<()> {
+//! // Serve it (on an ephemeral port, registered in the in-process registry)…
+//! let running = micro::Service::new("helloworld")
+//!     .address("127.0.0.1:0")
+//!     .handle(Helloworld)
+//!     .start()
+//!     .await?;
+//!
+//! // …and call it by name through the generated client.
+//! let hello = HelloworldClient::new("helloworld", micro::Client::new());
+//! let rsp = hello.greeting(Request { name: "alice".into() }).await?;
+//! assert_eq!(rsp.message, "Hello alice");
+//!
+//! running.stop().await
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | part | module | default | status |
+//! |---|---|---|---|
+//! | RPC server (HTTP/1.1 + h2c, health) | [`server`], [`Service`] | axum | yes |
+//! | client (pooled, typed, tower layers) | [`client`] | hyper | yes |
+//! | codecs | [`codec`] | JSON, MessagePack | yes |
+//! | registry | [`registry`] | in-process memory | mDNS next |
+//! | selector | [`selector`] | random, round robin | yes |
+//! | errors | [`Error`] | WIRE.md JSON | yes |
+//!
+//! Cargo features: `macros` (default) re-exports `#[service]` and
+//! `#[handler]` from `micro-macros`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod codec;
+mod context;
+mod errors;
+pub mod metadata;
+pub mod registry;
+pub mod selector;
+pub mod server;
+mod service;
+
+pub use client::Client;
+pub use context::Context;
+pub use errors::{Error, Result};
+pub use service::{DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, Service, ServiceHandle, shutdown_signal};
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use micro_macros::{handler, service};
+
+/// What generated code uses. Not public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use std::boxed::Box;
+    pub use std::string::String;
+    pub use std::sync::Arc;
+    pub use std::vec::Vec;
+
+    pub use futures_util::future::BoxFuture;
+
+    pub use crate::client::{CallOptions, Client};
+    pub use crate::codec::ContentType;
+    pub use crate::registry::Endpoint;
+    pub use crate::server::{Call, Handler, Reply};
+    pub use crate::{Context, Error, Result};
+
+    /// A handler's request type must decode and cross threads.
+    pub const fn assert_request<T: serde::de::DeserializeOwned + Send + 'static>() {}
+
+    /// A handler's response type must encode.
+    pub const fn assert_response<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>() {}
+
+    /// A handler's future must be `Send`, so the server can run it on any
+    /// worker thread.
+    pub fn assert_send<F: core::future::Future + Send + 'static>(future: F) -> F {
+        future
+    }
+
+    /// The error for an endpoint index the handler does not have.
+    pub fn unknown_endpoint(handler: &str, index: usize) -> Error {
+        Error::not_found(std::format!("handler {handler} has no endpoint number {index}"))
+    }
+
+    /// The reply to a handler's result.
+    pub fn reply<T: serde::Serialize, E: Into<Error>>(
+        content_type: ContentType,
+        result: core::result::Result<T, E>,
+    ) -> Result<Reply> {
+        Reply::from_result(content_type, result)
+    }
+}

@@ -1,0 +1,360 @@
+//! The in-process registry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast;
+
+use super::{Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Service, Watcher};
+
+/// A registry in this process's memory: for one process, for tests, and as
+/// the stand-in where multicast is not available.
+///
+/// Registrations with a TTL expire without a deregister: an expired node is
+/// never returned. Reads take a shared lock, so many concurrent lookups do
+/// not contend.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryRegistry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// name -> version -> record.
+    services: RwLock<HashMap<String, BTreeMap<String, Record>>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            services: RwLock::default(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Record {
+    /// The record with no nodes: name, version, metadata, endpoints.
+    service: Service,
+    /// node id -> (node, expiry).
+    nodes: BTreeMap<String, (Node, Option<Instant>)>,
+}
+
+impl Record {
+    fn live(&self, now: Instant) -> Option<Service> {
+        let nodes: Vec<Node> = self
+            .nodes
+            .values()
+            .filter(|(_, exp)| exp.is_none_or(|e| e > now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if nodes.is_empty() {
+            return None;
+        }
+        let mut svc = self.service.clone();
+        svc.nodes = nodes;
+        Some(svc)
+    }
+}
+
+impl MemoryRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn emit(&self, kind: EventKind, service: Service) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.inner.events.send(Event { kind, service });
+    }
+
+    fn validate(service: &Service) -> Result<(), RegistryError> {
+        if service.name.is_empty() {
+            return Err(RegistryError::Invalid("service name is empty".into()));
+        }
+        if let Some(n) = service
+            .nodes
+            .iter()
+            .find(|n| n.id.is_empty() || n.address.is_empty())
+        {
+            return Err(RegistryError::Invalid(format!(
+                "node {:?} of service \"{}\" needs an id and an address",
+                n.id, service.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn register_sync(&self, service: &Service, options: &RegisterOptions) -> Result<(), RegistryError> {
+        Self::validate(service)?;
+        let now = Instant::now();
+        let expiry = options.ttl.map(|ttl| now + ttl);
+        let (kind, snapshot) = {
+            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            let versions = services.entry(service.name.clone()).or_default();
+            let record = versions
+                .entry(service.version.clone())
+                .or_insert_with(|| Record {
+                    service: Service {
+                        nodes: Vec::new(),
+                        ..service.clone()
+                    },
+                    nodes: BTreeMap::new(),
+                });
+            let was_live = record.live(now).is_some();
+            let mut changed = !was_live;
+            record.service.metadata.clone_from(&service.metadata);
+            if record.service.endpoints != service.endpoints {
+                record.service.endpoints.clone_from(&service.endpoints);
+                changed = true;
+            }
+            for node in &service.nodes {
+                let prev = record
+                    .nodes
+                    .insert(node.id.clone(), (node.clone(), expiry));
+                changed |= prev.is_none_or(|(old, _)| old != *node);
+            }
+            let kind = if !was_live {
+                EventKind::Create
+            } else {
+                EventKind::Update
+            };
+            (changed.then_some(kind), record.live(now))
+        };
+        if let (Some(kind), Some(svc)) = (kind, snapshot) {
+            self.emit(kind, svc);
+        }
+        Ok(())
+    }
+
+    fn deregister_sync(&self, service: &Service) {
+        let now = Instant::now();
+        let event = {
+            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            let Some(versions) = services.get_mut(&service.name) else {
+                return;
+            };
+            let Some(record) = versions.get_mut(&service.version) else {
+                return;
+            };
+            let before = record.live(now);
+            let mut removed = Vec::new();
+            for node in &service.nodes {
+                if let Some((n, _)) = record.nodes.remove(&node.id) {
+                    removed.push(n);
+                }
+            }
+            let after = record.live(now);
+            if record.nodes.is_empty() {
+                versions.remove(&service.version);
+                if versions.is_empty() {
+                    services.remove(&service.name);
+                }
+            }
+            match (before, after) {
+                (Some(_), Some(after)) if !removed.is_empty() => Some((EventKind::Update, after)),
+                (Some(mut before), None) => {
+                    before.nodes = removed;
+                    Some((EventKind::Delete, before))
+                }
+                _ => None,
+            }
+        };
+        if let Some((kind, svc)) = event {
+            self.emit(kind, svc);
+        }
+    }
+
+    fn snapshot(&self, name: Option<&str>) -> Vec<Service> {
+        let now = Instant::now();
+        let services = self.inner.services.read().unwrap_or_else(|e| e.into_inner());
+        let records = |versions: &BTreeMap<String, Record>| -> Vec<Service> {
+            versions.values().filter_map(|r| r.live(now)).collect()
+        };
+        match name {
+            Some(name) => services.get(name).map(records).unwrap_or_default(),
+            None => {
+                let mut all: Vec<Service> = services.values().flat_map(records).collect();
+                all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+                all
+            }
+        }
+    }
+}
+
+impl Registry for MemoryRegistry {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn register<'a>(
+        &'a self,
+        service: &'a Service,
+        options: RegisterOptions,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        let result = self.register_sync(service, &options);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>> {
+        self.deregister_sync(service);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn get_service<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
+        let found = self.snapshot(Some(name));
+        let result = if found.is_empty() {
+            Err(RegistryError::NotFound(name.to_owned()))
+        } else {
+            Ok(found)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>> {
+        Box::pin(std::future::ready(Ok(self.snapshot(None))))
+    }
+
+    fn watch(&self) -> BoxFuture<'_, Result<Watcher, RegistryError>> {
+        let rx = self.inner.events.subscribe();
+        let stream = tokio_stream_from(rx);
+        Box::pin(std::future::ready(Ok(Watcher::new(stream))))
+    }
+}
+
+/// Turns a broadcast receiver into a stream of events, reporting lag.
+fn tokio_stream_from(
+    rx: broadcast::Receiver<Event>,
+) -> impl futures_util::Stream<Item = Result<Event, RegistryError>> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(ev) => Some((Ok(ev), rx)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(RegistryError::Lagged(n)), rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn svc(node: &str) -> Service {
+        Service::new("greeter").with_node(Node::new(node, format!("127.0.0.1:{}", node.len())))
+    }
+
+    #[tokio::test]
+    async fn nodes_accumulate_and_leave() {
+        let reg = MemoryRegistry::new();
+        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        let found = reg.get_service("greeter").await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nodes.len(), 2);
+        reg.deregister(&svc("a")).await.unwrap();
+        assert_eq!(reg.get_service("greeter").await.unwrap()[0].nodes.len(), 1);
+        reg.deregister(&svc("bb")).await.unwrap();
+        assert!(matches!(
+            reg.get_service("greeter").await,
+            Err(RegistryError::NotFound(_))
+        ));
+        assert!(reg.list_services().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ttl_expires_without_deregister() {
+        let reg = MemoryRegistry::new();
+        let opts = RegisterOptions::with_ttl(Duration::from_millis(30));
+        reg.register(&svc("a"), opts.clone()).await.unwrap();
+        assert!(reg.get_service("greeter").await.is_ok());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(reg.get_service("greeter").await.is_err());
+        // Renewing brings it back.
+        reg.register(&svc("a"), opts).await.unwrap();
+        assert!(reg.get_service("greeter").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn versions_are_separate_records() {
+        let reg = MemoryRegistry::new();
+        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("b").with_version("v2"), RegisterOptions::default())
+            .await
+            .unwrap();
+        let mut versions: Vec<_> = reg
+            .get_service("greeter")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.version)
+            .collect();
+        versions.sort();
+        assert_eq!(versions, ["latest", "v2"]);
+    }
+
+    #[tokio::test]
+    async fn watch_sees_create_update_delete() {
+        let reg = MemoryRegistry::new();
+        let mut w = reg.watch().await.unwrap();
+        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        // Renewing an unchanged node is not an event.
+        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.deregister(&svc("a")).await.unwrap();
+        reg.deregister(&svc("bb")).await.unwrap();
+        let kinds: Vec<_> = [(); 4]
+            .iter()
+            .map(|_| futures_util::FutureExt::now_or_never(w.next()).unwrap().unwrap().unwrap())
+            .map(|e| (e.kind, e.service.nodes.len()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::Create, 1),
+                (EventKind::Update, 2),
+                (EventKind::Update, 1),
+                (EventKind::Delete, 1)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_records_are_rejected() {
+        let reg = MemoryRegistry::new();
+        let err = reg
+            .register(&Service::new("x").with_node(Node::new("", "1.2.3.4:5")), RegisterOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid registration: node \"\" of service \"x\" needs an id and an address"
+        );
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers() {
+        let reg = MemoryRegistry::new();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let reg = &reg;
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let node = Node::new(format!("n{t}-{i}"), "127.0.0.1:1");
+                        let svc = Service::new("load").with_node(node);
+                        reg.register_sync(&svc, &RegisterOptions::default()).unwrap();
+                        assert!(!reg.snapshot(Some("load")).is_empty());
+                    }
+                });
+            }
+        });
+        assert_eq!(reg.snapshot(Some("load"))[0].nodes.len(), 800);
+    }
+}

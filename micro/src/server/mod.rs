@@ -1,0 +1,67 @@
+//! The server: a service's endpoints over HTTP, on axum.
+//!
+//! One port serves HTTP/1.1 and h2c. `POST /` with a `Micro-Endpoint`
+//! header is an RPC (see WIRE.md); `GET /health`, `/health/live` and
+//! `/health/ready` report health. Everything else is a 404 or 405 in the
+//! error JSON.
+//!
+//! Users reach the server through [`Service`](crate::Service); this module
+//! holds the [`Handler`] trait that `#[service]` implements, and health
+//! checks.
+
+mod handler;
+mod health;
+pub(crate) mod rpc;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use futures_util::future::BoxFuture;
+pub use handler::{Call, Handler, Reply};
+pub use health::HealthCheck;
+
+/// The default limit on a request body: 4 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
+
+/// What every request of one running server shares. Immutable once the
+/// server starts, but for `ready`.
+pub(crate) struct Shared {
+    /// The service name: the `id` of the errors the server produces.
+    pub(crate) name: String,
+    /// `Type.Method` -> (handler, index of the endpoint in its list).
+    pub(crate) endpoints: HashMap<String, (Arc<dyn Handler>, usize)>,
+    /// Handler names, to tell an unknown type from an unknown method.
+    pub(crate) handlers: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub(crate) max_body_size: usize,
+    /// False from the moment a graceful stop begins: readiness reports
+    /// down and new requests are refused with 503 so callers retry
+    /// elsewhere, while requests already running finish.
+    pub(crate) ready: AtomicBool,
+    pub(crate) checks: Vec<HealthCheck>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .field("handlers", &self.handlers)
+            .field("max_body_size", &self.max_body_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The axum router of a server.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", post(rpc::serve).fallback(rpc::method_not_allowed))
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .fallback(rpc::no_route)
+        .with_state(shared)
+}

@@ -1,0 +1,279 @@
+//! `POST /`: one request, one reply.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::{Call, Shared};
+use crate::codec::ContentType;
+use crate::context::new_id;
+use crate::metadata::Metadata;
+use crate::{Context, Error, Result};
+
+pub(crate) static MICRO_ENDPOINT: HeaderName = HeaderName::from_static("micro-endpoint");
+pub(crate) static MICRO_METHOD: HeaderName = HeaderName::from_static("micro-method");
+pub(crate) static MICRO_SERVICE: HeaderName = HeaderName::from_static("micro-service");
+pub(crate) static MICRO_ID: HeaderName = HeaderName::from_static("micro-id");
+pub(crate) static MICRO_ERROR: HeaderName = HeaderName::from_static("micro-error");
+pub(crate) static TIMEOUT: HeaderName = HeaderName::from_static("timeout");
+static X_MICRO_ENDPOINT: HeaderName = HeaderName::from_static("x-micro-endpoint");
+static X_MICRO_METHOD: HeaderName = HeaderName::from_static("x-micro-method");
+static X_MICRO_ID: HeaderName = HeaderName::from_static("x-micro-id");
+
+/// The first of `names` present in `headers`, as text.
+fn header<'a>(headers: &'a HeaderMap, names: &[&HeaderName]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n))
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The request id: the caller's `Micro-Id`, or a new one.
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    header(headers, &[&MICRO_ID, &X_MICRO_ID])
+        .filter(|id| !id.is_empty())
+        .map_or_else(new_id, str::to_owned)
+}
+
+/// The deadline from the `Timeout` header (decimal nanoseconds).
+pub(crate) fn deadline(headers: &HeaderMap, now: Instant) -> Result<Option<Instant>> {
+    let Some(value) = headers.get(&TIMEOUT) else {
+        return Ok(None);
+    };
+    let nanos = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "invalid Timeout header {value:?}: expected decimal nanoseconds"
+            ))
+        })?;
+    Ok(Some(now + Duration::from_nanos(nanos)))
+}
+
+/// Serves `POST /`.
+pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let result = dispatch(&shared, req, id.clone()).await;
+    let mut response = match result {
+        Ok((content_type, body)) => {
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, content_type.header_value());
+            r
+        }
+        Err(err) => error_response(&err.or_id(&shared.name)),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(MICRO_ID.clone(), v);
+    }
+    if !shared.ready.load(Ordering::Relaxed) {
+        // Draining: tell HTTP/1 clients not to reuse this connection.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentType, Bytes)> {
+    if !shared.ready.load(Ordering::Relaxed) {
+        return Err(Error::unavailable(format!(
+            "service \"{}\" is shutting down",
+            shared.name
+        )));
+    }
+    let now = Instant::now();
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+
+    let endpoint = header(
+        headers,
+        &[&MICRO_ENDPOINT, &MICRO_METHOD, &X_MICRO_ENDPOINT, &X_MICRO_METHOD],
+    )
+    .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
+    let (handler, index) = match shared.endpoints.get(endpoint) {
+        Some((h, i)) => (h.clone(), *i),
+        None => return Err(unknown_endpoint(shared, endpoint)),
+    };
+
+    let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
+        .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
+    let reply_content_type = header(headers, &[&http::header::ACCEPT])
+        .and_then(ContentType::from_accept)
+        .unwrap_or(content_type);
+    let deadline = deadline(headers, now)?;
+    let body = read_body(headers, body, shared.max_body_size).await?;
+
+    let context = Context::from_parts(
+        id,
+        deadline,
+        Metadata::from_headers(headers),
+        Some(endpoint.to_owned()),
+    );
+    let call = Call::new(context, body, content_type, reply_content_type);
+    let running = AssertUnwindSafe(handler.call(index, call)).catch_unwind();
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), running)
+            .await
+            .map_err(|_| Error::timeout(format!("deadline exceeded serving {endpoint}")))?,
+        None => running.await,
+    };
+    match outcome {
+        Ok(reply) => reply.map(super::Reply::into_parts),
+        Err(panic) => {
+            let message = panic_message(&*panic);
+            tracing::error!(endpoint, message, "handler panicked");
+            Err(Error::internal(format!("handler {endpoint} panicked: {message}")))
+        }
+    }
+}
+
+/// The 400 or 404 for an endpoint that is not served here.
+fn unknown_endpoint(shared: &Shared, endpoint: &str) -> Error {
+    let mut parts = endpoint.split('.');
+    let (Some(ty), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Error::bad_request(format!(
+            "invalid endpoint \"{endpoint}\": expected Type.Method"
+        ));
+    };
+    if ty.is_empty() || method.is_empty() {
+        return Error::bad_request(format!(
+            "invalid endpoint \"{endpoint}\": expected Type.Method"
+        ));
+    }
+    if shared.handlers.iter().any(|h| h == ty) {
+        Error::not_found(format!("endpoint {endpoint} not found"))
+    } else {
+        Error::not_found(format!(
+            "endpoint {endpoint} not found: service \"{}\" has no handler {ty}",
+            shared.name
+        ))
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+    let too_large = || Error::payload_too_large(format!("request body is larger than the limit of {limit} bytes"));
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Error::bad_request(format!("reading request body: {e}"))),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// The error reply: status `code`, the JSON in the body and in
+/// `Micro-Error`.
+pub(crate) fn error_response(err: &Error) -> Response {
+    let json = err.to_json();
+    let header = HeaderValue::from_bytes(json.as_bytes()).ok();
+    let mut response = Response::new(Body::from(json));
+    *response.status_mut() = err.http_status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(v) = header {
+        headers.insert(MICRO_ERROR.clone(), v);
+    }
+    response
+}
+
+/// Anything but `POST /` on `/`.
+pub(crate) async fn method_not_allowed(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let err = Error::method_not_allowed(format!(
+        "{} / is not supported: call endpoints with POST /",
+        req.method()
+    ))
+    .or_id(&shared.name);
+    let mut r = error_response(&err);
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+/// Any path the server does not serve.
+pub(crate) async fn no_route(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let err = Error::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+        .or_id(&shared.name);
+    error_response(&err)
+}
+
+/// Keeps `StatusCode` in use for the health module's replies.
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_header() {
+        let now = Instant::now();
+        let mut h = HeaderMap::new();
+        assert_eq!(deadline(&h, now).unwrap(), None);
+        h.insert(&TIMEOUT, HeaderValue::from_static("1500000000"));
+        assert_eq!(
+            deadline(&h, now).unwrap(),
+            Some(now + Duration::from_millis(1500))
+        );
+        h.insert(&TIMEOUT, HeaderValue::from_static("5s"));
+        assert_eq!(
+            deadline(&h, now).unwrap_err().detail(),
+            "invalid Timeout header \"5s\": expected decimal nanoseconds"
+        );
+    }
+
+    #[test]
+    fn request_id_aliases() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_MICRO_ID, HeaderValue::from_static("abc"));
+        assert_eq!(request_id(&h), "abc");
+        h.insert(&MICRO_ID, HeaderValue::from_static("def"));
+        assert_eq!(request_id(&h), "def");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+
+    #[test]
+    fn error_response_carries_json_three_ways() {
+        let r = error_response(&Error::not_found("nope").with_id("svc"));
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            r.headers()[&MICRO_ERROR],
+            r#"{"id":"svc","code":404,"detail":"nope","status":"Not Found"}"#
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! The service: a name, its handlers, a server and a registration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::{Layer, Service as TowerService};
+
+use crate::registry::{self, Node, RegisterOptions, Registry};
+use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, Shared};
+use crate::{Error, Result};
+
+/// The default grace period for in-flight requests on a graceful stop.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// The default listen address: every interface, an ephemeral port.
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0:0";
+
+type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// A micro service: handlers served over HTTP under a name, registered so
+/// that clients find it.
+///
+/// ```no_run
+/// # struct Helloworld;
+/// # impl micro::server::Handler for Helloworld {
+/// #     fn name(&self) -> &str { "Helloworld" }
+/// #     fn endpoints(&self) -> Vec<micro::registry::Endpoint> { vec![] }
+/// #     fn call(self: std::sync::Arc<Self>, _: usize, _: micro::server::Call)
+/// #         -> micro::server::BoxFuture<'static, micro::Result<micro::server::Reply>> { unimplemented!() }
+/// # }
+/// #[tokio::main]
+/// async fn main() -> micro::Result<()> {
+///     micro::Service::new("helloworld")
+///         .address("127.0.0.1:8080")
+///         .handle(Helloworld)
+///         .run()
+///         .await
+/// }
+/// ```
+pub struct Service {
+    name: String,
+    version: String,
+    address: Option<String>,
+    metadata: BTreeMap<String, String>,
+    handlers: Vec<Arc<dyn Handler>>,
+    grace_period: Duration,
+    max_body_size: usize,
+    registry: Option<Arc<dyn Registry>>,
+    layers: Vec<RouterLayer>,
+    checks: Vec<HealthCheck>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("address", &self.address)
+            .field("metadata", &self.metadata)
+            .field(
+                "handlers",
+                &self.handlers.iter().map(|h| h.name()).collect::<Vec<_>>(),
+            )
+            .field("grace_period", &self.grace_period)
+            .field("max_body_size", &self.max_body_size)
+            .field("checks", &self.checks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service called `name`, version `latest`, on an ephemeral port.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: "latest".to_owned(),
+            address: None,
+            metadata: BTreeMap::new(),
+            handlers: Vec::new(),
+            grace_period: DEFAULT_GRACE_PERIOD,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            registry: None,
+            layers: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// The version it registers with. Default: `latest`.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The address to listen on, `host:port`. Default: `0.0.0.0:0`, an
+    /// ephemeral port on every interface. `MICRO_SERVER_ADDRESS`, when set,
+    /// wins over both, so one binary can be placed without a rebuild.
+    #[must_use]
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Adds service metadata, published in the registry.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Serves the endpoints of `handler`: a type with `#[service]` on its
+    /// impl block, or any [`Handler`].
+    #[must_use]
+    pub fn handle(mut self, handler: impl Handler) -> Self {
+        self.handlers.push(Arc::new(handler));
+        self
+    }
+
+    /// How long a graceful stop waits for in-flight requests before it
+    /// drops them. Default: 30 s.
+    #[must_use]
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// The largest request body accepted; larger ones get 413. Default:
+    /// 4 MiB.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// The registry to register in. Default:
+    /// [`registry::default_registry`].
+    #[must_use]
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Adds a readiness check, reported by `/health` and `/health/ready`.
+    #[must_use]
+    pub fn health_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.checks.push(HealthCheck::new(name, check));
+        self
+    }
+
+    /// Wraps the server in a tower layer, such as tower-http's
+    /// `TraceLayer`, `TimeoutLayer` or `CompressionLayer`. As with axum's
+    /// `Router::layer`, a layer added later wraps the ones before it.
+    #[must_use]
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: TowerService<Request> + Clone + Send + Sync + 'static,
+        <L::Service as TowerService<Request>>::Response: IntoResponse + 'static,
+        <L::Service as TowerService<Request>>::Error: Into<std::convert::Infallible> + 'static,
+        <L::Service as TowerService<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |router| router.layer(layer)));
+        self
+    }
+
+    /// Starts serving and registers; returns once the service is reachable.
+    ///
+    /// # Errors
+    /// 500 if the address cannot be bound or two handlers share a name or
+    /// endpoint; the registry's error if registration fails.
+    pub async fn start(self) -> Result<ServiceHandle> {
+        let address = std::env::var("MICRO_SERVER_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .or(self.address)
+            .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
+        let listener = TcpListener::bind(&address).await.map_err(|e| {
+            Error::internal(format!("listening on {address}: {e}")).with_id(self.name.clone())
+        })?;
+        let local_addr = listener.local_addr()?;
+
+        let mut endpoints = HashMap::new();
+        let mut records = Vec::new();
+        let mut handler_names = Vec::new();
+        for handler in &self.handlers {
+            let name = handler.name().to_owned();
+            if handler_names.contains(&name) {
+                return Err(Error::internal(format!(
+                    "two handlers are named {name}: handler names must be unique in a service"
+                ))
+                .with_id(self.name.clone()));
+            }
+            for (index, endpoint) in handler.endpoints().into_iter().enumerate() {
+                if endpoints
+                    .insert(endpoint.name.clone(), (handler.clone(), index))
+                    .is_some()
+                {
+                    return Err(Error::internal(format!(
+                        "endpoint {} is defined twice",
+                        endpoint.name
+                    ))
+                    .with_id(self.name.clone()));
+                }
+                records.push(endpoint);
+            }
+            handler_names.push(name);
+        }
+
+        let shared = Arc::new(Shared {
+            name: self.name.clone(),
+            endpoints,
+            handlers: handler_names,
+            max_body_size: self.max_body_size,
+            ready: AtomicBool::new(true),
+            checks: self.checks,
+        });
+        let mut router = server::router(shared.clone());
+        for layer in self.layers {
+            router = layer(router);
+        }
+
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Replies are small and latency matters more than packet count.
+            let _ = tcp.set_nodelay(true);
+        });
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+
+        let registry = self.registry.unwrap_or_else(registry::default_registry);
+        let node = Node::new(
+            format!("{}-{}", self.name, uuid::Uuid::new_v4()),
+            advertise_address(local_addr).to_string(),
+        )
+        .with_metadata("protocol", "http")
+        .with_metadata("transport", "http")
+        .with_metadata("server", "http")
+        .with_metadata("registry", registry.name());
+        let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
+        record.metadata = self.metadata;
+        record.endpoints = records;
+        record.nodes.push(node);
+        if let Err(e) = registry.register(&record, RegisterOptions::default()).await {
+            let _ = stop_tx.send(true);
+            return Err(Error::from(e).or_id(&self.name));
+        }
+        tracing::info!(
+            service = %self.name,
+            address = %local_addr,
+            registry = registry.name(),
+            "service started"
+        );
+        Ok(ServiceHandle {
+            local_addr,
+            record,
+            registry,
+            shared,
+            stop: stop_tx,
+            serving,
+            grace_period: self.grace_period,
+        })
+    }
+
+    /// Starts, serves until SIGINT or SIGTERM, then stops gracefully:
+    /// deregisters, refuses new requests, lets in-flight ones finish within
+    /// the grace period, and returns `Ok`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), or if the server fails while running.
+    pub async fn run(self) -> Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// As [`run`](Self::run), but stops when `signal` completes.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
+        let mut handle = self.start().await?;
+        tokio::select! {
+            () = signal => {}
+            result = &mut handle.serving => {
+                return Err(server_exit(&handle.shared.name, result));
+            }
+        }
+        handle.stop().await
+    }
+}
+
+fn server_exit(
+    name: &str,
+    result: std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Error {
+    let detail = match result {
+        Ok(Ok(())) => "server stopped unexpectedly".to_owned(),
+        Ok(Err(e)) => format!("server failed: {e}"),
+        Err(e) => format!("server task failed: {e}"),
+    };
+    Error::internal(detail).with_id(name.to_owned())
+}
+
+/// The address to advertise for a listener: an unspecified bind address
+/// (`0.0.0.0`, `::`) becomes loopback.
+fn advertise_address(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A running service, from [`Service::start`].
+///
+/// Dropping the handle leaves the service running until the runtime shuts
+/// down; call [`stop`](Self::stop) for a graceful stop.
+pub struct ServiceHandle {
+    local_addr: SocketAddr,
+    record: registry::Service,
+    registry: Arc<dyn Registry>,
+    shared: Arc<Shared>,
+    /// Set to true to begin the graceful stop of the server task.
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<std::io::Result<()>>,
+    grace_period: Duration,
+}
+
+impl fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("local_addr", &self.local_addr)
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The registry record of this node: name, version, endpoints and the
+    /// node itself.
+    pub fn record(&self) -> &registry::Service {
+        &self.record
+    }
+
+    /// Stops gracefully: reports not-ready, deregisters, refuses new
+    /// requests and waits up to the grace period for in-flight ones.
+    ///
+    /// # Errors
+    /// 500 if the server had already failed.
+    pub async fn stop(self) -> Result<()> {
+        let name = self.shared.name.clone();
+        self.shared.ready.store(false, Ordering::SeqCst);
+        if let Err(e) = self.registry.deregister(&self.record).await {
+            tracing::warn!(service = %name, error = %e, "deregistering failed");
+        }
+        let _ = self.stop.send(true);
+        let mut serving = self.serving;
+        match tokio::time::timeout(self.grace_period, &mut serving).await {
+            Ok(Ok(Ok(()))) => {
+                tracing::info!(service = %name, "service stopped");
+                Ok(())
+            }
+            Ok(result) => Err(server_exit(&name, result)),
+            Err(_) => {
+                tracing::warn!(
+                    service = %name,
+                    grace_period = ?self.grace_period,
+                    "grace period over, dropping in-flight requests"
+                );
+                serving.abort();
+                Ok(())
+            }
+        }
+    }
+}
