@@ -1,1 +1,7 @@
+//! Shared definitions for the runnable examples in `examples/`.
+//!
+//! A service's definition lives in a library so that its server and its
+//! clients share the request and response types and the generated typed
+//! client, as a Go Micro service shares its proto package.
 
+pub mod helloworld;

@@ -177,7 +177,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
         quote!(#(#docs)*)
     };
     let (param, body) = match &h.request {
-        Some(ty) => (quote!(request: #ty), quote!(&request)),
+        Some(ty) => (quote!(request: #ty,), quote!(&request)),
         None => (quote!(), quote!(&())),
     };
     let forward = if h.request.is_some() {
@@ -194,7 +194,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
         #[doc = #with_doc]
         pub async fn #with(
             &self,
-            #param,
+            #param
             options: #krate::__private::CallOptions,
         ) -> #krate::__private::Result<#response> {
             self.client.call(&self.service, #endpoint, #body, options).await

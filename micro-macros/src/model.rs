@@ -15,7 +15,7 @@ use crate::codegen;
 
 /// A `#[service]` impl block.
 pub(crate) struct ServiceDef {
-    /// The impl block, `#[handler]` attributes removed.
+    /// The impl block, its `#[handler]` attributes marked as read.
     pub(crate) item: ItemImpl,
     /// The type's own name, for the client's name.
     pub(crate) type_ident: syn::Ident,
@@ -69,7 +69,7 @@ impl Errors {
 }
 
 /// `#[service]`: parse, check, generate. On error, the user's item is
-/// emitted unchanged (less the `#[handler]` attributes) with every error,
+/// emitted unchanged (its `#[handler]` attributes marked read) with every error,
 /// so one mistake does not cascade.
 pub(crate) fn expand_service(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut item: ItemImpl = match syn::parse2(input.clone()) {
@@ -92,9 +92,23 @@ pub(crate) fn expand_service(args: TokenStream, input: TokenStream) -> TokenStre
     }
 }
 
-/// `#[handler]` on its own: always an error, since only `#[service]` can
-/// register it.
-pub(crate) fn expand_stray_handler(_args: TokenStream, input: TokenStream) -> TokenStream {
+/// The argument `#[service]` gives the `#[handler]` attributes it has read.
+/// They stay on the methods, so the user's `use micro::handler` is used, and
+/// expand to nothing.
+const CHECKED: &str = "__micro_checked_by_service";
+
+fn mark_checked(attr: &mut Attribute) {
+    let path = attr.path().clone();
+    let marker = syn::Ident::new(CHECKED, Span::call_site());
+    attr.meta = syn::parse_quote!(#path(#marker));
+}
+
+/// `#[handler]` on its own: an error, since only `#[service]` can register
+/// it; on a method `#[service]` has read, nothing.
+pub(crate) fn expand_stray_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    if args.to_string() == CHECKED {
+        return input;
+    }
     let span = syn::parse2::<syn::Signature>(input.clone())
         .map(|s| s.span())
         .unwrap_or_else(|_| {
@@ -162,14 +176,12 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
             continue;
         };
         let mut handler_attrs = Vec::new();
-        method.attrs.retain(|a| {
-            if is_attr(a, "handler") {
-                handler_attrs.push(a.clone());
-                false
-            } else {
-                true
+        for attr in &mut method.attrs {
+            if is_attr(attr, "handler") {
+                handler_attrs.push(attr.clone());
+                mark_checked(attr);
             }
-        });
+        }
         let Some(first) = handler_attrs.first() else {
             continue;
         };

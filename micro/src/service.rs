@@ -56,6 +56,7 @@ pub struct Service {
     metadata: BTreeMap<String, String>,
     handlers: Vec<Arc<dyn Handler>>,
     grace_period: Duration,
+    shutdown_delay: Duration,
     max_body_size: usize,
     registry: Option<Arc<dyn Registry>>,
     layers: Vec<RouterLayer>,
@@ -74,6 +75,7 @@ impl fmt::Debug for Service {
                 &self.handlers.iter().map(|h| h.name()).collect::<Vec<_>>(),
             )
             .field("grace_period", &self.grace_period)
+            .field("shutdown_delay", &self.shutdown_delay)
             .field("max_body_size", &self.max_body_size)
             .field("checks", &self.checks)
             .finish_non_exhaustive()
@@ -90,6 +92,7 @@ impl Service {
             metadata: BTreeMap::new(),
             handlers: Vec::new(),
             grace_period: DEFAULT_GRACE_PERIOD,
+            shutdown_delay: Duration::ZERO,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             registry: None,
             layers: Vec::new(),
@@ -133,6 +136,16 @@ impl Service {
     #[must_use]
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;
+        self
+    }
+
+    /// How long a graceful stop keeps listening after it has deregistered
+    /// and turned not-ready, before it closes the listener: time for
+    /// load balancers and caches to notice. Requests that arrive meanwhile
+    /// get 503, which clients retry on another node. Default: zero.
+    #[must_use]
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.shutdown_delay = delay;
         self
     }
 
@@ -279,6 +292,7 @@ impl Service {
             stop: stop_tx,
             serving,
             grace_period: self.grace_period,
+            shutdown_delay: self.shutdown_delay,
         })
     }
 
@@ -368,6 +382,7 @@ pub struct ServiceHandle {
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
     grace_period: Duration,
+    shutdown_delay: Duration,
 }
 
 impl fmt::Debug for ServiceHandle {
@@ -391,8 +406,9 @@ impl ServiceHandle {
         &self.record
     }
 
-    /// Stops gracefully: reports not-ready, deregisters, refuses new
-    /// requests and waits up to the grace period for in-flight ones.
+    /// Stops gracefully: reports not-ready, deregisters, waits the shutdown
+    /// delay, closes the listener and waits up to the grace period for
+    /// in-flight requests.
     ///
     /// # Errors
     /// 500 if the server had already failed.
@@ -401,6 +417,9 @@ impl ServiceHandle {
         self.shared.ready.store(false, Ordering::SeqCst);
         if let Err(e) = self.registry.deregister(&self.record).await {
             tracing::warn!(service = %name, error = %e, "deregistering failed");
+        }
+        if !self.shutdown_delay.is_zero() {
+            tokio::time::sleep(self.shutdown_delay).await;
         }
         let _ = self.stop.send(true);
         let mut serving = self.serving;

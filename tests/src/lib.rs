@@ -1,1 +1,221 @@
+//! Fixtures for micro's integration tests: a test service, a raw HTTP
+//! helper, and the binary `greeter` that serves the service in its own
+//! process.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use micro::{Context, Error, Result, handler, service};
+use serde::{Deserialize, Serialize};
+
+/// A name to greet.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    /// Who.
+    pub name: String,
+}
+
+/// A greeting.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Greeting {
+    /// The text.
+    pub message: String,
+}
+
+/// How long `Greeter.Slow` sleeps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sleep {
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// What `Greeter.Fail` fails with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error code.
+    pub code: u16,
+    /// The detail.
+    pub detail: String,
+}
+
+/// What `Greeter.Whoami` saw of its context.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Seen {
+    /// The request id.
+    pub id: String,
+    /// The `x-user` metadata.
+    pub user: Option<String>,
+    /// Milliseconds left before the deadline.
+    pub remaining_ms: Option<u64>,
+    /// The endpoint served.
+    pub endpoint: Option<String>,
+}
+
+/// The test service.
+#[derive(Debug, Default)]
+pub struct Greeter;
+
+#[service]
+impl Greeter {
+    /// `Greeter.Hello`: greets.
+    #[handler]
+    async fn hello(&self, req: Hello) -> Result<Greeting> {
+        Ok(Greeting {
+            message: format!("Hello {}", req.name),
+        })
+    }
+
+    /// `Greeter.Slow`: sleeps, then answers.
+    #[handler]
+    async fn slow(&self, req: Sleep) -> Result<Greeting> {
+        tokio::time::sleep(Duration::from_millis(req.ms)).await;
+        Ok(Greeting {
+            message: format!("slept {} ms", req.ms),
+        })
+    }
+
+    /// `Greeter.Fail`: returns the error it is asked for.
+    #[handler]
+    async fn fail(&self, req: Failure) -> Result<Greeting> {
+        Err(Error::new("", req.code, req.detail))
+    }
+
+    /// `Greeter.Boom`: panics.
+    #[handler]
+    async fn boom(&self, req: Hello) -> Result<Greeting> {
+        panic!("boom for {}", req.name)
+    }
+
+    /// `Greeter.Whoami`: reports its context.
+    #[handler]
+    async fn whoami(&self, ctx: Context) -> Result<Seen> {
+        Ok(seen(&ctx))
+    }
+
+    /// `Greeter.Echo`: returns the text it got.
+    #[handler]
+    async fn echo(&self, text: String) -> Result<String> {
+        Ok(text)
+    }
+}
+
+/// What a context shows.
+pub fn seen(ctx: &Context) -> Seen {
+    Seen {
+        id: ctx.id().to_owned(),
+        user: ctx.metadata().get("x-user").map(str::to_owned),
+        remaining_ms: ctx.remaining().map(|d| d.as_millis() as u64),
+        endpoint: ctx.endpoint().map(str::to_owned),
+    }
+}
+
+/// A reply as it came off the wire.
+#[derive(Debug)]
+pub struct Raw {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Raw {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts this is the error JSON with `code`, identical in the body and
+    /// the `Micro-Error` header, and returns its detail.
+    pub fn expect_error(&self, code: u16) -> String {
+        assert_eq!(self.status.as_u16(), code, "body: {:?}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let header = self.header("micro-error").expect("Micro-Error header");
+        assert_eq!(header.as_bytes(), &self.body[..], "header and body differ");
+        let json = self.json();
+        let text = std::str::from_utf8(&self.body).unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        assert!(
+            at("id") < at("code") && at("code") < at("detail") && at("detail") < at("status"),
+            "fields out of order: {text}"
+        );
+        assert_eq!(json.as_object().unwrap().len(), 4, "{text}");
+        assert_eq!(json["code"], code);
+        json["detail"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A plain HTTP client, standing in for curl and other languages.
+#[derive(Clone, Debug)]
+pub struct RawClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for RawClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawClient {
+    /// A new client.
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        }
+    }
+
+    /// Sends `method` to `http://{addr}{path}` with headers and a body.
+    pub async fn send(
+        &self,
+        method: &str,
+        addr: impl std::fmt::Display,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> std::result::Result<Raw, hyper_util::client::legacy::Error> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).unwrap();
+        let rsp = self.client.request(req).await?;
+        let (parts, body) = rsp.into_parts();
+        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        Ok(Raw {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `POST /` with `Micro-Endpoint: endpoint`.
+    pub async fn call(
+        &self,
+        addr: impl std::fmt::Display,
+        endpoint: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Raw {
+        let mut all = vec![("micro-endpoint", endpoint)];
+        all.extend_from_slice(headers);
+        self.send("POST", addr, "/", &all, body)
+            .await
+            .expect("request failed")
+    }
+}
 

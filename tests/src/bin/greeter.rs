@@ -1,0 +1,36 @@
+//! The test service in a process of its own.
+//!
+//! Listens on `MICRO_SERVER_ADDRESS` (default 127.0.0.1:0), prints
+//! `listening on <addr>` once it serves, and stops gracefully on SIGINT or
+//! SIGTERM. `GREETER_GRACE_MS` and `GREETER_DELAY_MS` set the grace period
+//! and the shutdown delay.
+
+use std::time::Duration;
+
+use micro_tests::Greeter;
+
+fn millis(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .map(|v| Duration::from_millis(v.parse().expect("milliseconds")))
+}
+
+#[tokio::main]
+async fn main() -> micro::Result<()> {
+    let mut service = micro::Service::new("greeter")
+        .address("127.0.0.1:0")
+        .handle(Greeter);
+    if let Some(grace) = millis("GREETER_GRACE_MS") {
+        service = service.grace_period(grace);
+    }
+    if let Some(delay) = millis("GREETER_DELAY_MS") {
+        service = service.shutdown_delay(delay);
+    }
+    let running = service.start().await?;
+    println!("listening on {}", running.local_addr());
+    micro::shutdown_signal().await;
+    println!("stopping");
+    running.stop().await?;
+    println!("stopped");
+    Ok(())
+}
