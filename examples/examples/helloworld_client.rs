@@ -9,7 +9,9 @@ use micro_examples::helloworld::{HelloworldClient, Request};
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
-    let name = std::env::args().nth(1).unwrap_or_else(|| "alice".to_owned());
+    let name = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "alice".to_owned());
     let address =
         std::env::var("MICRO_SERVER_ADDRESS").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
 

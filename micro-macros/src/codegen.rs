@@ -1,6 +1,6 @@
 //! Code generation for a checked [`ServiceDef`]: one function per item.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
@@ -8,35 +8,12 @@ use crate::model::{Arg, HandlerDef, ServiceDef, type_name};
 
 pub(crate) fn expand(def: &ServiceDef) -> TokenStream {
     let item = &def.item;
-    let assertions = assertions(def);
     let handler_impl = handler_impl(def);
     let client = client(def);
     quote! {
         #item
-        #assertions
         #handler_impl
         #client
-    }
-}
-
-/// Type checks spanned on the user's own tokens, so that a request type
-/// that does not decode is reported at that type, not in generated code.
-fn assertions(def: &ServiceDef) -> TokenStream {
-    let krate = &def.krate;
-    let checks = def.handlers.iter().map(|h| {
-        let request = h.request.as_ref().map(|ty| {
-            quote_spanned! {ty.span()=> #krate::__private::assert_request::<#ty>(); }
-        });
-        let response = &h.response;
-        let response = quote_spanned! {response.span()=>
-            #krate::__private::assert_response::<#response>();
-        };
-        quote! { #request #response }
-    });
-    quote! {
-        const _: () = {
-            #(#checks)*
-        };
     }
 }
 
@@ -46,7 +23,10 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
     let name = &def.name;
     let endpoints = def.handlers.iter().map(|h| {
         let endpoint = &h.endpoint;
-        let request = h.request.as_ref().map_or_else(|| "()".to_owned(), type_name);
+        let request = h
+            .request
+            .as_ref()
+            .map_or_else(|| "()".to_owned(), type_name);
         let response = type_name(&h.response);
         quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) }
     });
@@ -63,7 +43,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             }
 
             fn endpoints(&self) -> #krate::__private::Vec<#krate::__private::Endpoint> {
-                #krate::__private::Vec::from([#(#endpoints),*])
+                ::core::convert::From::from([#(#endpoints),*])
             }
 
             fn call(
@@ -85,9 +65,13 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
 /// The match arm that serves endpoint `index`: decode, call, encode.
 fn dispatch_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
     let method = &h.ident;
+    // Generic arguments carry the user's spans, so that a request type that
+    // does not decode, or a response that does not encode, is reported at
+    // that type rather than inside generated code.
     let decode = h.request.as_ref().map(|ty| {
+        let decode = quote_spanned! {ty.span()=> call.decode::<#ty>() };
         quote! {
-            let __request: #ty = match call.decode() {
+            let __request = match #decode {
                 ::core::result::Result::Ok(value) => value,
                 ::core::result::Result::Err(err) => return ::core::result::Result::Err(err),
             };
@@ -102,22 +86,45 @@ fn dispatch_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream 
     } else {
         quote!(::core::mem::drop(call);)
     };
-    // The call is spanned on the method's name so that a future that is not
-    // `Send` is reported at the user's method.
-    let invoke = quote_spanned! {method.span()=> Self::#method(&*self, #(#args),*).await };
-    let future = quote_spanned! {h.span=>
-        async move {
-            #decode
-            let __reply_type = call.reply_content_type();
-            #context
-            let __result = #invoke;
-            #krate::__private::reply(__reply_type, __result)
-        }
+    let response = &h.response;
+    let reply = quote_spanned! {response.span()=>
+        #krate::__private::reply::<#response, _>(__reply_type, __result)
     };
-    let checked = quote_spanned! {h.span=> #krate::__private::assert_send(#future) };
+    let body = quote! {
+        #decode
+        let __reply_type = call.reply_content_type();
+        #context
+        let __result = Self::#method(&*self, #(#args),*).await;
+        #reply
+    };
+    // Spanned on the method's name: a future that is not `Send` is
+    // reported at the user's method, with rustc's note pointing at the
+    // value held across an await.
+    let future = quote_spanned! {method.span()=> async move { #body } };
+    let assert_send = respan(quote!(#krate::__private::assert_send), method.span());
+    let checked = quote_spanned! {method.span()=> #assert_send(#future) };
     quote! {
         #index => #krate::__private::Box::pin(#checked),
     }
+}
+
+/// `tokens` with every span set to `span`, so that rustc reports an
+/// expression built from them at the user's token.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|tree| match tree {
+            TokenTree::Group(group) => {
+                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                TokenTree::Group(new)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
 }
 
 fn client(def: &ServiceDef) -> TokenStream {
@@ -176,9 +183,12 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
     } else {
         quote!(#(#docs)*)
     };
-    let (param, body) = match &h.request {
-        Some(ty) => (quote!(request: #ty,), quote!(&request)),
-        None => (quote!(), quote!(&())),
+    let (param, body, request_ty) = match &h.request {
+        Some(ty) => (quote!(request: #ty,), quote!(&request), quote!(#ty)),
+        None => (quote!(), quote!(&()), quote!(())),
+    };
+    let call = quote_spanned! {response.span()=>
+        self.client.call::<#request_ty, #response>
     };
     let forward = if h.request.is_some() {
         quote!(request,)
@@ -197,7 +207,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
             #param
             options: #krate::__private::CallOptions,
         ) -> #krate::__private::Result<#response> {
-            self.client.call(&self.service, #endpoint, #body, options).await
+            #call(&self.service, #endpoint, #body, options).await
         }
     }
 }

@@ -40,8 +40,6 @@ pub(crate) struct HandlerDef {
     pub(crate) response: Type,
     /// The method's doc attributes, copied onto the client.
     pub(crate) docs: Vec<Attribute>,
-    /// The span of the signature, for errors about the method as a whole.
-    pub(crate) span: Span,
 }
 
 /// A handler argument.
@@ -154,7 +152,10 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
         _ => None,
     };
     let type_ident = type_ident.unwrap_or_else(|| {
-        errors.at(&item.self_ty, "`#[service]` needs a named type: `impl MyService { ... }`");
+        errors.at(
+            &item.self_ty,
+            "`#[service]` needs a named type: `impl MyService { ... }`",
+        );
         syn::Ident::new("Unknown", Span::call_site())
     });
 
@@ -228,7 +229,10 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
 /// A handler or service name must be a non-empty part without a dot.
 fn check_name_part(errors: &mut Errors, value: &str, span: Span, what: &str) {
     if value.is_empty() {
-        errors.push(syn::Error::new(span, format!("the {what} name must not be empty")));
+        errors.push(syn::Error::new(
+            span,
+            format!("the {what} name must not be empty"),
+        ));
     } else if value.contains('.') || value.chars().any(char::is_whitespace) {
         errors.push(syn::Error::new(
             span,
@@ -302,7 +306,10 @@ fn handler(
         let FnArg::Typed(pat) = input else { continue };
         if is_context(&pat.ty) {
             if has_context {
-                errors.at(pat, "`#[handler]` methods take at most one `Context` argument");
+                errors.at(
+                    pat,
+                    "`#[handler]` methods take at most one `Context` argument",
+                );
                 ok = false;
             }
             has_context = true;
@@ -365,7 +372,6 @@ fn handler(
             .filter(|a| a.path().is_ident("doc"))
             .cloned()
             .collect(),
-        span: sig.span(),
     })
 }
 

@@ -185,7 +185,8 @@ impl Error {
     /// object with a non-zero code.
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
         let wire: Wire<'_> = serde_json::from_slice(bytes).ok()?;
-        (wire.code != 0).then(|| Self::new(wire.id.into_owned(), wire.code, wire.detail.into_owned()))
+        (wire.code != 0)
+            .then(|| Self::new(wire.id.into_owned(), wire.code, wire.detail.into_owned()))
     }
 }
 
@@ -210,7 +211,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 

@@ -103,12 +103,6 @@ pub mod __private {
     pub use crate::server::{Call, Handler, Reply};
     pub use crate::{Context, Error, Result};
 
-    /// A handler's request type must decode and cross threads.
-    pub const fn assert_request<T: serde::de::DeserializeOwned + Send + 'static>() {}
-
-    /// A handler's response type must encode.
-    pub const fn assert_response<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>() {}
-
     /// A handler's future must be `Send`, so the server can run it on any
     /// worker thread.
     pub fn assert_send<F: core::future::Future + Send + 'static>(future: F) -> F {
@@ -117,7 +111,9 @@ pub mod __private {
 
     /// The error for an endpoint index the handler does not have.
     pub fn unknown_endpoint(handler: &str, index: usize) -> Error {
-        Error::not_found(std::format!("handler {handler} has no endpoint number {index}"))
+        Error::not_found(std::format!(
+            "handler {handler} has no endpoint number {index}"
+        ))
     }
 
     /// The reply to a handler's result.

@@ -188,7 +188,8 @@ impl Service {
         <L::Service as TowerService<Request>>::Error: Into<std::convert::Infallible> + 'static,
         <L::Service as TowerService<Request>>::Future: Send + 'static,
     {
-        self.layers.push(Box::new(move |router| router.layer(layer)));
+        self.layers
+            .push(Box::new(move |router| router.layer(layer)));
         self
     }
 

@@ -195,7 +195,11 @@ impl RawClient {
         let req = req.body(Full::new(body.into())).unwrap();
         let rsp = self.client.request(req).await?;
         let (parts, body) = rsp.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Ok(Raw {
             status: parts.status,
             headers: parts.headers,
@@ -218,4 +222,3 @@ impl RawClient {
             .expect("request failed")
     }
 }
-

@@ -21,7 +21,8 @@ struct Greeter {
 impl Greeter {
     fn spawn(env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_greeter"));
-        cmd.stdout(Stdio::piped()).env_remove("MICRO_SERVER_ADDRESS");
+        cmd.stdout(Stdio::piped())
+            .env_remove("MICRO_SERVER_ADDRESS");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -58,7 +59,10 @@ impl Greeter {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().expect("exited, not killed by a signal");
             }
-            assert!(Instant::now() < deadline, "greeter did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "greeter did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -92,8 +96,15 @@ fn curl_as_in_go_micros_readme() {
         .arg(format!("http://{}", greeter.addr))
         .output()
         .expect("curl runs (install it with apt-get install curl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"message":"Hello alice"}"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"{"message":"Hello alice"}"#
+    );
 }
 
 #[tokio::test]
@@ -101,7 +112,9 @@ async fn typed_client_from_another_process() {
     let greeter = Greeter::spawn(&[]);
     let client = GreeterClient::new("greeter", micro::Client::new());
     for ct in [ContentType::Json, ContentType::MsgPack] {
-        let opts = CallOptions::new().address(greeter.addr.clone()).content_type(ct);
+        let opts = CallOptions::new()
+            .address(greeter.addr.clone())
+            .content_type(ct);
         let rsp = client
             .hello_with(Hello { name: "zoe".into() }, opts)
             .await
@@ -134,7 +147,10 @@ async fn graceful_stop_with(signal: libc::c_int) {
     tokio::time::sleep(Duration::from_millis(150)).await;
     // …new connections are refused…
     let refused = tokio::net::TcpStream::connect(&addr).await;
-    assert!(refused.is_err(), "a new connection was accepted while stopping");
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while stopping"
+    );
     // …the in-flight one finishes…
     let rsp = in_flight.await.unwrap();
     assert_eq!(rsp.status, 200);
@@ -176,7 +192,11 @@ async fn grace_period_bounds_the_drain() {
     greeter.signal(libc::SIGTERM);
     let code = tokio::task::block_in_place(|| greeter.wait(Duration::from_secs(10)));
     assert_eq!(code, 0);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // The dropped request fails at the connection level, as a 503.
     let err = stuck.await.unwrap().unwrap_err();
     assert_eq!(err.code(), 503, "{err}");

@@ -1,1 +1,1 @@
-
+//! trybuild cases live in `fail/` and `pass/`; see `tests/ui.rs`.

@@ -173,13 +173,29 @@ impl Client {
         let attempt = async {
             match &options.address {
                 Some(address) => self
-                    .send(service, endpoint, address, content_type, body, &options, deadline)
+                    .send(
+                        service,
+                        endpoint,
+                        address,
+                        content_type,
+                        body,
+                        &options,
+                        deadline,
+                    )
                     .await
                     .map_err(Failure::into_error),
                 None => {
                     let node = self.pick(service).await?;
                     let result = self
-                        .send(service, endpoint, &node.address, content_type, body, &options, deadline)
+                        .send(
+                            service,
+                            endpoint,
+                            &node.address,
+                            content_type,
+                            body,
+                            &options,
+                            deadline,
+                        )
                         .await;
                     let reached = !matches!(result, Err(Failure::Transport(_)));
                     self.inner.selector.mark(service, &node, reached);
@@ -226,7 +242,11 @@ impl Client {
         let uri = format!("http://{address}/");
         let mut request = Request::post(uri.as_str())
             .body(Body::from(body))
-            .map_err(|e| Failure::Reply(Error::bad_request(format!("invalid node address \"{address}\": {e}"))))?;
+            .map_err(|e| {
+                Failure::Reply(Error::bad_request(format!(
+                    "invalid node address \"{address}\": {e}"
+                )))
+            })?;
         let headers = request.headers_mut();
         let mut metadata = Metadata::new();
         if let Some(ctx) = &options.context {
@@ -256,7 +276,10 @@ impl Client {
             HeaderValue::from_str(&id).map_err(|_| invalid("request id", &id))?,
         );
         let remaining = deadline.saturating_duration_since(Instant::now());
-        headers.insert(TIMEOUT.clone(), HeaderValue::from(remaining.as_nanos() as u64));
+        headers.insert(
+            TIMEOUT.clone(),
+            HeaderValue::from(remaining.as_nanos() as u64),
+        );
 
         let response = self
             .inner
@@ -445,7 +468,8 @@ impl ClientBuilder {
     pub fn layer<L, ResBody>(mut self, layer: L) -> Self
     where
         L: Layer<Transport>,
-        L::Service: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
+        L::Service:
+            Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
         <L::Service as Service<Request<Body>>>::Error: Into<BoxError>,
         <L::Service as Service<Request<Body>>>::Future: Send + 'static,
         ResBody: http_body::Body<Data = Bytes> + Send + 'static,

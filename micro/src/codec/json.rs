@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let b = JsonCodec.encode(&Req { name: "a".into() }).unwrap();
-        assert_eq!(JsonCodec.decode::<Req>(&b).unwrap(), Req { name: "a".into() });
+        assert_eq!(
+            JsonCodec.decode::<Req>(&b).unwrap(),
+            Req { name: "a".into() }
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub enum CodecError {
         message: String,
     },
     /// No codec handles this content type.
-    #[error("unsupported content type `{0}`, expected one of: application/json, application/msgpack")]
+    #[error(
+        "unsupported content type `{0}`, expected one of: application/json, application/msgpack"
+    )]
     Unsupported(String),
 }
 

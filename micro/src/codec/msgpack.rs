@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn round_trip_named_and_positional() {
-        let v = Req { name: "a".into(), n: 7 };
+        let v = Req {
+            name: "a".into(),
+            n: 7,
+        };
         let named = MsgPackCodec.encode(&v).unwrap();
         assert_eq!(MsgPackCodec.decode::<Req>(&named).unwrap(), v);
         let positional = rmp_serde::to_vec(&v).unwrap();

@@ -90,12 +90,20 @@ impl MemoryRegistry {
         Ok(())
     }
 
-    fn register_sync(&self, service: &Service, options: &RegisterOptions) -> Result<(), RegistryError> {
+    fn register_sync(
+        &self,
+        service: &Service,
+        options: &RegisterOptions,
+    ) -> Result<(), RegistryError> {
         Self::validate(service)?;
         let now = Instant::now();
         let expiry = options.ttl.map(|ttl| now + ttl);
         let (kind, snapshot) = {
-            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            let mut services = self
+                .inner
+                .services
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             let versions = services.entry(service.name.clone()).or_default();
             let record = versions
                 .entry(service.version.clone())
@@ -114,9 +122,7 @@ impl MemoryRegistry {
                 changed = true;
             }
             for node in &service.nodes {
-                let prev = record
-                    .nodes
-                    .insert(node.id.clone(), (node.clone(), expiry));
+                let prev = record.nodes.insert(node.id.clone(), (node.clone(), expiry));
                 changed |= prev.is_none_or(|(old, _)| old != *node);
             }
             let kind = if !was_live {
@@ -135,7 +141,11 @@ impl MemoryRegistry {
     fn deregister_sync(&self, service: &Service) {
         let now = Instant::now();
         let event = {
-            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            let mut services = self
+                .inner
+                .services
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             let Some(versions) = services.get_mut(&service.name) else {
                 return;
             };
@@ -172,7 +182,11 @@ impl MemoryRegistry {
 
     fn snapshot(&self, name: Option<&str>) -> Vec<Service> {
         let now = Instant::now();
-        let services = self.inner.services.read().unwrap_or_else(|e| e.into_inner());
+        let services = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let records = |versions: &BTreeMap<String, Record>| -> Vec<Service> {
             versions.values().filter_map(|r| r.live(now)).collect()
         };
@@ -206,7 +220,10 @@ impl Registry for MemoryRegistry {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn get_service<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
+    fn get_service<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
         let found = self.snapshot(Some(name));
         let result = if found.is_empty() {
             Err(RegistryError::NotFound(name.to_owned()))
@@ -234,7 +251,9 @@ fn tokio_stream_from(
     futures_util::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
             Ok(ev) => Some((Ok(ev), rx)),
-            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(RegistryError::Lagged(n)), rx)),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                Some((Err(RegistryError::Lagged(n)), rx))
+            }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     })
@@ -254,8 +273,12 @@ mod tests {
     #[tokio::test]
     async fn nodes_accumulate_and_leave() {
         let reg = MemoryRegistry::new();
-        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
-        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("a"), RegisterOptions::default())
+            .await
+            .unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default())
+            .await
+            .unwrap();
         let found = reg.get_service("greeter").await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].nodes.len(), 2);
@@ -285,7 +308,9 @@ mod tests {
     #[tokio::test]
     async fn versions_are_separate_records() {
         let reg = MemoryRegistry::new();
-        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("a"), RegisterOptions::default())
+            .await
+            .unwrap();
         reg.register(&svc("b").with_version("v2"), RegisterOptions::default())
             .await
             .unwrap();
@@ -304,15 +329,26 @@ mod tests {
     async fn watch_sees_create_update_delete() {
         let reg = MemoryRegistry::new();
         let mut w = reg.watch().await.unwrap();
-        reg.register(&svc("a"), RegisterOptions::default()).await.unwrap();
-        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("a"), RegisterOptions::default())
+            .await
+            .unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default())
+            .await
+            .unwrap();
         // Renewing an unchanged node is not an event.
-        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default())
+            .await
+            .unwrap();
         reg.deregister(&svc("a")).await.unwrap();
         reg.deregister(&svc("bb")).await.unwrap();
         let kinds: Vec<_> = [(); 4]
             .iter()
-            .map(|_| futures_util::FutureExt::now_or_never(w.next()).unwrap().unwrap().unwrap())
+            .map(|_| {
+                futures_util::FutureExt::now_or_never(w.next())
+                    .unwrap()
+                    .unwrap()
+                    .unwrap()
+            })
             .map(|e| (e.kind, e.service.nodes.len()))
             .collect();
         assert_eq!(
@@ -330,7 +366,10 @@ mod tests {
     async fn invalid_records_are_rejected() {
         let reg = MemoryRegistry::new();
         let err = reg
-            .register(&Service::new("x").with_node(Node::new("", "1.2.3.4:5")), RegisterOptions::default())
+            .register(
+                &Service::new("x").with_node(Node::new("", "1.2.3.4:5")),
+                RegisterOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -349,7 +388,8 @@ mod tests {
                     for i in 0..200 {
                         let node = Node::new(format!("n{t}-{i}"), "127.0.0.1:1");
                         let svc = Service::new("load").with_node(node);
-                        reg.register_sync(&svc, &RegisterOptions::default()).unwrap();
+                        reg.register_sync(&svc, &RegisterOptions::default())
+                            .unwrap();
                         assert!(!reg.snapshot(Some("load")).is_empty());
                     }
                 });

@@ -313,7 +313,10 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>>;
 
     /// Every version of the service `name`, with its nodes.
-    fn get_service<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>>;
+    fn get_service<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>>;
 
     /// Every registered service version.
     fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>>;

@@ -132,7 +132,9 @@ mod tests {
     use super::*;
 
     fn nodes(n: usize) -> Vec<Node> {
-        (0..n).map(|i| Node::new(format!("n{i}"), format!("127.0.0.1:{i}"))).collect()
+        (0..n)
+            .map(|i| Node::new(format!("n{i}"), format!("127.0.0.1:{i}")))
+            .collect()
     }
 
     #[test]
@@ -146,7 +148,9 @@ mod tests {
         let ns = nodes(3);
         let mut hits = HashMap::new();
         for _ in 0..3000 {
-            *hits.entry(Random::new().select("s", &ns).unwrap().id.clone()).or_insert(0) += 1;
+            *hits
+                .entry(Random::new().select("s", &ns).unwrap().id.clone())
+                .or_insert(0) += 1;
         }
         assert_eq!(hits.len(), 3);
         assert!(hits.values().all(|&h| h > 800), "{hits:?}");
@@ -159,7 +163,9 @@ mod tests {
         let mut hits = HashMap::new();
         for i in 0..300 {
             ns.rotate_left(i % 2);
-            *hits.entry(rr.select("a", &ns).unwrap().id.clone()).or_insert(0) += 1;
+            *hits
+                .entry(rr.select("a", &ns).unwrap().id.clone())
+                .or_insert(0) += 1;
         }
         assert_eq!(hits.values().copied().collect::<Vec<_>>(), [100, 100, 100]);
         // Another service has its own rotation.

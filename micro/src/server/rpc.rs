@@ -101,7 +101,12 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
 
     let endpoint = header(
         headers,
-        &[&MICRO_ENDPOINT, &MICRO_METHOD, &X_MICRO_ENDPOINT, &X_MICRO_METHOD],
+        &[
+            &MICRO_ENDPOINT,
+            &MICRO_METHOD,
+            &X_MICRO_ENDPOINT,
+            &X_MICRO_METHOD,
+        ],
     )
     .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
     let (handler, index) = match shared.endpoints.get(endpoint) {
@@ -136,7 +141,9 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
         Err(panic) => {
             let message = panic_message(&*panic);
             tracing::error!(endpoint, message, "handler panicked");
-            Err(Error::internal(format!("handler {endpoint} panicked: {message}")))
+            Err(Error::internal(format!(
+                "handler {endpoint} panicked: {message}"
+            )))
         }
     }
 }
@@ -166,7 +173,11 @@ fn unknown_endpoint(shared: &Shared, endpoint: &str) -> Error {
 
 /// Reads the whole body, refusing more than `limit` bytes.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
-    let too_large = || Error::payload_too_large(format!("request body is larger than the limit of {limit} bytes"));
+    let too_large = || {
+        Error::payload_too_large(format!(
+            "request body is larger than the limit of {limit} bytes"
+        ))
+    };
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -207,7 +218,10 @@ pub(crate) fn error_response(err: &Error) -> Response {
 }
 
 /// Anything but `POST /` on `/`.
-pub(crate) async fn method_not_allowed(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub(crate) async fn method_not_allowed(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+) -> Response {
     let err = Error::method_not_allowed(format!(
         "{} / is not supported: call endpoints with POST /",
         req.method()
@@ -221,8 +235,12 @@ pub(crate) async fn method_not_allowed(State(shared): State<Arc<Shared>>, req: R
 
 /// Any path the server does not serve.
 pub(crate) async fn no_route(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let err = Error::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
-        .or_id(&shared.name);
+    let err = Error::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .or_id(&shared.name);
     error_response(&err)
 }
 

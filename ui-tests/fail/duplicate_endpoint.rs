@@ -1,0 +1,30 @@
+// Two handlers cannot serve the same endpoint name.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service]
+impl Greeter {
+    #[handler]
+    async fn greeting(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+
+    #[handler(name = "Greeting")]
+    async fn greeting_again(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+}
+
+fn main() {}

@@ -1,0 +1,25 @@
+// An endpoint name is Type.Method: the method part has no dot.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service]
+impl Greeter {
+    #[handler(name = "Say.Hello")]
+    async fn greeting(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+}
+
+fn main() {}

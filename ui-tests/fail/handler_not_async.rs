@@ -1,0 +1,25 @@
+// A handler must be an async fn: the server awaits it.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service]
+impl Greeter {
+    #[handler]
+    fn greeting(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+}
+
+fn main() {}

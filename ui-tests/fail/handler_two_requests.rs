@@ -1,0 +1,25 @@
+// A handler takes one request argument, besides an optional Context.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service]
+impl Greeter {
+    #[handler]
+    async fn greeting(&self, req: Request, other: Request) -> Result<Response> {
+        Ok(Response { message: req.name + &other.name })
+    }
+}
+
+fn main() {}

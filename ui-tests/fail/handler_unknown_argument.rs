@@ -1,0 +1,25 @@
+// #[handler] accepts only name.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service]
+impl Greeter {
+    #[handler(endpoint = "Hi")]
+    async fn greeting(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+}
+
+fn main() {}

@@ -1,0 +1,25 @@
+// Each #[service] argument is given at most once.
+use micro::{handler, service, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    message: String,
+}
+
+struct Greeter;
+
+#[service(name = "A", name = "B")]
+impl Greeter {
+    #[handler]
+    async fn greeting(&self, req: Request) -> Result<Response> {
+        Ok(Response { message: req.name })
+    }
+}
+
+fn main() {}
