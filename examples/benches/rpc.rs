@@ -1,1 +1,337 @@
-fn main() {}
+//! Run with: cargo bench -p micro-examples --bench rpc
+//!
+//! Requests per second and latency of a micro service against a raw axum
+//! handler doing the same work (POST /, JSON `{"name":…}` → `{"message":…}`),
+//! in one process and one run, at 1 and 64 concurrent requests.
+//!
+//! Rows:
+//! - `raw axum`: an axum handler with `Json` in and out, called by a plain
+//!   hyper client;
+//! - `micro http json|msgpack`: the micro service called by the same hyper
+//!   client with `Micro-Endpoint`;
+//! - `micro typed json|msgpack`: through the generated client, by address;
+//! - `micro typed by name`: through the generated client, found in the
+//!   registry by the selector.
+//!
+//! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
+//! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use micro::client::CallOptions;
+use micro::codec::ContentType;
+use micro::registry::MemoryRegistry;
+use micro::server::BoxFuture;
+use micro_examples::helloworld::{Helloworld, HelloworldClient, Request, Response};
+
+type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
+
+/// What one row measured.
+struct Row {
+    name: &'static str,
+    concurrency: usize,
+    count: usize,
+    elapsed: f64,
+    /// CPU seconds the whole process spent (client and server alike).
+    cpu: f64,
+    /// Requests per second in each round.
+    rounds: Vec<f64>,
+    latencies: Vec<Duration>,
+}
+
+impl Row {
+    fn rps(&self) -> f64 {
+        self.count as f64 / self.elapsed
+    }
+
+    fn cpu_per_request(&self) -> Duration {
+        Duration::from_secs_f64(self.cpu / self.count as f64)
+    }
+
+    fn pct(&self, p: f64) -> Duration {
+        let n = self.latencies.len();
+        self.latencies[((n as f64 * p) as usize).min(n - 1)]
+    }
+}
+
+type Call = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Runs `call` from `concurrency` tasks for `dur`; returns the latencies.
+async fn run(call: &Call, concurrency: usize, dur: Duration) -> (Vec<Duration>, f64) {
+    let started = Instant::now();
+    let deadline = started + dur;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 14);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    call().await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, started.elapsed().as_secs_f64())
+}
+
+/// Measures every row at `concurrency`, interleaved in `ROUNDS` rounds so
+/// that drift in the machine's speed spreads over all rows alike.
+async fn measure(rows: &[(&'static str, Call)], concurrency: usize, secs: f64) -> Vec<Row> {
+    const ROUNDS: u32 = 7;
+    let slice = Duration::from_secs_f64(secs / f64::from(ROUNDS));
+    let mut out: Vec<Row> = rows
+        .iter()
+        .map(|(name, _)| Row {
+            name,
+            concurrency,
+            count: 0,
+            elapsed: 0.0,
+            cpu: 0.0,
+            rounds: Vec::new(),
+            latencies: Vec::new(),
+        })
+        .collect();
+    for (_, call) in rows {
+        run(call, concurrency, Duration::from_millis(200)).await;
+    }
+    for _ in 0..ROUNDS {
+        for (row, (_, call)) in out.iter_mut().zip(rows) {
+            let cpu = cpu_seconds();
+            let (lat, elapsed) = run(call, concurrency, slice).await;
+            row.cpu += cpu_seconds() - cpu;
+            row.rounds.push(lat.len() as f64 / elapsed);
+            row.count += lat.len();
+            row.elapsed += elapsed;
+            row.latencies.extend(lat);
+        }
+    }
+    for row in &mut out {
+        row.latencies.sort_unstable();
+    }
+    out
+}
+
+async fn send(client: &Hyper, addr: SocketAddr, headers: &[(&str, &str)], body: Bytes) {
+    let mut req = http::Request::post(format!("http://{addr}/"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let rsp = client
+        .request(req.body(Full::new(body)).unwrap())
+        .await
+        .expect("request");
+    assert_eq!(rsp.status(), 200);
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.is_empty());
+}
+
+async fn raw_axum() -> SocketAddr {
+    async fn greeting(Json(req): Json<Request>) -> Json<Response> {
+        Json(Response {
+            message: format!("Hello {}", req.name),
+        })
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = axum::Router::new().route("/", axum::routing::post(greeting));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn main() {
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench(secs));
+}
+
+async fn bench(secs: f64) {
+    let raw_addr = raw_axum().await;
+    let registry = Arc::new(MemoryRegistry::new());
+    let service = micro::Service::new("helloworld")
+        .address("127.0.0.1:0")
+        .registry(registry.clone())
+        .handle(Helloworld)
+        .start()
+        .await
+        .unwrap();
+    let micro_addr = service.local_addr();
+
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let hyper: Hyper = HyperClient::builder(TokioExecutor::new()).build(connector);
+    let json = Bytes::from_static(br#"{"name":"alice"}"#);
+    let msgpack = Bytes::from(rmp_body());
+    let typed = HelloworldClient::new(
+        "helloworld",
+        micro::Client::builder().registry(registry.clone()).build(),
+    );
+
+    let mut rows: Vec<(&'static str, Call)> = Vec::new();
+    {
+        let (h, b) = (hyper.clone(), json.clone());
+        rows.push((
+            "raw axum",
+            Arc::new(move || {
+                let (h, b) = (h.clone(), b.clone());
+                Box::pin(async move {
+                    send(&h, raw_addr, &[("content-type", "application/json")], b).await
+                })
+            }),
+        ));
+    }
+    for (name, ct, body) in [
+        ("micro http json", "application/json", json.clone()),
+        ("micro http msgpack", "application/msgpack", msgpack.clone()),
+    ] {
+        let h = hyper.clone();
+        rows.push((
+            name,
+            Arc::new(move || {
+                let (h, b) = (h.clone(), body.clone());
+                Box::pin(async move {
+                    let headers = [
+                        ("content-type", ct),
+                        ("micro-endpoint", "Helloworld.Greeting"),
+                    ];
+                    send(&h, micro_addr, &headers, b).await
+                })
+            }),
+        ));
+    }
+    let address = micro_addr.to_string();
+    for (name, ct) in [
+        ("micro typed json", ContentType::Json),
+        ("micro typed msgpack", ContentType::MsgPack),
+    ] {
+        let (t, address) = (typed.clone(), address.clone());
+        rows.push((
+            name,
+            Arc::new(move || {
+                let t = t.clone();
+                let opts = CallOptions::new().address(address.clone()).content_type(ct);
+                Box::pin(async move {
+                    let rsp = t
+                        .greeting_with(
+                            Request {
+                                name: "alice".into(),
+                            },
+                            opts,
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(rsp.message, "Hello alice");
+                })
+            }),
+        ));
+    }
+    {
+        let t = typed.clone();
+        rows.push((
+            "micro typed by name",
+            Arc::new(move || {
+                let t = t.clone();
+                Box::pin(async move {
+                    let rsp = t
+                        .greeting(Request {
+                            name: "alice".into(),
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(rsp.message, "Hello alice");
+                })
+            }),
+        ));
+    }
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
+    rows.retain(|(name, _)| name.contains(filter.as_str()));
+
+    let mut results = Vec::new();
+    for concurrency in [1, 64] {
+        results.extend(measure(&rows, concurrency, secs).await);
+    }
+    service.stop().await.unwrap();
+    report(&results);
+}
+
+fn rmp_body() -> Vec<u8> {
+    micro::codec::ContentType::MsgPack
+        .encode(&Request {
+            name: "alice".into(),
+        })
+        .unwrap()
+        .to_vec()
+}
+
+/// User plus system CPU time of this process so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The median of the per-round throughput ratios against raw axum: each
+/// round's rows ran back to back, so the ratio cancels drift between
+/// rounds.
+fn ratio(row: &Row, raw: &Row) -> f64 {
+    let mut ratios: Vec<f64> = row
+        .rounds
+        .iter()
+        .zip(&raw.rounds)
+        .map(|(r, base)| r / base)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+fn report(rows: &[Row]) {
+    println!(
+        "{:<22} {:>5} {:>10} {:>8} {:>8} {:>11} {:>8}",
+        "row", "conc", "req/s", "p50 µs", "p99 µs", "cpu µs/req", "vs raw"
+    );
+    for row in rows {
+        let raw = rows
+            .iter()
+            .find(|r| r.name == "raw axum" && r.concurrency == row.concurrency);
+        let ratio = raw.map_or(f64::NAN, |raw| ratio(row, raw));
+        println!(
+            "{:<22} {:>5} {:>10.0} {:>8} {:>8} {:>11.1} {:>7.2}x",
+            row.name,
+            row.concurrency,
+            row.rps(),
+            row.pct(0.50).as_micros(),
+            row.pct(0.99).as_micros(),
+            row.cpu_per_request().as_secs_f64() * 1e6,
+            ratio
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The per-request context: request id, deadline and metadata.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metadata::Metadata;
@@ -28,7 +29,7 @@ pub struct Context {
     id: String,
     deadline: Option<Instant>,
     metadata: Metadata,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
 }
 
 impl Default for Context {
@@ -53,7 +54,7 @@ impl Context {
         id: String,
         deadline: Option<Instant>,
         metadata: Metadata,
-        endpoint: Option<String>,
+        endpoint: Option<Arc<str>>,
     ) -> Self {
         Self {
             id,
@@ -122,7 +123,7 @@ impl Context {
 
     /// This context with `key` set to `value` in its metadata.
     #[must_use]
-    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_metadata(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.metadata.insert(key, value);
         self
     }
@@ -135,9 +136,39 @@ impl Context {
     }
 }
 
-/// A new request id.
+/// A new request id: a version 4 UUID.
+///
+/// Request ids need to be unique, not unpredictable, so they come from a
+/// per-thread xorshift generator seeded from the OS once, rather than a
+/// system call per request.
 pub(crate) fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new({
+            let seed = RandomState::new();
+            (seed.hash_one(1u8) | 1, seed.hash_one(2u8) | 1)
+        });
+    }
+    let bits = STATE.with(|state| {
+        let (mut s0, mut s1) = state.get();
+        let mut next = || {
+            // xorshift128+
+            let (mut x, y) = (s0, s1);
+            s0 = y;
+            x ^= x << 23;
+            s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
+            s1.wrapping_add(y)
+        };
+        let bits = (u128::from(next()) << 64) | u128::from(next());
+        state.set((s0, s1));
+        bits
+    });
+    uuid::Builder::from_random_bytes(bits.to_le_bytes())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -156,7 +187,11 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_unique() {
+    fn ids_are_unique_v4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        let id = uuid::Uuid::parse_str(ids.iter().next().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 4);
         assert_ne!(Context::new().id(), Context::new().id());
     }
 }

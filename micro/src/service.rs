@@ -11,14 +11,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::IntoResponse;
-use axum::routing::Route;
+use axum::routing::Route as AxumRoute;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service as TowerService};
 
 use crate::registry::{self, Node, RegisterOptions, Registry};
-use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, Shared};
+use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, Route, Shared};
 use crate::{Error, Result};
 
 /// The default grace period for in-flight requests on a graceful stop.
@@ -182,7 +182,7 @@ impl Service {
     #[must_use]
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L: Layer<AxumRoute> + Clone + Send + Sync + 'static,
         L::Service: TowerService<Request> + Clone + Send + Sync + 'static,
         <L::Service as TowerService<Request>>::Response: IntoResponse + 'static,
         <L::Service as TowerService<Request>>::Error: Into<std::convert::Infallible> + 'static,
@@ -221,10 +221,12 @@ impl Service {
                 .with_id(self.name.clone()));
             }
             for (index, endpoint) in handler.endpoints().into_iter().enumerate() {
-                if endpoints
-                    .insert(endpoint.name.clone(), (handler.clone(), index))
-                    .is_some()
-                {
+                let route = Route {
+                    handler: handler.clone(),
+                    index,
+                    name: Arc::from(endpoint.name.as_str()),
+                };
+                if endpoints.insert(endpoint.name.clone(), route).is_some() {
                     return Err(Error::internal(format!(
                         "endpoint {} is defined twice",
                         endpoint.name

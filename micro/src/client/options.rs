@@ -68,7 +68,7 @@ impl CallOptions {
 
     /// Adds a metadata entry, sent as a header.
     #[must_use]
-    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn metadata(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.metadata.insert(key, value);
         self
     }

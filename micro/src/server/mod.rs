@@ -32,8 +32,8 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
 pub(crate) struct Shared {
     /// The service name: the `id` of the errors the server produces.
     pub(crate) name: String,
-    /// `Type.Method` -> (handler, index of the endpoint in its list).
-    pub(crate) endpoints: HashMap<String, (Arc<dyn Handler>, usize)>,
+    /// `Type.Method` -> where it is served.
+    pub(crate) endpoints: HashMap<String, Route>,
     /// Handler names, to tell an unknown type from an unknown method.
     pub(crate) handlers: Vec<String>,
     /// Largest request body accepted, in bytes.
@@ -53,6 +53,14 @@ impl std::fmt::Debug for Shared {
             .field("max_body_size", &self.max_body_size)
             .finish_non_exhaustive()
     }
+}
+
+/// Where an endpoint is served: the handler, the endpoint's index in the
+/// handler's list, and its name, shared with every request's context.
+pub(crate) struct Route {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) index: usize,
+    pub(crate) name: Arc<str>,
 }
 
 /// The axum router of a server.

@@ -39,11 +39,19 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&HeaderName]) -> Option<&'a str> 
         .and_then(|v| v.to_str().ok())
 }
 
-/// The request id: the caller's `Micro-Id`, or a new one.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    header(headers, &[&MICRO_ID, &X_MICRO_ID])
-        .filter(|id| !id.is_empty())
-        .map_or_else(new_id, str::to_owned)
+/// The request id: the caller's `Micro-Id`, or a new one; as text and as
+/// the header value to echo.
+pub(crate) fn request_id(headers: &HeaderMap) -> (String, HeaderValue) {
+    let given = [&MICRO_ID, &X_MICRO_ID]
+        .into_iter()
+        .find_map(|n| headers.get(n))
+        .and_then(|v| Some((v.to_str().ok()?.to_owned(), v.clone())))
+        .filter(|(id, _)| !id.is_empty());
+    given.unwrap_or_else(|| {
+        let id = new_id();
+        let value = HeaderValue::from_str(&id).expect("a UUID is a valid header value");
+        (id, value)
+    })
 }
 
 /// The deadline from the `Timeout` header (decimal nanoseconds).
@@ -65,8 +73,8 @@ pub(crate) fn deadline(headers: &HeaderMap, now: Instant) -> Result<Option<Insta
 
 /// Serves `POST /`.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let id = request_id(req.headers());
-    let result = dispatch(&shared, req, id.clone()).await;
+    let (id, id_header) = request_id(req.headers());
+    let result = dispatch(&shared, req, id).await;
     let mut response = match result {
         Ok((content_type, body)) => {
             let mut r = Response::new(Body::from(body));
@@ -76,9 +84,7 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
         }
         Err(err) => error_response(&err.or_id(&shared.name)),
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(MICRO_ID.clone(), v);
-    }
+    response.headers_mut().insert(MICRO_ID.clone(), id_header);
     if !shared.ready.load(Ordering::Relaxed) {
         // Draining: tell HTTP/1 clients not to reuse this connection.
         response
@@ -109,9 +115,8 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
         ],
     )
     .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
-    let (handler, index) = match shared.endpoints.get(endpoint) {
-        Some((h, i)) => (h.clone(), *i),
-        None => return Err(unknown_endpoint(shared, endpoint)),
+    let Some(route) = shared.endpoints.get(endpoint) else {
+        return Err(unknown_endpoint(shared, endpoint));
     };
 
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
@@ -125,11 +130,12 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
     let context = Context::from_parts(
         id,
         deadline,
-        Metadata::from_headers(headers),
-        Some(endpoint.to_owned()),
+        Metadata::from_headers(parts.headers),
+        Some(route.name.clone()),
     );
     let call = Call::new(context, body, content_type, reply_content_type);
-    let running = AssertUnwindSafe(handler.call(index, call)).catch_unwind();
+    let running = AssertUnwindSafe(route.handler.clone().call(route.index, call)).catch_unwind();
+    let endpoint = &*route.name;
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), running)
             .await
@@ -278,10 +284,13 @@ mod tests {
     fn request_id_aliases() {
         let mut h = HeaderMap::new();
         h.insert(&X_MICRO_ID, HeaderValue::from_static("abc"));
-        assert_eq!(request_id(&h), "abc");
+        assert_eq!(request_id(&h).0, "abc");
         h.insert(&MICRO_ID, HeaderValue::from_static("def"));
-        assert_eq!(request_id(&h), "def");
-        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+        assert_eq!(
+            request_id(&h),
+            ("def".to_owned(), HeaderValue::from_static("def"))
+        );
+        assert_eq!(request_id(&HeaderMap::new()).0.len(), 36);
     }
 
     #[test]
