@@ -49,6 +49,8 @@ pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError
 /// user's layers. The direct path saves boxing a service and two bodies per
 /// call when there are no layers.
 #[derive(Clone)]
+// One per client, inside its `Arc`: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Stack {
     Direct(HyperClient<HttpConnector, Full<Bytes>>),
     Layered(Transport),
