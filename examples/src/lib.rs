@@ -5,3 +5,9 @@
 //! client, as a Go Micro service shares its proto package.
 
 pub mod helloworld;
+
+// The README's code blocks are compiled and run as doc tests, so they
+// cannot drift from the code.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
