@@ -30,17 +30,11 @@ impl Codec for JsonCodec {
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, CodecError> {
         serde_json::to_vec(value)
             .map(Bytes::from)
-            .map_err(|e| CodecError::Encode {
-                content_type: Self::CONTENT_TYPE,
-                message: e.to_string(),
-            })
+            .map_err(|e| CodecError::encode(Self::CONTENT_TYPE, e))
     }
 
     fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, CodecError> {
-        serde_json::from_slice(body).map_err(|e| CodecError::Decode {
-            content_type: Self::CONTENT_TYPE,
-            message: e.to_string(),
-        })
+        serde_json::from_slice(body).map_err(|e| CodecError::decode(Self::CONTENT_TYPE, e))
     }
 }
 

@@ -34,7 +34,19 @@ pub use msgpack::MsgPackCodec;
 /// Encodes values into bodies and decodes bodies into values.
 ///
 /// A codec is generic over the value's type, so it is used statically (by
-/// [`ContentType`]) rather than as a trait object.
+/// [`ContentType`]) rather than as a trait object. Encoding a value and
+/// decoding the result gives the value back; decoding never panics on bad
+/// input.
+///
+/// # Example
+///
+/// ```
+/// use micro::codec::{Codec, JsonCodec};
+///
+/// let body = JsonCodec.encode(&vec![1, 2, 3]).unwrap();
+/// assert_eq!(JsonCodec.decode::<Vec<u8>>(&body).unwrap(), [1, 2, 3]);
+/// assert!(JsonCodec.decode::<Vec<u8>>(b"[1, 2").is_err());
+/// ```
 pub trait Codec: Clone + fmt::Debug + Send + Sync + 'static {
     /// The canonical content type, as sent in `Content-Type`.
     const CONTENT_TYPE: &'static str;
@@ -77,6 +89,24 @@ pub enum CodecError {
         "unsupported content type `{0}`, expected one of: application/json, application/msgpack"
     )]
     Unsupported(String),
+}
+
+impl CodecError {
+    /// A decode error of the codec for `content_type`.
+    pub fn decode(content_type: &'static str, err: impl fmt::Display) -> Self {
+        CodecError::Decode {
+            content_type,
+            message: err.to_string(),
+        }
+    }
+
+    /// An encode error of the codec for `content_type`.
+    pub fn encode(content_type: &'static str, err: impl fmt::Display) -> Self {
+        CodecError::Encode {
+            content_type,
+            message: err.to_string(),
+        }
+    }
 }
 
 /// The content types micro has codecs for.

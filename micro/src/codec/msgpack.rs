@@ -38,17 +38,11 @@ impl Codec for MsgPackCodec {
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, CodecError> {
         rmp_serde::to_vec_named(value)
             .map(Bytes::from)
-            .map_err(|e| CodecError::Encode {
-                content_type: Self::CONTENT_TYPE,
-                message: e.to_string(),
-            })
+            .map_err(|e| CodecError::encode(Self::CONTENT_TYPE, e))
     }
 
     fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, CodecError> {
-        rmp_serde::from_slice(body).map_err(|e| CodecError::Decode {
-            content_type: Self::CONTENT_TYPE,
-            message: e.to_string(),
-        })
+        rmp_serde::from_slice(body).map_err(|e| CodecError::decode(Self::CONTENT_TYPE, e))
     }
 }
 

@@ -28,6 +28,28 @@ use crate::registry::Node;
 ///   failure at the connection level), so a selector can steer around
 ///   failing nodes.
 /// - Both are called concurrently from many tasks and must not block.
+///
+/// # Example
+///
+/// A selector that always takes the first node, as a client would use it:
+///
+/// ```
+/// use std::sync::Arc;
+/// use micro::registry::Node;
+/// use micro::selector::Selector;
+///
+/// #[derive(Debug)]
+/// struct First;
+///
+/// impl Selector for First {
+///     fn select<'a>(&self, _service: &str, nodes: &'a [Node]) -> Option<&'a Node> {
+///         nodes.first()
+///     }
+/// }
+///
+/// let client = micro::Client::builder().selector(Arc::new(First)).build();
+/// # drop(client);
+/// ```
 pub trait Selector: Send + Sync + fmt::Debug + 'static {
     /// Picks one of `nodes` for a call to `service`.
     fn select<'a>(&self, service: &str, nodes: &'a [Node]) -> Option<&'a Node>;
