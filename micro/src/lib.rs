@@ -81,7 +81,10 @@ mod service;
 pub use client::Client;
 pub use context::Context;
 pub use errors::{Error, Result};
-pub use service::{DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, Service, ServiceHandle, shutdown_signal};
+pub use service::{
+    DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL, Service,
+    ServiceHandle, shutdown_signal,
+};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

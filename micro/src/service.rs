@@ -27,6 +27,12 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// The default listen address: every interface, an ephemeral port.
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0:0";
 
+/// The default interval between re-registrations: 30 s.
+pub const DEFAULT_REGISTER_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The default TTL of a registration: 90 s, three missed intervals.
+pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(90);
+
 type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// A micro service: handlers served over HTTP under a name, registered so
@@ -53,8 +59,11 @@ pub struct Service {
     name: String,
     version: String,
     address: Option<String>,
+    advertise: Option<String>,
     metadata: BTreeMap<String, String>,
     handlers: Vec<Arc<dyn Handler>>,
+    register_interval: Duration,
+    register_ttl: Duration,
     grace_period: Duration,
     shutdown_delay: Duration,
     max_body_size: usize,
@@ -69,6 +78,9 @@ impl fmt::Debug for Service {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("address", &self.address)
+            .field("advertise", &self.advertise)
+            .field("register_interval", &self.register_interval)
+            .field("register_ttl", &self.register_ttl)
             .field("metadata", &self.metadata)
             .field(
                 "handlers",
@@ -89,8 +101,11 @@ impl Service {
             name: name.into(),
             version: "latest".to_owned(),
             address: None,
+            advertise: None,
             metadata: BTreeMap::new(),
             handlers: Vec::new(),
+            register_interval: DEFAULT_REGISTER_INTERVAL,
+            register_ttl: DEFAULT_REGISTER_TTL,
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_delay: Duration::ZERO,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
@@ -113,6 +128,32 @@ impl Service {
     #[must_use]
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(address.into());
+        self
+    }
+
+    /// The address other hosts reach this node at, `host:port`, when it
+    /// differs from the listen address (behind NAT, in a container).
+    /// Default: the listen address, where an unspecified host (`0.0.0.0`,
+    /// `::`) becomes this host's first non-loopback address.
+    /// `MICRO_SERVER_ADVERTISE`, when set, wins.
+    #[must_use]
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.advertise = Some(address.into());
+        self
+    }
+
+    /// How often the service renews its registration. Default: 30 s.
+    #[must_use]
+    pub fn register_interval(mut self, interval: Duration) -> Self {
+        self.register_interval = interval;
+        self
+    }
+
+    /// How long a registration lasts unless renewed: a node that died
+    /// without deregistering disappears after it. Default: 90 s.
+    #[must_use]
+    pub fn register_ttl(mut self, ttl: Duration) -> Self {
+        self.register_ttl = ttl;
         self
     }
 
@@ -265,25 +306,39 @@ impl Service {
         });
 
         let registry = self.registry.unwrap_or_else(registry::default_registry);
-        let node = Node::new(
-            format!("{}-{}", self.name, uuid::Uuid::new_v4()),
-            advertise_address(local_addr).to_string(),
-        )
-        .with_metadata("protocol", "http")
-        .with_metadata("transport", "http")
-        .with_metadata("server", "http")
-        .with_metadata("registry", registry.name());
+        let advertised = match std::env::var("MICRO_SERVER_ADVERTISE")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .or(self.advertise)
+        {
+            Some(a) => a,
+            None => advertise_address(local_addr).to_string(),
+        };
+        let node = Node::new(format!("{}-{}", self.name, uuid::Uuid::new_v4()), advertised)
+            .with_metadata("protocol", "http")
+            .with_metadata("transport", "http")
+            .with_metadata("server", "http")
+            .with_metadata("registry", registry.name());
         let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = records;
         record.nodes.push(node);
-        if let Err(e) = registry.register(&record, RegisterOptions::default()).await {
+        let ttl = RegisterOptions::with_ttl(self.register_ttl);
+        if let Err(e) = register_with_retries(&*registry, &record, &ttl).await {
             let _ = stop_tx.send(true);
             return Err(Error::from(e).or_id(&self.name));
         }
+        let renewing = tokio::spawn(renew(
+            registry.clone(),
+            record.clone(),
+            ttl,
+            self.register_interval,
+            stop_tx.subscribe(),
+        ));
         tracing::info!(
             service = %self.name,
             address = %local_addr,
+            advertise = %record.nodes[0].address,
             registry = registry.name(),
             "service started"
         );
@@ -294,6 +349,7 @@ impl Service {
             shared,
             stop: stop_tx,
             serving,
+            renewing,
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
         })
@@ -337,14 +393,67 @@ fn server_exit(
     Error::internal(detail).with_id(name.to_owned())
 }
 
+/// Registers, retrying a failing registry three times with backoff.
+async fn register_with_retries(
+    registry: &dyn Registry,
+    record: &registry::Service,
+    options: &RegisterOptions,
+) -> std::result::Result<(), registry::RegistryError> {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..3 {
+        match registry.register(record, options.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(service = %record.name, error = %e, "registering failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    registry.register(record, options.clone()).await
+}
+
+/// Renews the registration every `interval` until `stop` turns true.
+async fn renew(
+    registry: Arc<dyn Registry>,
+    record: registry::Service,
+    options: RegisterOptions,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(e) = registry.register(&record, options.clone()).await {
+            tracing::warn!(service = %record.name, error = %e, "renewing the registration failed");
+        }
+    }
+}
+
 /// The address to advertise for a listener: an unspecified bind address
-/// (`0.0.0.0`, `::`) becomes loopback.
+/// (`0.0.0.0`, `::`) becomes this host's first non-loopback address of the
+/// same family, or loopback on a host that has none.
 fn advertise_address(local: SocketAddr) -> SocketAddr {
-    let ip = match local.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = local.ip();
+    if !ip.is_unspecified() {
+        return local;
+    }
+    let found = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|a| {
+            !a.is_loopback()
+                && a.is_ipv4() == ip.is_ipv4()
+                && !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
+        });
+    let ip = found.unwrap_or(match ip {
+        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    });
     SocketAddr::new(ip, local.port())
 }
 
@@ -384,6 +493,8 @@ pub struct ServiceHandle {
     /// Set to true to begin the graceful stop of the server task.
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
+    /// Renews the registration until the stop begins.
+    renewing: JoinHandle<()>,
     grace_period: Duration,
     shutdown_delay: Duration,
 }
@@ -415,9 +526,12 @@ impl ServiceHandle {
     ///
     /// # Errors
     /// 500 if the server had already failed.
-    pub async fn stop(self) -> Result<()> {
+    pub async fn stop(mut self) -> Result<()> {
         let name = self.shared.name.clone();
         self.shared.ready.store(false, Ordering::SeqCst);
+        // No renewal may race the deregistration below.
+        self.renewing.abort();
+        let _ = (&mut self.renewing).await;
         if let Err(e) = self.registry.deregister(&self.record).await {
             tracing::warn!(service = %name, error = %e, "deregistering failed");
         }

@@ -10,7 +10,9 @@
 //! The HTTP transport is a tower service, so tower and tower-http layers
 //! wrap it unchanged with [`ClientBuilder::layer`].
 
+mod cache;
 mod options;
+mod retry;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -31,11 +33,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 pub use options::CallOptions;
+pub use retry::{Backoff, RetryPolicy};
 
 use crate::codec::ContentType;
 use crate::context::new_id;
 use crate::registry::{Node, Registry, default_registry};
-use crate::selector::{Random, Selector};
+use crate::selector::{Filter, Random, Selector};
 use crate::server::rpc::{MICRO_ENDPOINT, MICRO_ERROR, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
 
@@ -87,21 +90,30 @@ pub struct Client {
 
 struct Inner {
     transport: Stack,
-    registry: Arc<dyn Registry>,
+    lookup: Arc<cache::Lookup>,
     selector: Arc<dyn Selector>,
     content_type: ContentType,
     timeout: Duration,
     max_response_size: usize,
+    retry: RetryPolicy,
+    filters: Vec<Filter>,
+    cooldown: Duration,
+    /// Node address -> until when it is skipped, after a call to it failed
+    /// at the connection level.
+    failed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("registry", &self.inner.registry)
+            .field("registry", self.inner.lookup.registry())
             .field("selector", &self.inner.selector)
             .field("content_type", &self.inner.content_type)
             .field("timeout", &self.inner.timeout)
             .field("max_response_size", &self.inner.max_response_size)
+            .field("retry", &self.inner.retry)
+            .field("filters", &self.inner.filters)
+            .field("cooldown", &self.inner.cooldown)
             .finish_non_exhaustive()
     }
 }
@@ -127,16 +139,20 @@ impl Client {
 
     /// The registry this client looks services up in.
     pub fn registry(&self) -> &Arc<dyn Registry> {
-        &self.inner.registry
+        self.inner.lookup.registry()
     }
 
     /// Calls `endpoint` (`Type.Method`) of `service` with `request` and
     /// decodes the reply.
     ///
+    /// A call that fails before a handler could have run it (the node is
+    /// unreachable, or answers 502, 503 or 504) is retried on another node,
+    /// as the [`RetryPolicy`] says, within the one deadline.
+    ///
     /// # Errors
     /// The service's error as it sent it; or 503 when no node is found or
-    /// the node cannot be reached, 408 when the deadline passes, 500 when
-    /// the reply does not decode into `Rsp`.
+    /// no node can be reached, 408 when the deadline passes, 500 when the
+    /// reply does not decode into `Rsp`.
     pub async fn call<Req, Rsp>(
         &self,
         service: &str,
@@ -180,40 +196,45 @@ impl Client {
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
             deadline = deadline.min(parent);
         }
-        let attempt = async {
-            match &options.address {
-                Some(address) => self
-                    .send(
-                        service,
-                        endpoint,
-                        address,
-                        content_type,
-                        body,
-                        &options,
-                        deadline,
-                    )
-                    .await
-                    .map_err(Failure::into_error),
-                None => {
-                    let node = self.pick(service).await?;
-                    let result = self
-                        .send(
-                            service,
-                            endpoint,
-                            &node.address,
-                            content_type,
-                            body,
-                            &options,
-                            deadline,
-                        )
-                        .await;
-                    let reached = !matches!(result, Err(Failure::Transport(_)));
-                    self.inner.selector.mark(service, &node, reached);
-                    result.map_err(Failure::into_error)
+        let policy = options.retry.as_ref().unwrap_or(&self.inner.retry);
+        let attempts = async {
+            let mut tried: Vec<String> = Vec::new();
+            let mut retry = 0;
+            loop {
+                let node = match &options.address {
+                    Some(address) => Err(address.as_str()),
+                    None => Ok(self.pick(service, &options.filters, &tried).await?),
+                };
+                let address = match &node {
+                    Ok(node) => node.address.as_str(),
+                    Err(address) => address,
+                };
+                let result = self
+                    .send(service, endpoint, address, content_type, body.clone(), &options, deadline)
+                    .await;
+                let reached = !matches!(result, Err(Failure::Transport(_)));
+                self.note_reached(address, reached);
+                if let Ok(node) = &node {
+                    self.inner.selector.mark(service, node, reached);
+                }
+                let err = match result {
+                    Ok(reply) => return Ok(reply),
+                    Err(failure) => failure.into_error(),
+                };
+                let pause = policy.backoff.delay(retry + 1);
+                let time_left = Instant::now() + pause < deadline;
+                if retry >= policy.retries || !time_left || !policy.should_retry(&err) {
+                    return Err(err);
+                }
+                retry += 1;
+                tracing::debug!(service, endpoint, address, retry, error = %err, "retrying");
+                tried.push(address.to_owned());
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
                 }
             }
         };
-        match tokio::time::timeout_at(deadline.into(), attempt).await {
+        match tokio::time::timeout_at(deadline.into(), attempts).await {
             Ok(result) => result.map_err(|e| e.or_id(service)),
             Err(_) => Err(Error::timeout(format!(
                 "deadline exceeded calling {service} {endpoint} after {timeout:?}"
@@ -222,15 +243,77 @@ impl Client {
         }
     }
 
-    /// A node of `service`, through the registry and the selector.
-    async fn pick(&self, service: &str) -> Result<Node> {
+    /// Remembers whether `address` could be reached: a node that could not
+    /// is skipped for the cool-down, so a dead node stops getting traffic
+    /// after one failed call rather than when its registration expires.
+    fn note_reached(&self, address: &str, reached: bool) {
+        let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if reached {
+            if !failed.is_empty() {
+                failed.remove(address);
+            }
+        } else {
+            failed.insert(address.to_owned(), Instant::now() + self.inner.cooldown);
+        }
+    }
+
+    /// A node of `service`, through the registry cache, the filters and the
+    /// selector. Nodes this call already tried, and nodes cooling down after
+    /// a failure, are taken only when there is nothing else.
+    async fn pick(&self, service: &str, filters: &[Filter], tried: &[String]) -> Result<Node> {
         let records = self
             .inner
-            .registry
-            .get_service(service)
+            .lookup
+            .get(service)
             .await
             .map_err(Error::from)?;
-        let nodes: Vec<Node> = records.into_iter().flat_map(|s| s.nodes).collect();
+        let unfiltered = filters.is_empty() && self.inner.filters.is_empty();
+        if let [record] = records.as_slice()
+            && unfiltered
+            && tried.is_empty()
+            && self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        {
+            return self
+                .inner
+                .selector
+                .select(service, &record.nodes)
+                .cloned()
+                .ok_or_else(|| Error::unavailable(format!("service \"{service}\" has no nodes")));
+        }
+        let mut nodes: Vec<Node> = if unfiltered {
+            records.iter().flat_map(|s| s.nodes.iter().cloned()).collect()
+        } else {
+            let all: Vec<Filter> = self.inner.filters.iter().chain(filters).cloned().collect();
+            Filter::apply(&all, &records)
+        };
+        if nodes.is_empty() {
+            return Err(Error::unavailable(format!(
+                "no node of service \"{service}\" matches the call's filters"
+            )));
+        }
+        let now = Instant::now();
+        let cooling: Vec<String> = {
+            let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.retain(|_, until| *until > now);
+            nodes
+                .iter()
+                .filter(|n| failed.contains_key(&n.address))
+                .map(|n| n.address.clone())
+                .collect()
+        };
+        for avoid in [tried, cooling.as_slice()] {
+            if avoid.is_empty() {
+                continue;
+            }
+            let rest: Vec<Node> = nodes
+                .iter()
+                .filter(|n| !avoid.contains(&n.address))
+                .cloned()
+                .collect();
+            if !rest.is_empty() {
+                nodes = rest;
+            }
+        }
         self.inner
             .selector
             .select(service, &nodes)
@@ -433,7 +516,14 @@ pub struct ClientBuilder {
     content_type: ContentType,
     timeout: Duration,
     max_response_size: usize,
+    retry: RetryPolicy,
+    filters: Vec<Filter>,
+    cooldown: Duration,
 }
+
+/// The default time a node is skipped after a call to it failed at the
+/// connection level: 5 s.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -462,7 +552,34 @@ impl ClientBuilder {
             content_type: ContentType::Json,
             timeout: DEFAULT_TIMEOUT,
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            retry: RetryPolicy::default(),
+            filters: Vec::new(),
+            cooldown: DEFAULT_COOLDOWN,
         }
+    }
+
+    /// When failed calls are retried. Default: [`RetryPolicy::default`],
+    /// two retries of failures that happened before a handler ran.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Adds a filter every call of this client applies, such as
+    /// `Filter::version("v2")`. Default: none.
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// How long a node is skipped after a call to it failed at the
+    /// connection level. Default: 5 s.
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
     }
 
     /// The registry to find services in. Default: [`default_registry`].
@@ -531,11 +648,15 @@ impl ClientBuilder {
                     Some(layered) => Stack::Layered(layered),
                     None => Stack::Direct(hyper_client()),
                 },
-                registry: self.registry.unwrap_or_else(default_registry),
+                lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
                 selector: self.selector.unwrap_or_else(|| Arc::new(Random::new())),
                 content_type: self.content_type,
                 timeout: self.timeout,
                 max_response_size: self.max_response_size,
+                retry: self.retry,
+                filters: self.filters,
+                cooldown: self.cooldown,
+                failed: std::sync::Mutex::default(),
             }),
         }
     }

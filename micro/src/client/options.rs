@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use super::RetryPolicy;
 use crate::Context;
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
+use crate::selector::Filter;
 
 /// Options for one call: deadline, address, codec, metadata and the context
 /// it is made on behalf of.
@@ -37,6 +39,11 @@ pub struct CallOptions {
     /// The context the call is made for: its request id, deadline and
     /// metadata travel on. Default: none (a fresh request id).
     pub context: Option<Context>,
+    /// The retry policy of this call. Default: the client's.
+    pub retry: Option<RetryPolicy>,
+    /// Filters on the nodes this call may go to, on top of the client's.
+    /// Default: none.
+    pub filters: Vec<Filter>,
 }
 
 impl CallOptions {
@@ -78,6 +85,22 @@ impl CallOptions {
     #[must_use]
     pub fn context(mut self, context: &Context) -> Self {
         self.context = Some(context.clone());
+        self
+    }
+}
+
+impl CallOptions {
+    /// Sets the retry policy of this call.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Adds a filter on the nodes this call may go to.
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
         self
     }
 }

@@ -14,8 +14,9 @@ use super::{Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Se
 /// the stand-in where multicast is not available.
 ///
 /// Registrations with a TTL expire without a deregister: an expired node is
-/// never returned. Reads take a shared lock, so many concurrent lookups do
-/// not contend.
+/// never returned, and watchers see it leave (within 100 ms of expiry,
+/// when a tokio runtime is running). Reads take a shared lock, so many
+/// concurrent lookups do not contend.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryRegistry {
     inner: Arc<Inner>,
@@ -26,6 +27,8 @@ struct Inner {
     /// name -> version -> record.
     services: RwLock<HashMap<String, BTreeMap<String, Record>>>,
     events: broadcast::Sender<Event>,
+    /// Whether a task is expiring TTL'd nodes; it stops when none is left.
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Inner {
@@ -33,9 +36,13 @@ impl Default for Inner {
         Self {
             services: RwLock::default(),
             events: broadcast::channel(1024).0,
+            reaping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
+
+/// How often expired nodes are removed and announced.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Record {
@@ -135,7 +142,74 @@ impl MemoryRegistry {
         if let (Some(kind), Some(svc)) = (kind, snapshot) {
             self.emit(kind, svc);
         }
+        if options.ttl.is_some() {
+            self.start_reaper();
+        }
         Ok(())
+    }
+
+    /// Starts the task that removes expired nodes, unless it runs.
+    fn start_reaper(&self) {
+        use std::sync::atomic::Ordering;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.reaping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(REAP_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let registry = MemoryRegistry { inner };
+                if !registry.reap(Instant::now()) {
+                    registry.inner.reaping.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Removes nodes expired at `now` and tells watchers; returns whether
+    /// any node with a TTL is left.
+    fn reap(&self, now: Instant) -> bool {
+        let mut events = Vec::new();
+        let mut ttl_left = false;
+        {
+            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            for versions in services.values_mut() {
+                for record in versions.values_mut() {
+                    let before = record.nodes.len();
+                    let mut gone = Vec::new();
+                    record.nodes.retain(|_, (node, exp)| {
+                        let keep = exp.is_none_or(|e| e > now);
+                        if !keep {
+                            gone.push(node.clone());
+                        }
+                        ttl_left |= keep && exp.is_some();
+                        keep
+                    });
+                    if record.nodes.len() == before {
+                        continue;
+                    }
+                    match record.live(now) {
+                        Some(after) => events.push((EventKind::Update, after)),
+                        None => {
+                            let mut svc = record.service.clone();
+                            svc.nodes = gone;
+                            events.push((EventKind::Delete, svc));
+                        }
+                    }
+                }
+                versions.retain(|_, r| !r.nodes.is_empty());
+            }
+            services.retain(|_, v| !v.is_empty());
+        }
+        for (kind, svc) in events {
+            self.emit(kind, svc);
+        }
+        ttl_left
     }
 
     fn deregister_sync(&self, service: &Service) {
@@ -303,6 +377,35 @@ mod tests {
         // Renewing brings it back.
         reg.register(&svc("a"), opts).await.unwrap();
         assert!(reg.get_service("greeter").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn watchers_see_expired_nodes_leave() {
+        let reg = MemoryRegistry::new();
+        let mut w = reg.watch().await.unwrap();
+        let opts = RegisterOptions::with_ttl(Duration::from_millis(50));
+        reg.register(&svc("a"), opts.clone()).await.unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("ccc"), opts).await.unwrap();
+        for _ in 0..3 {
+            w.next().await.unwrap().unwrap();
+        }
+        let started = Instant::now();
+        let ev = tokio::time::timeout(Duration::from_secs(2), w.next())
+            .await
+            .expect("an event within 2 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.kind, EventKind::Update);
+        assert_eq!(ev.service.nodes.len(), 1, "{ev:?}");
+        assert_eq!(ev.service.nodes[0].id, "bb");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // Only the permanent node is left, and the reaper has stopped.
+        assert_eq!(reg.get_service("greeter").await.unwrap()[0].nodes.len(), 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!reg.inner.reaping.load(std::sync::atomic::Ordering::SeqCst));
+        reg.deregister(&svc("bb")).await.unwrap();
+        assert_eq!(w.next().await.unwrap().unwrap().kind, EventKind::Delete);
     }
 
     #[tokio::test]

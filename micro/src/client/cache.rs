@@ -1,0 +1,132 @@
+//! The client's registry cache: lookups on the call path are answered from
+//! memory, kept current by a registry watch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+
+use tokio::sync::oneshot;
+
+use crate::registry::{Registry, RegistryError, Service};
+
+/// Service records by name, refreshed whenever the registry reports a
+/// change to one of them. If the registry fails, the last records are
+/// served.
+pub(crate) struct Lookup {
+    registry: Arc<dyn Registry>,
+    entries: RwLock<HashMap<String, Arc<Vec<Service>>>>,
+    /// Held while a watch task runs; dropping the cache drops it, which
+    /// ends the task.
+    watch: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Lookup {
+    pub(crate) fn new(registry: Arc<dyn Registry>) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            entries: RwLock::default(),
+            watch: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    /// The records of `name`, from memory when known.
+    pub(crate) async fn get(self: &Arc<Self>, name: &str) -> Result<Arc<Vec<Service>>, RegistryError> {
+        if let Some(found) = self.cached(name) {
+            return Ok(found);
+        }
+        self.ensure_watch();
+        let records = Arc::new(self.registry.get_service(name).await?);
+        self.write().insert(name.to_owned(), records.clone());
+        Ok(records)
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<Vec<Service>>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Vec<Service>>>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads `name` from the registry: replaced when found, dropped when
+    /// gone, kept when the registry fails.
+    async fn refresh(&self, name: &str) {
+        match self.registry.get_service(name).await {
+            Ok(records) => {
+                self.write().insert(name.to_owned(), Arc::new(records));
+            }
+            Err(RegistryError::NotFound(_)) => {
+                self.write().remove(name);
+            }
+            Err(e) => tracing::debug!(service = name, error = %e, "keeping cached records"),
+        }
+    }
+
+    /// Starts the watch task unless one runs.
+    fn ensure_watch(self: &Arc<Self>) {
+        let mut slot = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        *slot = Some(tx);
+        runtime.spawn(watch(Arc::downgrade(self), self.registry.clone(), rx));
+    }
+}
+
+async fn watch(cache: Weak<Lookup>, registry: Arc<dyn Registry>, mut stop: oneshot::Receiver<()>) {
+    let mut watcher = match registry.watch().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "registry watch failed; lookups will not be cached");
+            if let Some(cache) = cache.upgrade() {
+                cache.write().clear();
+            }
+            return;
+        }
+    };
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return,
+            event = watcher.next() => event,
+        };
+        let Some(cache) = cache.upgrade() else { return };
+        match event {
+            Some(Ok(event)) => {
+                let name = event.service.name;
+                if cache.cached(&name).is_some() {
+                    cache.refresh(&name).await;
+                }
+            }
+            Some(Err(e)) => {
+                // Missed events: every entry may be stale.
+                tracing::debug!(error = %e, "registry watch lagged; refreshing");
+                let names: Vec<String> = cache
+                    .entries
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect();
+                for name in names {
+                    cache.refresh(&name).await;
+                }
+            }
+            None => {
+                // The watch ended: stop trusting the cache.
+                cache.write().clear();
+                return;
+            }
+        }
+    }
+}
