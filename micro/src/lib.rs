@@ -82,8 +82,8 @@ pub use client::Client;
 pub use context::Context;
 pub use errors::{Error, Result};
 pub use service::{
-    DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL, Service,
-    ServiceHandle, shutdown_signal,
+    DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
+    Service, ServiceHandle, shutdown_signal,
 };
 
 #[cfg(feature = "macros")]

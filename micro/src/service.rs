@@ -314,11 +314,14 @@ impl Service {
             Some(a) => a,
             None => advertise_address(local_addr).to_string(),
         };
-        let node = Node::new(format!("{}-{}", self.name, uuid::Uuid::new_v4()), advertised)
-            .with_metadata("protocol", "http")
-            .with_metadata("transport", "http")
-            .with_metadata("server", "http")
-            .with_metadata("registry", registry.name());
+        let node = Node::new(
+            format!("{}-{}", self.name, uuid::Uuid::new_v4()),
+            advertised,
+        )
+        .with_metadata("protocol", "http")
+        .with_metadata("transport", "http")
+        .with_metadata("server", "http")
+        .with_metadata("registry", registry.name());
         let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = records;

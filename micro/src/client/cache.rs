@@ -33,7 +33,10 @@ impl Lookup {
     }
 
     /// The records of `name`, from memory when known.
-    pub(crate) async fn get(self: &Arc<Self>, name: &str) -> Result<Arc<Vec<Service>>, RegistryError> {
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Arc<Vec<Service>>, RegistryError> {
         if let Some(found) = self.cached(name) {
             return Ok(found);
         }

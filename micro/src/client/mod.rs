@@ -210,7 +210,15 @@ impl Client {
                     Err(address) => address,
                 };
                 let result = self
-                    .send(service, endpoint, address, content_type, body.clone(), &options, deadline)
+                    .send(
+                        service,
+                        endpoint,
+                        address,
+                        content_type,
+                        body.clone(),
+                        &options,
+                        deadline,
+                    )
                     .await;
                 let reached = !matches!(result, Err(Failure::Transport(_)));
                 self.note_reached(address, reached);
@@ -261,17 +269,17 @@ impl Client {
     /// selector. Nodes this call already tried, and nodes cooling down after
     /// a failure, are taken only when there is nothing else.
     async fn pick(&self, service: &str, filters: &[Filter], tried: &[String]) -> Result<Node> {
-        let records = self
-            .inner
-            .lookup
-            .get(service)
-            .await
-            .map_err(Error::from)?;
+        let records = self.inner.lookup.get(service).await.map_err(Error::from)?;
         let unfiltered = filters.is_empty() && self.inner.filters.is_empty();
         if let [record] = records.as_slice()
             && unfiltered
             && tried.is_empty()
-            && self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && self
+                .inner
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
         {
             return self
                 .inner
@@ -281,7 +289,10 @@ impl Client {
                 .ok_or_else(|| Error::unavailable(format!("service \"{service}\" has no nodes")));
         }
         let mut nodes: Vec<Node> = if unfiltered {
-            records.iter().flat_map(|s| s.nodes.iter().cloned()).collect()
+            records
+                .iter()
+                .flat_map(|s| s.nodes.iter().cloned())
+                .collect()
         } else {
             let all: Vec<Filter> = self.inner.filters.iter().chain(filters).cloned().collect();
             Filter::apply(&all, &records)

@@ -156,6 +156,11 @@ mod tests {
         let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50));
         let delays: Vec<_> = (1..=6).map(|n| b.delay(n).as_millis()).collect();
         assert_eq!(delays, [0, 10, 20, 40, 50, 50]);
-        assert_eq!(Backoff::Fixed(Duration::from_millis(3)).delay(9).as_millis(), 3);
+        assert_eq!(
+            Backoff::Fixed(Duration::from_millis(3))
+                .delay(9)
+                .as_millis(),
+            3
+        );
     }
 }

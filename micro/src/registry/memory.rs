@@ -177,7 +177,11 @@ impl MemoryRegistry {
         let mut events = Vec::new();
         let mut ttl_left = false;
         {
-            let mut services = self.inner.services.write().unwrap_or_else(|e| e.into_inner());
+            let mut services = self
+                .inner
+                .services
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             for versions in services.values_mut() {
                 for record in versions.values_mut() {
                     let before = record.nodes.len();
@@ -385,7 +389,9 @@ mod tests {
         let mut w = reg.watch().await.unwrap();
         let opts = RegisterOptions::with_ttl(Duration::from_millis(50));
         reg.register(&svc("a"), opts.clone()).await.unwrap();
-        reg.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        reg.register(&svc("bb"), RegisterOptions::default())
+            .await
+            .unwrap();
         reg.register(&svc("ccc"), opts).await.unwrap();
         for _ in 0..3 {
             w.next().await.unwrap().unwrap();

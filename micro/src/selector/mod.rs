@@ -348,7 +348,10 @@ mod tests {
         assert_eq!(ids(&[]), ["a", "b", "c"]);
         assert_eq!(ids(&[Filter::label("zone", "eu")]), ["a", "c"]);
         assert_eq!(ids(&[Filter::endpoint("G.New")]), ["c"]);
-        assert_eq!(ids(&[Filter::version("v1"), Filter::label("zone", "us")]), ["b"]);
+        assert_eq!(
+            ids(&[Filter::version("v1"), Filter::label("zone", "us")]),
+            ["b"]
+        );
         assert!(ids(&[Filter::version("v3")]).is_empty());
     }
 }
