@@ -35,15 +35,20 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> micro::Result<()> {
-//! // Serve it (on an ephemeral port, registered in the in-process registry)…
+//! // The default registry is mDNS; this example keeps to one process.
+//! let registry = std::sync::Arc::new(micro::registry::MemoryRegistry::new());
+//!
+//! // Serve it on an ephemeral port…
 //! let running = micro::Service::new("helloworld")
 //!     .address("127.0.0.1:0")
+//!     .registry(registry.clone())
 //!     .handle(Helloworld)
 //!     .start()
 //!     .await?;
 //!
 //! // …and call it by name through the generated client.
-//! let hello = HelloworldClient::new("helloworld", micro::Client::new());
+//! let client = micro::Client::builder().registry(registry).build();
+//! let hello = HelloworldClient::new("helloworld", client);
 //! let rsp = hello.greeting(Request { name: "alice".into() }).await?;
 //! assert_eq!(rsp.message, "Hello alice");
 //!
@@ -58,8 +63,9 @@
 //! | RPC server (HTTP/1.1 + h2c, health) | [`server`], [`Service`] | axum | yes |
 //! | client (pooled, typed, tower layers) | [`client`] | hyper | yes |
 //! | codecs | [`codec`] | JSON, MessagePack | yes |
-//! | registry | [`registry`] | in-process memory | mDNS next |
-//! | selector | [`selector`] | random, round robin | yes |
+//! | registry | [`registry`] | mDNS; memory | yes |
+//! | selector | [`selector`] | random, round robin, least outstanding; filters | yes |
+//! | retries | [`client::RetryPolicy`] | 2, on another node, one deadline | yes |
 //! | errors | [`Error`] | WIRE.md JSON | yes |
 //!
 //! Cargo features: `macros` (default) re-exports `#[service]` and

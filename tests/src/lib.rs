@@ -102,6 +102,12 @@ impl Greeter {
     async fn echo(&self, text: String) -> Result<String> {
         Ok(text)
     }
+
+    /// `Greeter.Pid`: which process served the call.
+    #[handler]
+    async fn pid(&self) -> Result<u32> {
+        Ok(std::process::id())
+    }
 }
 
 /// What a context shows.
@@ -113,6 +119,9 @@ pub fn seen(ctx: &Context) -> Seen {
         endpoint: ctx.endpoint().map(str::to_owned),
     }
 }
+
+pub mod netns;
+pub mod process;
 
 /// A reply as it came off the wire.
 #[derive(Debug)]

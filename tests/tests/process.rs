@@ -2,86 +2,25 @@
 //! with curl, a raw HTTP client and the typed client, and stops it with
 //! signals.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use micro::client::CallOptions;
 use micro::codec::ContentType;
+use micro_tests::process::Greeter;
 use micro_tests::{GreeterClient, Hello, RawClient, Sleep};
 
-/// A greeter process and the address it serves on.
-struct Greeter {
-    child: Child,
-    addr: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Greeter {
-    fn spawn(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_greeter"));
-        cmd.stdout(Stdio::piped())
-            .env_remove("MICRO_SERVER_ADDRESS");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("greeter starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("greeter prints its address");
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        Self { child, addr, lines }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait(&mut self, limit: Duration) -> i32 {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().expect("exited, not killed by a signal");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "greeter did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for Greeter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The greeter binary with the memory registry: these tests call by
+/// address and stay off multicast.
+fn spawn(env: &[(&str, &str)]) -> Greeter {
+    let mut all = vec![("MICRO_REGISTRY", "memory")];
+    all.extend_from_slice(env);
+    Greeter::spawn(env!("CARGO_BIN_EXE_greeter"), &all)
 }
 
 #[test]
 fn curl_as_in_go_micros_readme() {
-    let greeter = Greeter::spawn(&[]);
+    let greeter = spawn(&[]);
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -109,7 +48,7 @@ fn curl_as_in_go_micros_readme() {
 
 #[tokio::test]
 async fn typed_client_from_another_process() {
-    let greeter = Greeter::spawn(&[]);
+    let greeter = spawn(&[]);
     let client = GreeterClient::new("greeter", micro::Client::new());
     for ct in [ContentType::Json, ContentType::MsgPack] {
         let opts = CallOptions::new()
@@ -133,7 +72,7 @@ async fn typed_client_from_another_process() {
 }
 
 async fn graceful_stop_with(signal: libc::c_int) {
-    let mut greeter = Greeter::spawn(&[("GREETER_GRACE_MS", "5000")]);
+    let mut greeter = spawn(&[("GREETER_GRACE_MS", "5000")]);
     let addr = greeter.addr.clone();
     let raw = RawClient::new();
     // An in-flight request when the signal arrives…
@@ -175,7 +114,7 @@ async fn sigint_drains_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_period_bounds_the_drain() {
-    let mut greeter = Greeter::spawn(&[("GREETER_GRACE_MS", "300")]);
+    let mut greeter = spawn(&[("GREETER_GRACE_MS", "300")]);
     let addr = greeter.addr.clone();
     let stuck = tokio::spawn(async move {
         GreeterClient::new("greeter", micro::Client::new())

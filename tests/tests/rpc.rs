@@ -673,6 +673,7 @@ async fn registration_describes_the_endpoints() {
             ("Greeter.Boom", "Hello", "Greeting"),
             ("Greeter.Whoami", "()", "Seen"),
             ("Greeter.Echo", "String", "String"),
+            ("Greeter.Pid", "()", "u32"),
         ]
     );
     let node = &record.nodes[0];

@@ -317,13 +317,13 @@ impl Registry for MemoryRegistry {
 
     fn watch(&self) -> BoxFuture<'_, Result<Watcher, RegistryError>> {
         let rx = self.inner.events.subscribe();
-        let stream = tokio_stream_from(rx);
+        let stream = events(rx);
         Box::pin(std::future::ready(Ok(Watcher::new(stream))))
     }
 }
 
 /// Turns a broadcast receiver into a stream of events, reporting lag.
-fn tokio_stream_from(
+pub(super) fn events(
     rx: broadcast::Receiver<Event>,
 ) -> impl futures_util::Stream<Item = Result<Event, RegistryError>> + Send + 'static {
     futures_util::stream::unfold(rx, |mut rx| async move {

@@ -5,8 +5,10 @@
 //! register themselves when they start and deregister when they stop;
 //! clients look services up by name.
 //!
-//! The built-in [`MemoryRegistry`] serves one process (and tests). The
-//! process-wide default is returned by [`default_registry`].
+//! [`MdnsRegistry`], the default, finds services on the local network with
+//! multicast DNS and needs no server. [`MemoryRegistry`] serves one process,
+//! tests, and places without multicast. The process-wide default is
+//! returned by [`default_registry`] and chosen by `MICRO_REGISTRY`.
 //!
 //! # Example
 //!
@@ -28,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod mdns;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -41,6 +44,7 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use mdns::{MdnsRegistry, MdnsRegistryBuilder, SERVICE_TYPE};
 pub use memory::MemoryRegistry;
 
 /// A service's record: name, version, metadata, endpoints and nodes.
@@ -330,20 +334,21 @@ fn _assert_dyn(_: &dyn Registry) {}
 /// The process-wide default registry, shared by every [`Service`](crate::Service)
 /// and [`Client`](crate::Client) built without an explicit one.
 ///
-/// Chosen once, from `MICRO_REGISTRY`: `memory` (the default today).
-/// An unknown value falls back to memory with a warning.
+/// Chosen once, from `MICRO_REGISTRY`: `mdns` (the default) or `memory`.
+/// An unknown value falls back to mDNS with a warning.
 pub fn default_registry() -> Arc<dyn Registry> {
     static DEFAULT: OnceLock<Arc<dyn Registry>> = OnceLock::new();
     DEFAULT
-        .get_or_init(|| {
-            match std::env::var("MICRO_REGISTRY").ok().as_deref() {
-                None | Some("") | Some("memory") => {}
-                Some(other) => tracing::warn!(
+        .get_or_init(|| match std::env::var("MICRO_REGISTRY").ok().as_deref() {
+            Some("memory") => Arc::new(MemoryRegistry::new()),
+            None | Some("" | "mdns") => Arc::new(MdnsRegistry::new()),
+            Some(other) => {
+                tracing::warn!(
                     registry = other,
-                    "unknown MICRO_REGISTRY, expected one of: memory; using memory"
-                ),
+                    "unknown MICRO_REGISTRY, expected one of: mdns, memory; using mdns"
+                );
+                Arc::new(MdnsRegistry::new())
             }
-            Arc::new(MemoryRegistry::new())
         })
         .clone()
 }

@@ -2,8 +2,10 @@
 //!
 //! Listens on `MICRO_SERVER_ADDRESS` (default 127.0.0.1:0), prints
 //! `listening on <addr>` once it serves, and stops gracefully on SIGINT or
-//! SIGTERM. `GREETER_GRACE_MS` and `GREETER_DELAY_MS` set the grace period
-//! and the shutdown delay.
+//! SIGTERM. `GREETER_GRACE_MS`, `GREETER_DELAY_MS`, `GREETER_TTL_MS` and
+//! `GREETER_INTERVAL_MS` set the grace period, the shutdown delay, the
+//! registration TTL and the re-registration interval. The registry is the
+//! default one, chosen by `MICRO_REGISTRY`.
 
 use std::time::Duration;
 
@@ -25,6 +27,12 @@ async fn main() -> micro::Result<()> {
     }
     if let Some(delay) = millis("GREETER_DELAY_MS") {
         service = service.shutdown_delay(delay);
+    }
+    if let Some(ttl) = millis("GREETER_TTL_MS") {
+        service = service.register_ttl(ttl);
+    }
+    if let Some(interval) = millis("GREETER_INTERVAL_MS") {
+        service = service.register_interval(interval);
     }
     let running = service.start().await?;
     println!("listening on {}", running.local_addr());

@@ -1,0 +1,646 @@
+//! The mDNS registry: zero-configuration discovery on the local network.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::broadcast;
+
+use super::{
+    Endpoint, Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Service, Watcher,
+};
+
+/// The DNS-SD service type micro nodes are published under.
+pub const SERVICE_TYPE: &str = "_micro._tcp.local.";
+
+/// The TTL of a registration that asks for none.
+const DEFAULT_TTL: Duration = Duration::from_secs(90);
+
+/// How often nodes that were not renewed in time are dropped.
+const EXPIRE_EVERY: Duration = Duration::from_millis(250);
+
+/// The largest encoded endpoint list published in TXT records. A single
+/// DNS record travels alone in a packet of up to ~8.9 KB (RFC 6762
+/// section 17), so larger lists are left out rather than break the record.
+const MAX_ENDPOINTS_TXT: usize = 7_000;
+
+/// Each TXT string is at most 255 bytes, key and `=` included.
+const CHUNK: usize = 240;
+
+/// Discovery with multicast DNS (DNS-SD), the default registry: services
+/// find each other on the local network with no server to run.
+///
+/// Each node is one DNS-SD instance of `_micro._tcp.local.`, named by its
+/// node id; the A/AAAA and SRV records give its address, TXT properties
+/// its service name, version, metadata and endpoints (compressed and split
+/// to stay within 255 bytes a string, so hundreds of endpoints fit). Nodes
+/// announce on register, re-announce whenever they renew, and send goodbye
+/// packets when they deregister; a node that vanished without a goodbye is
+/// dropped once its TTL passes without a renewal. Standard tools
+/// (`avahi-browse -r _micro._tcp`, python-zeroconf) list micro services.
+///
+/// The multicast daemon starts on first use, so building a client that
+/// only calls by address sends nothing.
+///
+/// ```no_run
+/// use micro::registry::MdnsRegistry;
+///
+/// // Only on loopback (or `MICRO_MDNS_INTERFACES=lo`).
+/// let registry = MdnsRegistry::builder().interfaces(["lo"]).build();
+/// ```
+#[derive(Clone, Debug)]
+pub struct MdnsRegistry {
+    inner: Arc<Inner>,
+}
+
+/// Builds an [`MdnsRegistry`].
+#[derive(Clone, Debug, Default)]
+pub struct MdnsRegistryBuilder {
+    interfaces: Option<Vec<String>>,
+}
+
+impl MdnsRegistryBuilder {
+    /// Restricts mDNS to these interfaces (by name, such as `lo` or
+    /// `eth0`). Default: `MICRO_MDNS_INTERFACES` (comma-separated) if set,
+    /// else every multicast-capable interface.
+    #[must_use]
+    pub fn interfaces<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.interfaces = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The registry. Its daemon starts on first use.
+    pub fn build(self) -> MdnsRegistry {
+        let interfaces = self.interfaces.or_else(|| {
+            std::env::var("MICRO_MDNS_INTERFACES").ok().map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+        });
+        MdnsRegistry {
+            inner: Arc::new(Inner {
+                interfaces,
+                daemon: OnceLock::new(),
+                seen: RwLock::default(),
+                own: Mutex::default(),
+                events: broadcast::channel(1024).0,
+            }),
+        }
+    }
+}
+
+struct Inner {
+    interfaces: Option<Vec<String>>,
+    /// Started on first use.
+    daemon: OnceLock<Result<ServiceDaemon, String>>,
+    /// Every node seen, by DNS-SD instance full name.
+    seen: RwLock<HashMap<String, Seen>>,
+    /// This process's registrations: node id -> instance full name.
+    own: Mutex<HashMap<String, String>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MdnsRegistry")
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(Ok(daemon)) = self.daemon.get() {
+            let _ = daemon.shutdown();
+        }
+    }
+}
+
+/// One node as last resolved: a record with exactly one node.
+#[derive(Clone, Debug)]
+struct Seen {
+    record: Service,
+    ttl: Duration,
+    renewed: Instant,
+}
+
+impl Default for MdnsRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MdnsRegistry {
+    /// A registry on the interfaces `MICRO_MDNS_INTERFACES` names, or all.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder, to choose the interfaces.
+    pub fn builder() -> MdnsRegistryBuilder {
+        MdnsRegistryBuilder::default()
+    }
+
+    fn daemon(&self) -> Result<&ServiceDaemon, RegistryError> {
+        let started = self.inner.daemon.get_or_init(|| start_daemon(&self.inner));
+        started
+            .as_ref()
+            .map_err(|e| RegistryError::Backend(format!("mdns: {e}")))
+    }
+
+    /// The records of every version of `name` (or of every service).
+    fn records(&self, name: Option<&str>) -> Vec<Service> {
+        let seen = self.inner.seen.read().unwrap_or_else(|e| e.into_inner());
+        let mut grouped: BTreeMap<(String, String), Service> = BTreeMap::new();
+        let mut ordered: Vec<&Seen> = seen
+            .values()
+            .filter(|s| name.is_none_or(|n| s.record.name == n))
+            .collect();
+        ordered.sort_by(|a, b| a.record.nodes[0].id.cmp(&b.record.nodes[0].id));
+        for s in ordered {
+            let key = (s.record.name.clone(), s.record.version.clone());
+            grouped
+                .entry(key)
+                .and_modify(|r| r.nodes.extend(s.record.nodes.iter().cloned()))
+                .or_insert_with(|| s.record.clone());
+        }
+        grouped.into_values().collect()
+    }
+}
+
+fn start_daemon(inner: &Arc<Inner>) -> Result<ServiceDaemon, String> {
+    let daemon = ServiceDaemon::new().map_err(|e| e.to_string())?;
+    if let Some(names) = &inner.interfaces {
+        daemon
+            .disable_interface(IfKind::All)
+            .map_err(|e| e.to_string())?;
+        for name in names {
+            daemon
+                .enable_interface(IfKind::Name(name.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let events = daemon.browse(SERVICE_TYPE).map_err(|e| e.to_string())?;
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("micro-mdns".into())
+        .spawn(move || browse(weak, events))
+        .map_err(|e| e.to_string())?;
+    Ok(daemon)
+}
+
+/// Follows the browse events and expires nodes, until the registry goes.
+fn browse(inner: Weak<Inner>, events: mdns_sd::Receiver<ServiceEvent>) {
+    loop {
+        let event = events.recv_timeout(EXPIRE_EVERY);
+        let Some(inner) = inner.upgrade() else { return };
+        match event {
+            Ok(ServiceEvent::ServiceResolved(resolved)) => {
+                if let Some(record) = parse(&resolved) {
+                    let (record, ttl) = record;
+                    upsert(&inner, &resolved.fullname, record, ttl);
+                }
+            }
+            Ok(ServiceEvent::ServiceRemoved(_, fullname)) => remove(&inner, &fullname),
+            Ok(_) | Err(mdns_sd::RecvTimeoutError::Timeout) => {}
+            Err(_) => return,
+        }
+        expire(&inner, Instant::now());
+    }
+}
+
+/// Publishes a change of the `(name, version)` record to watchers.
+fn announce(inner: &Inner, name: &str, version: &str, before: usize, gone: Option<Node>) {
+    let seen = inner.seen.read().unwrap_or_else(|e| e.into_inner());
+    let mut nodes: Vec<&Seen> = seen
+        .values()
+        .filter(|s| s.record.name == name && s.record.version == version)
+        .collect();
+    nodes.sort_by(|a, b| a.record.nodes[0].id.cmp(&b.record.nodes[0].id));
+    let event = match (before, nodes.first()) {
+        (_, Some(first)) => {
+            let mut record = first.record.clone();
+            record.nodes = nodes.iter().flat_map(|s| s.record.nodes.clone()).collect();
+            let kind = if before == 0 {
+                EventKind::Create
+            } else {
+                EventKind::Update
+            };
+            Event {
+                kind,
+                service: record,
+            }
+        }
+        (0, None) => return,
+        (_, None) => {
+            let Some(node) = gone else { return };
+            let mut record = Service::new(name).with_version(version);
+            record.nodes.push(node);
+            Event {
+                kind: EventKind::Delete,
+                service: record,
+            }
+        }
+    };
+    let _ = inner.events.send(event);
+}
+
+fn count(inner: &Inner, name: &str, version: &str) -> usize {
+    let seen = inner.seen.read().unwrap_or_else(|e| e.into_inner());
+    seen.values()
+        .filter(|s| s.record.name == name && s.record.version == version)
+        .count()
+}
+
+/// Records a resolution; an unchanged node is only renewed.
+fn upsert(inner: &Inner, fullname: &str, record: Service, ttl: Duration) {
+    let (name, version) = (record.name.clone(), record.version.clone());
+    let before = count(inner, &name, &version);
+    let changed = {
+        let mut seen = inner.seen.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match seen.get_mut(fullname) {
+            Some(s) if s.record == record => {
+                s.renewed = now;
+                s.ttl = ttl;
+                false
+            }
+            _ => {
+                let moved = seen
+                    .get(fullname)
+                    .map(|s| (s.record.name.clone(), s.record.version.clone()));
+                seen.insert(
+                    fullname.to_owned(),
+                    Seen {
+                        record,
+                        ttl,
+                        renewed: now,
+                    },
+                );
+                drop(seen);
+                // A node that changed service or version left its old record.
+                if let Some((old_name, old_version)) = moved
+                    && (old_name != name || old_version != version)
+                {
+                    let left = count(inner, &old_name, &old_version);
+                    announce(inner, &old_name, &old_version, left + 1, None);
+                }
+                true
+            }
+        }
+    };
+    if changed {
+        announce(inner, &name, &version, before, None);
+    }
+}
+
+fn remove(inner: &Inner, fullname: &str) {
+    let removed = {
+        let mut seen = inner.seen.write().unwrap_or_else(|e| e.into_inner());
+        seen.remove(fullname)
+    };
+    if let Some(s) = removed {
+        let (name, version) = (&s.record.name, &s.record.version);
+        let left = count(inner, name, version);
+        announce(
+            inner,
+            name,
+            version,
+            left + 1,
+            s.record.nodes.into_iter().next(),
+        );
+    }
+}
+
+/// Drops nodes whose TTL passed without a renewal.
+fn expire(inner: &Inner, now: Instant) {
+    let stale: Vec<String> = {
+        let seen = inner.seen.read().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .filter(|(_, s)| s.renewed + s.ttl < now)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    for fullname in stale {
+        tracing::debug!(instance = %fullname, "mdns: node expired without renewal");
+        remove(inner, &fullname);
+    }
+}
+
+/// A resolved instance as a one-node record and its TTL; `None` for an
+/// instance that is not a micro node.
+fn parse(resolved: &mdns_sd::ResolvedService) -> Option<(Service, Duration)> {
+    let props = resolved.get_properties();
+    let get = |k: &str| props.get_property_val_str(k);
+    let name = get("service")?.to_owned();
+    let version = get("version").unwrap_or("latest").to_owned();
+    let ttl = get("ttl")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_TTL, Duration::from_millis);
+    let id = resolved
+        .fullname
+        .strip_suffix(SERVICE_TYPE)
+        .unwrap_or(&resolved.fullname)
+        .trim_end_matches('.')
+        .to_owned();
+    let addresses: Vec<IpAddr> = resolved
+        .get_addresses()
+        .iter()
+        .map(|a| a.to_ip_addr())
+        .collect();
+    let ip = addresses.iter().find(|a| a.is_ipv4()).or_else(|| {
+        addresses
+            .iter()
+            .find(|a| matches!(a, IpAddr::V6(v6) if !v6.is_unicast_link_local()))
+    })?;
+    let mut node = Node::new(id, SocketAddr::new(*ip, resolved.get_port()).to_string());
+    let mut record = Service::new(name).with_version(version);
+    let mut chunks: BTreeMap<usize, &str> = BTreeMap::new();
+    for prop in props.iter() {
+        let (key, value) = (prop.key(), prop.val_str());
+        if let Some(k) = key.strip_prefix("svc.") {
+            record.metadata.insert(k.to_owned(), value.to_owned());
+        } else if let Some(i) = key.strip_prefix("ep").and_then(|i| i.parse::<usize>().ok()) {
+            chunks.insert(i, value);
+        } else if !matches!(key, "service" | "version" | "ttl" | "seq" | "epn") {
+            node.metadata.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    let expected = get("epn")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    if expected > 0 && chunks.len() == expected {
+        let encoded: String = chunks.values().copied().collect();
+        match decode_endpoints(&encoded) {
+            Some(endpoints) => record.endpoints = endpoints,
+            None => tracing::debug!(node = %node.id, "mdns: endpoint list does not decode"),
+        }
+    }
+    record.nodes.push(node);
+    Some((record, ttl))
+}
+
+/// The TXT properties of one node of `service`.
+fn properties(service: &Service, node: &Node, ttl: Duration, seq: u64) -> Vec<(String, String)> {
+    let mut props = vec![
+        ("service".to_owned(), service.name.clone()),
+        ("version".to_owned(), service.version.clone()),
+        ("ttl".to_owned(), ttl.as_millis().to_string()),
+        ("seq".to_owned(), seq.to_string()),
+    ];
+    let fits = |k: &str, v: &str| {
+        let ok = k.len() + v.len() < CHUNK;
+        if !ok {
+            tracing::warn!(
+                key = k,
+                "mdns: metadata entry too long for a TXT string; left out"
+            );
+        }
+        ok
+    };
+    for (k, v) in &node.metadata {
+        let reserved = matches!(k.as_str(), "service" | "version" | "ttl" | "seq" | "epn")
+            || k.starts_with("svc.")
+            || k.strip_prefix("ep")
+                .is_some_and(|i| i.parse::<usize>().is_ok());
+        if !reserved && fits(k, v) {
+            props.push((k.clone(), v.clone()));
+        }
+    }
+    for (k, v) in &service.metadata {
+        let key = format!("svc.{k}");
+        if fits(&key, v) {
+            props.push((key, v.clone()));
+        }
+    }
+    if !service.endpoints.is_empty() {
+        let encoded = encode_endpoints(&service.endpoints);
+        if encoded.len() > MAX_ENDPOINTS_TXT {
+            tracing::warn!(
+                service = %service.name,
+                bytes = encoded.len(),
+                "mdns: endpoint list too large for a DNS record even compressed; left out"
+            );
+        } else {
+            let chunks: Vec<&str> = encoded
+                .as_bytes()
+                .chunks(CHUNK)
+                .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                .collect();
+            props.push(("epn".to_owned(), chunks.len().to_string()));
+            for (i, c) in chunks.iter().enumerate() {
+                props.push((format!("ep{i}"), (*c).to_owned()));
+            }
+        }
+    }
+    props
+}
+
+/// Endpoints as compressed JSON, base64url without padding.
+fn encode_endpoints(endpoints: &[Endpoint]) -> String {
+    let json = serde_json::to_vec(endpoints).unwrap_or_default();
+    base64url(&miniz_oxide::deflate::compress_to_vec(&json, 9))
+}
+
+fn decode_endpoints(encoded: &str) -> Option<Vec<Endpoint>> {
+    let compressed = unbase64url(encoded)?;
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed, 4 << 20).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn base64url(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+    }
+    out
+}
+
+fn unbase64url(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Renewal counter: each registration carries a new `seq`, so that
+/// browsers see a change and renew the node's TTL.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Registry for MdnsRegistry {
+    fn name(&self) -> &'static str {
+        "mdns"
+    }
+
+    fn register<'a>(
+        &'a self,
+        service: &'a Service,
+        options: RegisterOptions,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            if service.name.is_empty() {
+                return Err(RegistryError::Invalid("service name is empty".into()));
+            }
+            let daemon = self.daemon()?;
+            let ttl = options.ttl.unwrap_or(DEFAULT_TTL);
+            for node in &service.nodes {
+                let addr: SocketAddr = node.address.parse().map_err(|_| {
+                    RegistryError::Invalid(format!(
+                        "node address \"{}\" is not ip:port, which mDNS needs",
+                        node.address
+                    ))
+                })?;
+                if node.id.is_empty() || node.id.len() > 63 {
+                    return Err(RegistryError::Invalid(format!(
+                        "node id \"{}\" must be 1 to 63 bytes for mDNS",
+                        node.id
+                    )));
+                }
+                let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+                let props = properties(service, node, ttl, seq);
+                let info = ServiceInfo::new(
+                    SERVICE_TYPE,
+                    &node.id,
+                    &format!("{}.local.", node.id),
+                    addr.ip(),
+                    addr.port(),
+                    props.as_slice(),
+                )
+                .map_err(|e| RegistryError::Backend(format!("mdns: {e}")))?;
+                let fullname = info.get_fullname().to_owned();
+                daemon
+                    .register(info)
+                    .map_err(|e| RegistryError::Backend(format!("mdns: {e}")))?;
+                self.inner
+                    .own
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(node.id.clone(), fullname.clone());
+                // Seen at once here; the network confirms it shortly.
+                let mut record = service.clone();
+                record.nodes = vec![node.clone()];
+                upsert(&self.inner, &fullname, record, ttl);
+            }
+            Ok(())
+        })
+    }
+
+    fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let daemon = self.daemon()?;
+            for node in &service.nodes {
+                let fullname = self
+                    .inner
+                    .own
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&node.id);
+                let Some(fullname) = fullname else { continue };
+                remove(&self.inner, &fullname);
+                // Goodbye packets (TTL 0) go out before this returns.
+                if let Ok(status) = daemon.unregister(&fullname) {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        status.recv_timeout(Duration::from_secs(2))
+                    })
+                    .await;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn get_service<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
+        Box::pin(async move {
+            self.daemon()?;
+            let found = self.records(Some(name));
+            if found.is_empty() {
+                Err(RegistryError::NotFound(name.to_owned()))
+            } else {
+                Ok(found)
+            }
+        })
+    }
+
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>> {
+        Box::pin(async move {
+            self.daemon()?;
+            Ok(self.records(None))
+        })
+    }
+
+    fn watch(&self) -> BoxFuture<'_, Result<Watcher, RegistryError>> {
+        Box::pin(async move {
+            self.daemon()?;
+            let rx = self.inner.events.subscribe();
+            Ok(Watcher::new(super::memory::events(rx)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(unbase64url(&base64url(&bytes)).unwrap(), bytes);
+        }
+        assert_eq!(base64url(b"micro"), "bWljcm8");
+        assert!(unbase64url("not base64!").is_none());
+    }
+
+    #[test]
+    fn three_hundred_endpoints_fit_in_txt_strings() {
+        let endpoints: Vec<Endpoint> = (0..300)
+            .map(|i| Endpoint::new(format!("Big.Method{i:03}"), format!("Request{i}"), "Reply"))
+            .collect();
+        let service = Service {
+            endpoints: endpoints.clone(),
+            ..Service::new("big")
+        };
+        let node = Node::new("big-1", "10.0.0.1:80").with_metadata("protocol", "http");
+        let props = properties(&service, &node, Duration::from_secs(90), 7);
+        assert!(props.iter().all(|(k, v)| k.len() + v.len() < 255));
+        let total: usize = props.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        assert!(total < MAX_ENDPOINTS_TXT + 500, "{total} bytes");
+        let chunks: String = props
+            .iter()
+            .filter(|(k, _)| k.starts_with("ep") && k != "epn")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(decode_endpoints(&chunks).unwrap(), endpoints);
+    }
+}
