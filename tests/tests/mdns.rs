@@ -208,10 +208,10 @@ fn rolling_restart_loses_no_call() {
                 }
             }
             assert_eq!(
-                tokio::task::block_in_place(|| nodes[i].wait(Duration::from_secs(10))),
+                tokio::task::block_in_place(|| node.wait(Duration::from_secs(10))),
                 0
             );
-            nodes[i] = greeter(&[]);
+            *node = greeter(&[]);
             wait_for_nodes(&*registry, "greeter", 3, Duration::from_secs(15)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
