@@ -10,8 +10,15 @@
 //! - `micro http json|msgpack`: the micro service called by the same hyper
 //!   client with `Micro-Endpoint`;
 //! - `micro typed json|msgpack`: through the generated client, by address;
-//! - `micro typed by name`: through the generated client, found in the
-//!   registry by the selector.
+//! - `micro typed by name`: through the generated client, found by name
+//!   through mDNS and the selector (the service and the client each have
+//!   their own mDNS daemon, as two processes would).
+//!
+//! It also times discovery: from a service's start to a client's first
+//! successful call by name, and from a graceful stop to the node leaving a
+//! watcher. For mDNS the benchmark moves into a network namespace of its own
+//! (it needs root; without it, it falls back to the memory registry and
+//! says so), so no multicast leaves the machine.
 //!
 //! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
 //! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
@@ -29,7 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use micro::client::CallOptions;
 use micro::codec::ContentType;
-use micro::registry::MemoryRegistry;
+use micro::registry::{EventKind, MdnsRegistry, MemoryRegistry, Registry};
 use micro::server::BoxFuture;
 use micro_examples::helloworld::{Helloworld, HelloworldClient, Request, Response};
 
@@ -157,7 +164,25 @@ async fn raw_axum() -> SocketAddr {
     addr
 }
 
+/// Moves this process into a network namespace of its own with `lo` up,
+/// so that mDNS stays inside it. Returns false if that is not allowed.
+fn isolate() -> bool {
+    // SAFETY: unshare(2) changes only this thread's namespaces; no other
+    // thread exists yet, and the runtime's threads inherit it.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return false;
+    }
+    std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn main() {
+    let mdns = isolate();
+    if !mdns {
+        println!("note: cannot make a network namespace; by-name rows use the memory registry");
+    }
     let secs: f64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -166,15 +191,22 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(bench(secs));
+    rt.block_on(bench(secs, mdns));
 }
 
-async fn bench(secs: f64) {
+async fn bench(secs: f64, mdns: bool) {
     let raw_addr = raw_axum().await;
-    let registry = Arc::new(MemoryRegistry::new());
+    let (server_registry, registry): (Arc<dyn Registry>, Arc<dyn Registry>) = if mdns {
+        let on_lo = || Arc::new(MdnsRegistry::builder().interfaces(["lo"]).build());
+        (on_lo(), on_lo())
+    } else {
+        let shared = Arc::new(MemoryRegistry::new());
+        (shared.clone(), shared)
+    };
+    discovery(&server_registry, &registry).await;
     let service = micro::Service::new("helloworld")
         .address("127.0.0.1:0")
-        .registry(registry.clone())
+        .registry(server_registry.clone())
         .handle(Helloworld)
         .start()
         .await
@@ -191,6 +223,15 @@ async fn bench(secs: f64) {
         micro::Client::builder().registry(registry.clone()).build(),
     );
 
+    // Rows by name start once the client's registry has seen the service.
+    let wait = Instant::now();
+    while typed.greeting(Request { name: "x".into() }).await.is_err() {
+        assert!(
+            wait.elapsed() < Duration::from_secs(20),
+            "helloworld not discovered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut rows: Vec<(&'static str, Call)> = Vec::new();
     {
         let (h, b) = (hyper.clone(), json.clone());
@@ -278,6 +319,54 @@ async fn bench(secs: f64) {
     report(&results);
 }
 
+/// Times a service's start to a client's first call by name, and its
+/// graceful stop to its leaving a watcher.
+async fn discovery(server_registry: &Arc<dyn Registry>, client_registry: &Arc<dyn Registry>) {
+    let client = HelloworldClient::new(
+        "discovery",
+        micro::Client::builder()
+            .registry(client_registry.clone())
+            .build(),
+    );
+    let mut watcher = client_registry.watch().await.unwrap();
+    let started = Instant::now();
+    let service = micro::Service::new("discovery")
+        .address("127.0.0.1:0")
+        .registry(server_registry.clone())
+        .handle(Helloworld)
+        .start()
+        .await
+        .unwrap();
+    loop {
+        match client.greeting(Request { name: "x".into() }).await {
+            Ok(_) => break,
+            Err(e) if e.code() == 503 && started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("discovery failed: {e}"),
+        }
+    }
+    let first_call = started.elapsed();
+    let stopped = Instant::now();
+    service.stop().await.unwrap();
+    let stop_returned = stopped.elapsed();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), watcher.next())
+            .await
+            .expect("the stop is seen")
+            .unwrap()
+            .unwrap();
+        if event.service.name == "discovery" && event.kind == EventKind::Delete {
+            break;
+        }
+    }
+    println!(
+        "discovery ({}): start to first call by name {first_call:?}; graceful stop to gone from a watcher {:?} (stop() returned after {stop_returned:?})",
+        client_registry.name(),
+        stopped.elapsed()
+    );
+}
+
 fn rmp_body() -> Vec<u8> {
     micro::codec::ContentType::MsgPack
         .encode(&Request {
@@ -333,5 +422,19 @@ fn report(rows: &[Row]) {
             row.cpu_per_request().as_secs_f64() * 1e6,
             ratio
         );
+    }
+    for concurrency in [1, 64] {
+        let find = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name && r.concurrency == concurrency)
+        };
+        if let (Some(by_name), Some(by_addr)) =
+            (find("micro typed by name"), find("micro typed json"))
+        {
+            println!(
+                "typed client by name / by address at {concurrency}: {:.2}x",
+                ratio(by_name, by_addr)
+            );
+        }
     }
 }

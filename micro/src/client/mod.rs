@@ -206,7 +206,7 @@ impl Client {
                     None => Ok(self.pick(service, &options.filters, &tried).await?),
                 };
                 let address = match &node {
-                    Ok(node) => node.address.as_str(),
+                    Ok(picked) => picked.node().address.as_str(),
                     Err(address) => address,
                 };
                 let result = self
@@ -222,8 +222,8 @@ impl Client {
                     .await;
                 let reached = !matches!(result, Err(Failure::Transport(_)));
                 self.note_reached(address, reached);
-                if let Ok(node) = &node {
-                    self.inner.selector.mark(service, node, reached);
+                if let Ok(picked) = &node {
+                    self.inner.selector.mark(service, picked.node(), reached);
                 }
                 let err = match result {
                     Ok(reply) => return Ok(reply),
@@ -268,10 +268,11 @@ impl Client {
     /// A node of `service`, through the registry cache, the filters and the
     /// selector. Nodes this call already tried, and nodes cooling down after
     /// a failure, are taken only when there is nothing else.
-    async fn pick(&self, service: &str, filters: &[Filter], tried: &[String]) -> Result<Node> {
+    async fn pick(&self, service: &str, filters: &[Filter], tried: &[String]) -> Result<Picked> {
         let records = self.inner.lookup.get(service).await.map_err(Error::from)?;
+        let none = || Error::unavailable(format!("service \"{service}\" has no nodes"));
         let unfiltered = filters.is_empty() && self.inner.filters.is_empty();
-        if let [record] = records.as_slice()
+        if records.len() == 1
             && unfiltered
             && tried.is_empty()
             && self
@@ -281,12 +282,18 @@ impl Client {
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty()
         {
-            return self
+            // The common case borrows from the cached record: no copies.
+            let nodes = &records[0].nodes;
+            let chosen = self
                 .inner
                 .selector
-                .select(service, &record.nodes)
-                .cloned()
-                .ok_or_else(|| Error::unavailable(format!("service \"{service}\" has no nodes")));
+                .select(service, nodes)
+                .ok_or_else(none)?;
+            let index = nodes
+                .iter()
+                .position(|n| std::ptr::eq(n, chosen))
+                .ok_or_else(none)?;
+            return Ok(Picked::Cached(records, index));
         }
         let mut nodes: Vec<Node> = if unfiltered {
             records
@@ -325,11 +332,12 @@ impl Client {
                 nodes = rest;
             }
         }
-        self.inner
+        let chosen = self
+            .inner
             .selector
             .select(service, &nodes)
-            .cloned()
-            .ok_or_else(|| Error::unavailable(format!("service \"{service}\" has no nodes")))
+            .ok_or_else(none)?;
+        Ok(Picked::Owned(chosen.clone()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -439,6 +447,22 @@ impl Client {
                 Error::new("", parts.status.as_u16(), detail)
             });
         Err(Failure::Reply(err))
+    }
+}
+
+/// The node a call goes to: borrowed from the cached records, or a copy
+/// when filters or failures narrowed the choice.
+enum Picked {
+    Cached(Arc<Vec<crate::registry::Service>>, usize),
+    Owned(Node),
+}
+
+impl Picked {
+    fn node(&self) -> &Node {
+        match self {
+            Picked::Cached(records, index) => &records[0].nodes[*index],
+            Picked::Owned(node) => node,
+        }
     }
 }
 
