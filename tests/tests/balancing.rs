@@ -201,11 +201,14 @@ async fn handler_errors_are_not_retried_but_unavailable_nodes_are() {
     let [bad, busy] = cluster.calls()[..] else {
         panic!()
     };
-    // With two nodes, round robin starts every call on the node answering
-    // 503 and retries it on the other, which answers 500: that is not
-    // retried, so each call ends in 500 after exactly two attempts.
+    // A call that hits the node answering 503 is retried on the other,
+    // which answers 500, and that is not retried: every call ends in 500
+    // and reaches the 500 node exactly once. (Whether the very first call
+    // starts on the 503 node depends on the order of the random node ids,
+    // so that node sees 9 or 10 calls.)
     assert!(codes.iter().all(|&c| c == 500), "{codes:?}");
-    assert_eq!((busy, bad), (10, 10));
+    assert_eq!(bad, 10);
+    assert!((9..=10).contains(&busy), "{busy}");
 
     // With retries off, the 503 reaches the caller.
     let err = client
@@ -377,7 +380,7 @@ async fn lookups_are_cached_and_survive_a_failing_registry() {
 
     // A new node shows up through the watch.
     let b = start("b").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let hits = tally(&client, 100).await;
     assert_eq!(hits.len(), 2, "{hits:?}");
 
@@ -385,7 +388,7 @@ async fn lookups_are_cached_and_survive_a_failing_registry() {
     // cached nodes keep serving.
     registry.failing.store(true, Ordering::SeqCst);
     let c = start("c").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let hits = tally(&client, 100).await;
     assert_eq!(hits.values().sum::<usize>(), 100);
     assert!(!hits.contains_key("c"), "{hits:?}");
@@ -395,7 +398,7 @@ async fn lookups_are_cached_and_survive_a_failing_registry() {
         h.stop().await.unwrap();
     }
     // Once every node is gone, the cache says so too.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let err = client.who().await.unwrap_err();
     assert_eq!(err.code(), 503);
 }

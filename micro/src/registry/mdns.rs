@@ -613,6 +613,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_resolution_in_steps_updates_one_node() {
+        let reg = MdnsRegistry::builder().interfaces(["lo"]).build();
+        let mut events = reg.inner.events.subscribe();
+        let fullname = "greeter-1._micro._tcp.local.";
+        let record =
+            |address: &str| Service::new("greeter").with_node(Node::new("greeter-1", address));
+        let ttl = Duration::from_secs(90);
+        // IPv6 first…
+        upsert(&reg.inner, fullname, record("[fd00::1]:80"), ttl);
+        // …then the same instance again with IPv4: an update, not a node.
+        upsert(&reg.inner, fullname, record("10.0.0.1:80"), ttl);
+        // An unchanged renewal is not an event.
+        upsert(&reg.inner, fullname, record("10.0.0.1:80"), ttl);
+        let found = reg.records(Some("greeter"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nodes.len(), 1);
+        assert_eq!(found[0].nodes[0].address, "10.0.0.1:80");
+        let kinds: Vec<EventKind> = std::iter::from_fn(|| events.try_recv().ok())
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::Create, EventKind::Update]);
+        // Expiry without renewal removes it and says so.
+        expire(&reg.inner, Instant::now() + ttl + Duration::from_secs(1));
+        assert!(reg.records(Some("greeter")).is_empty());
+        assert_eq!(events.try_recv().unwrap().kind, EventKind::Delete);
+    }
+
+    #[test]
     fn base64url_round_trips() {
         for len in 0..40 {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
