@@ -447,6 +447,23 @@ fn properties(service: &Service, node: &Node, ttl: Duration, seq: u64) -> Vec<(S
     props
 }
 
+/// The DNS-SD instance name of a node: its id, or, for an id longer than
+/// a DNS label's 63 bytes, its start and a hash of the whole, so that long
+/// service names still register.
+fn instance_name(id: &str) -> String {
+    if id.len() <= 63 {
+        return id.to_owned();
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    let mut cut = 46;
+    while !id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}", &id[..cut], hasher.finish())
+}
+
 /// Endpoints as compressed JSON, base64url without padding.
 fn encode_endpoints(endpoints: &[Endpoint]) -> String {
     let json = serde_json::to_vec(endpoints).unwrap_or_default();
@@ -518,18 +535,19 @@ impl Registry for MdnsRegistry {
                         node.address
                     ))
                 })?;
-                if node.id.is_empty() || node.id.len() > 63 {
+                if node.id.is_empty() {
                     return Err(RegistryError::Invalid(format!(
-                        "node id \"{}\" must be 1 to 63 bytes for mDNS",
-                        node.id
+                        "node of service \"{}\" has no id",
+                        service.name
                     )));
                 }
                 let seq = SEQ.fetch_add(1, Ordering::Relaxed);
                 let props = properties(service, node, ttl, seq);
+                let instance = instance_name(&node.id);
                 let info = ServiceInfo::new(
                     SERVICE_TYPE,
-                    &node.id,
-                    &format!("{}.local.", node.id),
+                    &instance,
+                    &format!("{}.local.", instance.replace('.', "-")),
                     addr.ip(),
                     addr.port(),
                     props.as_slice(),
@@ -638,6 +656,21 @@ mod tests {
         expire(&reg.inner, Instant::now() + ttl + Duration::from_secs(1));
         assert!(reg.records(Some("greeter")).is_empty());
         assert_eq!(events.try_recv().unwrap().kind, EventKind::Delete);
+    }
+
+    #[test]
+    fn long_ids_fit_a_dns_label() {
+        let id = format!(
+            "{}-{}",
+            "a-rather-long-service-name-for-mdns",
+            uuid::Uuid::new_v4()
+        );
+        let name = instance_name(&id);
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.starts_with("a-rather-long-service-name-for-mdns-"));
+        assert_eq!(instance_name(&id), name);
+        assert_ne!(instance_name(&format!("{id}x")), name);
+        assert_eq!(instance_name("greeter-1"), "greeter-1");
     }
 
     #[test]
