@@ -90,6 +90,7 @@ pub struct Client {
 
 struct Inner {
     transport: Stack,
+    broker: Arc<dyn crate::broker::Broker>,
     lookup: Arc<cache::Lookup>,
     selector: Arc<dyn Selector>,
     content_type: ContentType,
@@ -107,6 +108,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("registry", self.inner.lookup.registry())
+            .field("broker", &self.inner.broker)
             .field("selector", &self.inner.selector)
             .field("content_type", &self.inner.content_type)
             .field("timeout", &self.inner.timeout)
@@ -140,6 +142,47 @@ impl Client {
     /// The registry this client looks services up in.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         self.inner.lookup.registry()
+    }
+
+    /// The broker this client publishes through.
+    pub fn broker(&self) -> &Arc<dyn crate::broker::Broker> {
+        &self.inner.broker
+    }
+
+    /// Publishes `value` to `topic` through the client's broker, encoded
+    /// with the client's codec.
+    ///
+    /// # Errors
+    /// 400 for an invalid topic; the subscribers' errors where the broker
+    /// reports them (the first failure's code); 503 if the broker cannot be
+    /// reached.
+    pub async fn publish<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<()> {
+        self.publish_with(topic, value, CallOptions::new()).await
+    }
+
+    /// As [`publish`](Self::publish), with options: `content_type`,
+    /// `metadata` (sent with the message), and `context` (whose metadata
+    /// travels too).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+        options: CallOptions,
+    ) -> Result<()> {
+        let content_type = options.content_type.unwrap_or(self.inner.content_type);
+        let mut message = crate::broker::Message::encode(topic, value, content_type)?;
+        if let Some(ctx) = &options.context {
+            message.metadata = ctx.metadata().clone();
+        }
+        message.metadata.extend_from(&options.metadata);
+        self.inner
+            .broker
+            .publish(message)
+            .await
+            .map_err(Error::from)
     }
 
     /// Calls `endpoint` (`Type.Method`) of `service` with `request` and
@@ -543,6 +586,7 @@ fn chain(err: &(dyn StdError + 'static)) -> String {
 ///     .build();
 /// ```
 pub struct ClientBuilder {
+    broker: Option<Arc<dyn crate::broker::Broker>>,
     /// The layered transport, once a layer is added; `None` means the
     /// direct path.
     transport: Option<Transport>,
@@ -581,6 +625,7 @@ impl ClientBuilder {
     /// A builder with the defaults.
     pub fn new() -> Self {
         Self {
+            broker: None,
             transport: None,
             registry: None,
             selector: None,
@@ -621,6 +666,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// The broker to publish through. Default:
+    /// [`broker::default_broker`](crate::broker::default_broker).
+    #[must_use]
+    pub fn broker(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
+        self.broker = Some(broker);
         self
     }
 
@@ -683,6 +736,7 @@ impl ClientBuilder {
                     Some(layered) => Stack::Layered(layered),
                     None => Stack::Direct(hyper_client()),
                 },
+                broker: self.broker.unwrap_or_else(crate::broker::default_broker),
                 lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
                 selector: self.selector.unwrap_or_else(|| Arc::new(Random::new())),
                 content_type: self.content_type,

@@ -1,0 +1,377 @@
+//! Publish and subscribe: asynchronous messages between services.
+//!
+//! A [`Broker`] carries [`Message`]s from publishers to the subscribers of a
+//! topic. Subscribers without a queue group each receive every message; for
+//! each queue group, exactly one member receives it. The in-process
+//! [`MemoryBroker`] is built in.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use micro::broker::{Broker, MemoryBroker, Message, SubscribeOptions};
+//! use micro::codec::ContentType;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+//! let broker = MemoryBroker::new();
+//! let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let log = seen.clone();
+//! let _sub = broker
+//!     .subscribe("greetings", micro::broker::handler(move |msg: Message| {
+//!         let log = log.clone();
+//!         async move {
+//!             log.lock().unwrap().push(msg.decode::<String>()?);
+//!             Ok(())
+//!         }
+//!     }), SubscribeOptions::default())
+//!     .await?;
+//! broker.publish(Message::encode("greetings", &"hello", ContentType::Json)?).await?;
+//! assert_eq!(*seen.lock().unwrap(), ["hello"]);
+//! # Ok(()) }
+//! ```
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use memory::MemoryBroker;
+
+use crate::codec::ContentType;
+use crate::metadata::Metadata;
+use crate::{Context, Error, Result};
+
+/// One published message: a topic, an id, metadata, and an encoded body.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Message {
+    /// The topic it was published to.
+    pub topic: String,
+    /// Its id (`Micro-Id`), unique per publish.
+    pub id: String,
+    /// Metadata from the publisher, sent as headers.
+    pub metadata: Metadata,
+    /// The body's codec.
+    pub content_type: ContentType,
+    /// The encoded body.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A message with an encoded body and a new id.
+    pub fn new(topic: impl Into<String>, content_type: ContentType, body: Bytes) -> Self {
+        Self {
+            topic: topic.into(),
+            id: crate::context::new_id(),
+            metadata: Metadata::new(),
+            content_type,
+            body,
+        }
+    }
+
+    /// A message carrying `value`, encoded with `content_type`.
+    ///
+    /// # Errors
+    /// 500 if the value cannot be encoded.
+    pub fn encode<T: Serialize + ?Sized>(
+        topic: impl Into<String>,
+        value: &T,
+        content_type: ContentType,
+    ) -> Result<Self> {
+        let body = content_type
+            .encode(value)
+            .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
+        Ok(Self::new(topic, content_type, body))
+    }
+
+    /// Decodes the body.
+    ///
+    /// # Errors
+    /// 400 if the body is not a valid `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        self.content_type.decode(&self.body).map_err(Error::from)
+    }
+
+    /// The context a subscriber sees: the message's id and metadata.
+    pub fn context(&self) -> Context {
+        Context::from_parts(self.id.clone(), None, self.metadata.clone(), None)
+    }
+}
+
+/// What a subscription runs for each message. `Err` reports the failure to
+/// the publisher (where the broker can) and does not acknowledge the
+/// message.
+pub type Handler = Arc<dyn Fn(Message) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A [`Handler`] from an async closure.
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Arc::new(move |msg| Box::pin(f(msg)))
+}
+
+/// Options for [`Broker::subscribe`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// The queue group: each message reaches one member of each group.
+    /// Default: none, every subscriber receives every message.
+    pub queue: Option<String>,
+    /// Acknowledge a message once the handler returns `Ok`, for brokers
+    /// that acknowledge. Default: true.
+    pub auto_ack: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            auto_ack: true,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// Options joining queue group `queue`.
+    pub fn queue(queue: impl Into<String>) -> Self {
+        Self {
+            queue: Some(queue.into()),
+            ..Self::default()
+        }
+    }
+}
+
+type Cancel = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BrokerError>> + Send>;
+
+/// A live subscription; [`unsubscribe`](Self::unsubscribe) ends it.
+/// Dropping it leaves it subscribed.
+pub struct Subscription {
+    topic: String,
+    queue: Option<String>,
+    cancel: Option<Cancel>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// A subscription that `cancel` ends; for broker implementations.
+    pub fn new<F, Fut>(topic: impl Into<String>, queue: Option<String>, cancel: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BrokerError>> + Send + 'static,
+    {
+        Self {
+            topic: topic.into(),
+            queue,
+            cancel: Some(Box::new(move || Box::pin(cancel()))),
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The queue group, if any.
+    pub fn queue(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
+    /// Ends the subscription: no message is delivered to it afterwards.
+    ///
+    /// # Errors
+    /// The broker's error if it cannot be reached.
+    pub async fn unsubscribe(mut self) -> Result<(), BrokerError> {
+        match self.cancel.take() {
+            Some(cancel) => cancel().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a broker operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The topic is empty or otherwise unusable.
+    #[error("invalid topic \"{0}\"")]
+    InvalidTopic(String),
+    /// Some subscribers failed to take the message.
+    #[error("delivering to topic \"{topic}\": {}", describe(.failures))]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// Who failed, and how.
+        failures: Vec<(String, Error)>,
+    },
+    /// The broker is not connected or cannot be reached.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed.
+    #[error("broker backend: {0}")]
+    Backend(String),
+}
+
+fn describe(failures: &[(String, Error)]) -> String {
+    failures
+        .iter()
+        .map(|(who, e)| format!("{who}: {} {}", e.code(), e.detail()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<BrokerError> for Error {
+    fn from(err: BrokerError) -> Self {
+        let code = match &err {
+            BrokerError::InvalidTopic(_) => 400,
+            // The first failure's code says what kind of failure it was.
+            BrokerError::Delivery { failures, .. } => {
+                failures.first().map_or(500, |(_, e)| e.code())
+            }
+            BrokerError::Unavailable(_) => 503,
+            BrokerError::Backend(_) => 500,
+        };
+        Error::new("", code, err.to_string()).with_source(err)
+    }
+}
+
+/// Carries messages from publishers to subscribers.
+///
+/// # Contract
+/// - `publish` returns once every chosen subscriber has the message (or
+///   the broker has accepted it, for brokers that store); subscribers that
+///   fail make it an error where the broker can tell.
+/// - For each queue group subscribed to a topic, exactly one member
+///   receives each message; every subscriber without a queue receives it.
+/// - Methods are called concurrently from many tasks.
+///
+/// Object safe: services and clients hold an `Arc<dyn Broker>`.
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name (`memory`, `http`, `nats`).
+    fn name(&self) -> &'static str;
+
+    /// Connects, for brokers with a connection. The default does nothing.
+    fn connect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Disconnects. The default does nothing.
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Publishes `message` to its topic.
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Subscribes `handler` to `topic`.
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        handler: Handler,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>>;
+}
+
+fn _assert_dyn(_: &dyn Broker) {}
+
+/// Checks a topic: non-empty, no whitespace or control characters.
+pub(crate) fn check_topic(topic: &str) -> Result<(), BrokerError> {
+    if topic.is_empty() || topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(BrokerError::InvalidTopic(topic.to_owned()));
+    }
+    Ok(())
+}
+
+/// Publishes values of one type to one topic.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+/// use std::sync::Arc;
+/// use micro::broker::{MemoryBroker, Publisher};
+///
+/// #[derive(serde::Serialize)]
+/// struct UserCreated { id: u64 }
+///
+/// let client = micro::Client::builder().broker(Arc::new(MemoryBroker::new())).build();
+/// let users: Publisher<UserCreated> = Publisher::new("user.created", client);
+/// users.publish(&UserCreated { id: 42 }).await?;
+/// # Ok(()) }
+/// ```
+pub struct Publisher<T> {
+    topic: String,
+    client: crate::Client,
+    _type: std::marker::PhantomData<fn(&T)>,
+}
+
+impl<T> fmt::Debug for Publisher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Self {
+            topic: self.topic.clone(),
+            client: self.client.clone(),
+            _type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize> Publisher<T> {
+    /// A publisher of `T` to `topic` through `client`'s broker.
+    pub fn new(topic: impl Into<String>, client: crate::Client) -> Self {
+        Self {
+            topic: topic.into(),
+            client,
+            _type: std::marker::PhantomData,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes `value`.
+    ///
+    /// # Errors
+    /// As [`Client::publish`](crate::Client::publish).
+    pub async fn publish(&self, value: &T) -> Result<()> {
+        self.client.publish(&self.topic, value).await
+    }
+
+    /// Publishes `value` with options (metadata, content type, context).
+    ///
+    /// # Errors
+    /// As [`Client::publish`](crate::Client::publish).
+    pub async fn publish_with(&self, value: &T, options: crate::client::CallOptions) -> Result<()> {
+        self.client.publish_with(&self.topic, value, options).await
+    }
+}
+
+/// The process-wide default broker: the in-process memory broker for now.
+pub fn default_broker() -> Arc<dyn Broker> {
+    static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(MemoryBroker::new()))
+        .clone()
+}
