@@ -30,6 +30,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
         let response = type_name(&h.response);
         quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) }
     });
+    let subscribers = subscribers_fn(def);
     let arms = def
         .handlers
         .iter()
@@ -46,6 +47,8 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
                 ::core::convert::From::from([#(#endpoints),*])
             }
 
+            #subscribers
+
             fn call(
                 self: #krate::__private::Arc<Self>,
                 index: usize,
@@ -58,6 +61,47 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
                     )),
                 }
             }
+        }
+    }
+}
+
+/// `Handler::subscribers` for the `#[subscribe]` methods.
+fn subscribers_fn(def: &ServiceDef) -> TokenStream {
+    if def.subscribers.is_empty() {
+        return TokenStream::new();
+    }
+    let krate = &def.krate;
+    let subs = def.subscribers.iter().map(|s| {
+        let topic = &s.topic;
+        let options = match &s.queue {
+            Some(q) => quote!(#krate::__private::SubscribeOptions::queue(#q)),
+            None => {
+                quote!(<#krate::__private::SubscribeOptions as ::core::default::Default>::default())
+            }
+        };
+        let method = &s.ident;
+        let body = crate::subscribe::body(krate, s, quote!(Self::#method), quote!(&*__this,));
+        let future = quote_spanned! {method.span()=> async move { #body } };
+        let assert_send = respan(quote!(#krate::__private::assert_send), method.span());
+        quote! {
+            #krate::__private::Subscriber::new(
+                #topic,
+                #options,
+                #krate::__private::method_handler(
+                    ::core::clone::Clone::clone(&self),
+                    |__this: #krate::__private::Arc<Self>, __message: #krate::__private::Message| {
+                        #krate::__private::Box::pin(#assert_send(#future))
+                            as #krate::__private::BoxFuture<'static, #krate::__private::Result<()>>
+                    },
+                ),
+            )
+        }
+    });
+    quote! {
+        fn subscribers(
+            self: #krate::__private::Arc<Self>,
+        ) -> #krate::__private::Vec<#krate::__private::Subscriber> {
+            ::core::convert::From::from([#(#subs),*])
         }
     }
 }

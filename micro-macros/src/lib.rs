@@ -9,6 +9,7 @@
 mod args;
 mod codegen;
 mod model;
+mod subscribe;
 
 use proc_macro::TokenStream;
 
@@ -29,4 +30,18 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
     model::expand_stray_handler(args.into(), input.into()).into()
+}
+
+/// Subscribes a function to a topic: `#[subscribe("topic")]` or
+/// `#[subscribe("topic", queue = "group")]`.
+///
+/// On a free async function, the subscription is collected with
+/// `inventory`, and every `micro::Service` in the binary subscribes it when
+/// it starts. Inside a `#[service]` impl block, the method is subscribed
+/// when its handler is added. The payload argument is decoded by the
+/// message's content type; an optional `Context` gives the message's id and
+/// metadata. Returning `Err` reports the failure.
+#[proc_macro_attribute]
+pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
+    subscribe::expand_free(args.into(), input.into()).into()
 }

@@ -24,6 +24,7 @@ pub(crate) struct ServiceDef {
     /// The path of the micro crate.
     pub(crate) krate: Path,
     pub(crate) handlers: Vec<HandlerDef>,
+    pub(crate) subscribers: Vec<crate::subscribe::SubscriberDef>,
 }
 
 /// One `#[handler]` method.
@@ -93,7 +94,7 @@ pub(crate) fn expand_service(args: TokenStream, input: TokenStream) -> TokenStre
 /// The argument `#[service]` gives the `#[handler]` attributes it has read.
 /// They stay on the methods, so the user's `use micro::handler` is used, and
 /// expand to nothing.
-const CHECKED: &str = "__micro_checked_by_service";
+pub(crate) const CHECKED: &str = "__micro_checked_by_service";
 
 fn mark_checked(attr: &mut Attribute) {
     let path = attr.path().clone();
@@ -172,6 +173,7 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
         .unwrap_or_else(|| syn::parse_quote!(::micro));
 
     let mut handlers: Vec<HandlerDef> = Vec::new();
+    let mut subscribers = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
@@ -182,6 +184,40 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
                 handler_attrs.push(attr.clone());
                 mark_checked(attr);
             }
+        }
+        let mut subscribe_attrs = Vec::new();
+        for attr in &mut method.attrs {
+            if is_attr(attr, "subscribe") {
+                subscribe_attrs.push(attr.clone());
+                mark_checked(attr);
+            }
+        }
+        if let Some(attr) = subscribe_attrs.first() {
+            if let Some(h) = handler_attrs.first() {
+                errors.at(
+                    h,
+                    "a method is either a `#[handler]` or a `#[subscribe]` subscriber, not both",
+                );
+            }
+            if let Some(second) = subscribe_attrs.get(1) {
+                errors.at(
+                    second,
+                    "duplicate `#[subscribe]` attribute: subscribe another method",
+                );
+            }
+            let tokens = match &attr.meta {
+                syn::Meta::List(list) => list.tokens.clone(),
+                _ => TokenStream::new(),
+            };
+            let parsed =
+                crate::subscribe::parse_args(tokens, attr.span()).and_then(|(topic, queue)| {
+                    crate::subscribe::check(&method.sig, true, topic, queue)
+                });
+            match parsed {
+                Ok(def) => subscribers.push(def),
+                Err(e) => errors.push(e),
+            }
+            continue;
         }
         let Some(first) = handler_attrs.first() else {
             continue;
@@ -222,6 +258,7 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
             name,
             krate,
             handlers,
+            subscribers,
         }),
     }
 }
@@ -376,7 +413,7 @@ fn handler(
 }
 
 /// Whether a type is micro's `Context` (by its last path segment).
-fn is_context(ty: &Type) -> bool {
+pub(crate) fn is_context(ty: &Type) -> bool {
     match ty {
         Type::Path(p) => p
             .path

@@ -95,7 +95,7 @@ pub use service::{
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
-pub use micro_macros::{handler, service};
+pub use micro_macros::{handler, service, subscribe};
 
 /// What generated code uses. Not public API: it changes without notice.
 #[doc(hidden)]
@@ -106,7 +106,9 @@ pub mod __private {
     pub use std::vec::Vec;
 
     pub use futures_util::future::BoxFuture;
+    pub use inventory;
 
+    pub use crate::broker::{Message, StaticSubscriber, SubscribeOptions, Subscriber};
     pub use crate::client::{CallOptions, Client};
     pub use crate::codec::ContentType;
     pub use crate::registry::Endpoint;
@@ -124,6 +126,21 @@ pub mod __private {
         Error::not_found(std::format!(
             "handler {handler} has no endpoint number {index}"
         ))
+    }
+
+    /// A subscriber's result as micro's.
+    pub fn acknowledge<E: Into<Error>>(result: core::result::Result<(), E>) -> Result<()> {
+        result.map_err(Into::into)
+    }
+
+    /// A `#[subscribe]` method as a broker handler: `f` gets the handler and
+    /// the message.
+    pub fn method_handler<H, F>(handler: Arc<H>, f: F) -> crate::broker::Handler
+    where
+        H: Send + Sync + 'static,
+        F: Fn(Arc<H>, Message) -> BoxFuture<'static, Result<()>> + Send + Sync + 'static,
+    {
+        Arc::new(move |msg| f(handler.clone(), msg))
     }
 
     /// The reply to a handler's result.

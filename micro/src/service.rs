@@ -68,6 +68,8 @@ pub struct Service {
     shutdown_delay: Duration,
     max_body_size: usize,
     registry: Option<Arc<dyn Registry>>,
+    broker: Option<Arc<dyn crate::broker::Broker>>,
+    subscribers: Vec<crate::broker::Subscriber>,
     layers: Vec<RouterLayer>,
     checks: Vec<HealthCheck>,
 }
@@ -110,6 +112,8 @@ impl Service {
             shutdown_delay: Duration::ZERO,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             registry: None,
+            broker: None,
+            subscribers: Vec::new(),
             layers: Vec::new(),
             checks: Vec::new(),
         }
@@ -203,6 +207,28 @@ impl Service {
     #[must_use]
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// The broker the service subscribes through. Default:
+    /// [`broker::default_broker`](crate::broker::default_broker).
+    #[must_use]
+    pub fn broker(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Subscribes `handler` to `topic` when the service starts, besides
+    /// the `#[subscribe]` functions and methods.
+    #[must_use]
+    pub fn subscribe(
+        mut self,
+        topic: impl Into<String>,
+        options: crate::broker::SubscribeOptions,
+        handler: crate::broker::Handler,
+    ) -> Self {
+        self.subscribers
+            .push(crate::broker::Subscriber::new(topic, options, handler));
         self
     }
 
@@ -305,6 +331,28 @@ impl Service {
                 .await
         });
 
+        // Subscribe before registering, so that publishers who find this
+        // node find its subscriptions ready.
+        let broker = self.broker.unwrap_or_else(crate::broker::default_broker);
+        let mut wanted = crate::broker::static_subscribers();
+        for handler in &self.handlers {
+            wanted.extend(handler.clone().subscribers());
+        }
+        wanted.extend(self.subscribers);
+        let mut subscriptions = Vec::with_capacity(wanted.len());
+        for sub in wanted {
+            match broker.subscribe(&sub.topic, sub.handler, sub.options).await {
+                Ok(s) => subscriptions.push(s),
+                Err(e) => {
+                    let _ = stop_tx.send(true);
+                    for s in subscriptions {
+                        let _ = s.unsubscribe().await;
+                    }
+                    return Err(Error::from(e).or_id(&self.name));
+                }
+            }
+        }
+
         let registry = self.registry.unwrap_or_else(registry::default_registry);
         let advertised = match std::env::var("MICRO_SERVER_ADVERTISE")
             .ok()
@@ -321,7 +369,8 @@ impl Service {
         .with_metadata("protocol", "http")
         .with_metadata("transport", "http")
         .with_metadata("server", "http")
-        .with_metadata("registry", registry.name());
+        .with_metadata("registry", registry.name())
+        .with_metadata("broker", broker.name());
         let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = records;
@@ -353,6 +402,7 @@ impl Service {
             stop: stop_tx,
             serving,
             renewing,
+            subscriptions,
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
         })
@@ -498,6 +548,8 @@ pub struct ServiceHandle {
     serving: JoinHandle<std::io::Result<()>>,
     /// Renews the registration until the stop begins.
     renewing: JoinHandle<()>,
+    /// Ended after the deregistration, before the drain.
+    subscriptions: Vec<crate::broker::Subscription>,
     grace_period: Duration,
     shutdown_delay: Duration,
 }
@@ -537,6 +589,11 @@ impl ServiceHandle {
         let _ = (&mut self.renewing).await;
         if let Err(e) = self.registry.deregister(&self.record).await {
             tracing::warn!(service = %name, error = %e, "deregistering failed");
+        }
+        for subscription in std::mem::take(&mut self.subscriptions) {
+            if let Err(e) = subscription.unsubscribe().await {
+                tracing::warn!(service = %name, error = %e, "unsubscribing failed");
+            }
         }
         if !self.shutdown_delay.is_zero() {
             tokio::time::sleep(self.shutdown_delay).await;

@@ -368,6 +368,70 @@ impl<T: Serialize> Publisher<T> {
     }
 }
 
+/// One subscription a service makes when it starts: a topic, options and
+/// the handler. `#[subscribe]` methods of a `#[service]` impl become these.
+#[derive(Clone)]
+pub struct Subscriber {
+    /// The topic.
+    pub topic: String,
+    /// The options (queue group).
+    pub options: SubscribeOptions,
+    /// What runs for each message.
+    pub handler: Handler,
+}
+
+impl Subscriber {
+    /// A subscriber of `topic`.
+    pub fn new(topic: impl Into<String>, options: SubscribeOptions, handler: Handler) -> Self {
+        Self {
+            topic: topic.into(),
+            options,
+            handler,
+        }
+    }
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("topic", &self.topic)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `#[subscribe]` free function, collected from the whole binary with
+/// `inventory`. Generated code builds these; not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StaticSubscriber {
+    /// The topic.
+    pub topic: &'static str,
+    /// The queue group.
+    pub queue: Option<&'static str>,
+    /// The function's path, for logs.
+    pub name: &'static str,
+    /// Decodes the message and calls the function.
+    pub handler: fn(Message) -> BoxFuture<'static, Result<()>>,
+}
+
+inventory::collect!(StaticSubscriber);
+
+/// Every `#[subscribe]` free function linked into this binary.
+pub fn static_subscribers() -> Vec<Subscriber> {
+    inventory::iter::<StaticSubscriber>
+        .into_iter()
+        .map(|s| {
+            let options = match s.queue {
+                Some(q) => SubscribeOptions::queue(q),
+                None => SubscribeOptions::default(),
+            };
+            let f = s.handler;
+            Subscriber::new(s.topic, options, Arc::new(f))
+        })
+        .collect()
+}
+
 /// The process-wide default broker: the in-process memory broker for now.
 pub fn default_broker() -> Arc<dyn Broker> {
     static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();

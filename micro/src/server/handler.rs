@@ -53,6 +53,12 @@ pub trait Handler: Send + Sync + 'static {
     /// Serves one request to endpoint number `index`. An index out of range
     /// is a `NotFound` error, never a panic.
     fn call(self: Arc<Self>, index: usize, call: Call) -> BoxFuture<'static, Result<Reply>>;
+
+    /// The subscriptions this handler makes when its service starts: its
+    /// `#[subscribe]` methods. Default: none.
+    fn subscribers(self: Arc<Self>) -> Vec<crate::broker::Subscriber> {
+        Vec::new()
+    }
 }
 
 /// One request as a handler receives it: its context, its body and the

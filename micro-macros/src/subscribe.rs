@@ -1,0 +1,256 @@
+//! `#[subscribe("topic", queue = "group")]`: the model and codegen of a
+//! subscriber, on a free function or a method of a `#[service]` impl.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, LitStr, Path, ReturnType, Signature, Token, Type};
+
+use crate::model::is_context;
+
+/// A checked subscriber.
+pub(crate) struct SubscriberDef {
+    pub(crate) ident: syn::Ident,
+    pub(crate) topic: String,
+    pub(crate) queue: Option<String>,
+    /// For each argument after any receiver: is it the `Context`?
+    pub(crate) args: Vec<bool>,
+    pub(crate) payload: Option<Type>,
+}
+
+/// `"topic"` then `queue = "..."`.
+pub(crate) fn parse_args(tokens: TokenStream, span: Span) -> syn::Result<(String, Option<String>)> {
+    if tokens.is_empty() {
+        return Err(syn::Error::new(
+            span,
+            "`#[subscribe]` needs a topic: `#[subscribe(\"user.created\")]`",
+        ));
+    }
+    let parser = |input: ParseStream<'_>| {
+        let topic: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(e.span(), "`#[subscribe]` takes the topic first, as a string: `#[subscribe(\"user.created\")]`")
+        })?;
+        if topic.value().is_empty() || topic.value().chars().any(char::is_whitespace) {
+            return Err(syn::Error::new(
+                topic.span(),
+                "the topic must not be empty or contain whitespace",
+            ));
+        }
+        let mut queue: Option<LitStr> = None;
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let key: Path = input.call(Path::parse_mod_style)?;
+            let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+            if name != "queue" {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    format!(
+                        "unknown `#[subscribe]` argument `{}`, expected one of: `queue`",
+                        quote!(#key).to_string().replace(' ', "")
+                    ),
+                ));
+            }
+            if queue.is_some() {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    "duplicate `#[subscribe]` argument `queue`",
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            let value: LitStr = input.parse()?;
+            if value.value().is_empty() {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "the queue group must not be empty",
+                ));
+            }
+            queue = Some(value);
+        }
+        Ok((topic.value(), queue.map(|q| q.value())))
+    };
+    parser.parse2(tokens)
+}
+
+/// Checks a subscriber's signature; `method` says whether `&self` comes
+/// first.
+pub(crate) fn check(
+    sig: &Signature,
+    method: bool,
+    topic: String,
+    queue: Option<String>,
+) -> Result<SubscriberDef, syn::Error> {
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            "`#[subscribe]` functions must be `async`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "`#[subscribe]` functions cannot be generic",
+        ));
+    }
+    let mut inputs = sig.inputs.iter().peekable();
+    match inputs.peek() {
+        Some(FnArg::Receiver(r)) if method => {
+            let by_ref = matches!(r.kind, syn::ReceiverKind::Reference(_, _, None));
+            if !by_ref {
+                errors.push(syn::Error::new_spanned(
+                    r,
+                    "`#[subscribe]` methods must take `&self`",
+                ));
+            }
+            inputs.next();
+        }
+        Some(FnArg::Receiver(r)) => errors.push(syn::Error::new_spanned(
+            r,
+            "`#[subscribe]` on a method only works inside a `#[service]` impl block",
+        )),
+        _ if method => errors.push(syn::Error::new_spanned(
+            &sig.ident,
+            "`#[subscribe]` methods must take `&self` as their first argument",
+        )),
+        _ => {}
+    }
+    let mut args = Vec::new();
+    let mut payload = None;
+    for input in inputs {
+        let FnArg::Typed(pat) = input else { continue };
+        if is_context(&pat.ty) {
+            args.push(true);
+            continue;
+        }
+        if payload.is_some() {
+            errors.push(syn::Error::new_spanned(
+                pat,
+                "`#[subscribe]` functions take one payload argument (and an optional `Context`)",
+            ));
+            continue;
+        }
+        payload = Some((*pat.ty).clone());
+        args.push(false);
+    }
+    let returns_result = match &sig.output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    };
+    if !returns_result {
+        let message = "`#[subscribe]` functions must return `Result<()>`";
+        match &sig.output {
+            ReturnType::Type(_, ty) => errors.push(syn::Error::new_spanned(ty, message)),
+            ReturnType::Default => errors.push(syn::Error::new_spanned(&sig.ident, message)),
+        }
+    }
+    let mut combined = errors.into_iter();
+    if let Some(mut first) = combined.next() {
+        for e in combined {
+            first.combine(e);
+        }
+        return Err(first);
+    }
+    Ok(SubscriberDef {
+        ident: sig.ident.clone(),
+        topic,
+        queue,
+        args,
+        payload,
+    })
+}
+
+/// The body that decodes a message and calls the subscriber: `call` is the
+/// path to call, `receiver` any first argument (with its comma).
+pub(crate) fn body(
+    krate: &Path,
+    def: &SubscriberDef,
+    call: TokenStream,
+    receiver: TokenStream,
+) -> TokenStream {
+    let decode = def.payload.as_ref().map(|ty| {
+        let decode = quote_spanned! {ty.span()=> __message.decode::<#ty>() };
+        quote! {
+            let __payload = match #decode {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(err) => return ::core::result::Result::Err(err),
+            };
+        }
+    });
+    let args = def.args.iter().map(|is_ctx| {
+        if *is_ctx {
+            quote!(__message.context())
+        } else {
+            quote!(__payload)
+        }
+    });
+    quote! {
+        #decode
+        #krate::__private::acknowledge(#call(#receiver #(#args),*).await)
+    }
+}
+
+/// `#[subscribe]` on a free function.
+pub(crate) fn expand_free(args: TokenStream, input: TokenStream) -> TokenStream {
+    if args.to_string() == crate::model::CHECKED {
+        return input;
+    }
+    let item: ItemFn = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[subscribe]` goes on an async function, or on a method inside a `#[service]` impl block",
+            )
+            .to_compile_error();
+            return quote!(#err #input);
+        }
+    };
+    let def = parse_args(args, Span::call_site())
+        .and_then(|(topic, queue)| check(&item.sig, false, topic, queue));
+    let def = match def {
+        Ok(def) => def,
+        Err(err) => {
+            let err = err.to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let krate: Path = syn::parse_quote!(::micro);
+    let ident = &def.ident;
+    let topic = &def.topic;
+    let queue = match &def.queue {
+        Some(q) => quote!(::core::option::Option::Some(#q)),
+        None => quote!(::core::option::Option::None),
+    };
+    let shim = format_ident!("__micro_subscriber_{}", ident);
+    let body = body(&krate, &def, quote!(#ident), TokenStream::new());
+    let name = ident.to_string();
+    let future = quote_spanned! {ident.span()=> async move { #body } };
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            fn #shim(
+                __message: #krate::__private::Message,
+            ) -> #krate::__private::BoxFuture<'static, #krate::__private::Result<()>> {
+                #krate::__private::Box::pin(#krate::__private::assert_send(#future))
+            }
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::StaticSubscriber {
+                    topic: #topic,
+                    queue: #queue,
+                    name: ::core::concat!(::core::module_path!(), "::", #name),
+                    handler: #shim,
+                }
+            }
+        };
+    }
+}
