@@ -305,6 +305,10 @@ impl Service {
             handler_names.push(name);
         }
 
+        let broker = self
+            .broker
+            .clone()
+            .unwrap_or_else(crate::broker::default_broker);
         let shared = Arc::new(Shared {
             name: self.name.clone(),
             endpoints,
@@ -312,6 +316,7 @@ impl Service {
             max_body_size: self.max_body_size,
             ready: AtomicBool::new(true),
             checks: self.checks,
+            broker: broker.clone(),
         });
         let mut router = server::router(shared.clone());
         for layer in self.layers {
@@ -333,7 +338,6 @@ impl Service {
 
         // Subscribe before registering, so that publishers who find this
         // node find its subscriptions ready.
-        let broker = self.broker.unwrap_or_else(crate::broker::default_broker);
         let mut wanted = crate::broker::static_subscribers();
         for handler in &self.handlers {
             wanted.extend(handler.clone().subscribers());
@@ -371,6 +375,16 @@ impl Service {
         .with_metadata("server", "http")
         .with_metadata("registry", registry.name())
         .with_metadata("broker", broker.name());
+        let mut by_topic: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
+        for s in &subscriptions {
+            by_topic.entry(s.topic()).or_default().push(s.queue());
+        }
+        let node = by_topic.into_iter().fold(node, |node, (topic, queues)| {
+            node.with_metadata(
+                crate::broker::metadata_key(topic),
+                crate::broker::metadata_value(queues.into_iter()),
+            )
+        });
         let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = records;

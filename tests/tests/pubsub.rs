@@ -137,3 +137,183 @@ async fn subscribers_receive_what_clients_publish() {
         .unwrap();
     assert_eq!(AUDITED.lock().unwrap().len(), before);
 }
+
+mod http_broker {
+    use std::sync::{Arc, Mutex};
+
+    use micro::broker::{HttpBroker, Message, SubscribeOptions, handler};
+    use micro::client::CallOptions;
+    use micro::registry::{MemoryRegistry, Registry};
+    use micro::{Client, Error, ServiceHandle};
+    use micro_tests::RawClient;
+
+    /// Message numbers each subscriber saw.
+    type Seen = Arc<Mutex<Vec<u32>>>;
+
+    /// A node with its own HTTP broker, as a separate process would have,
+    /// subscribed to `topic` in `queue`.
+    async fn node(
+        registry: &Arc<MemoryRegistry>,
+        topic: &str,
+        queue: Option<&str>,
+    ) -> (ServiceHandle, Seen) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let options = queue.map_or_else(SubscribeOptions::default, SubscribeOptions::queue);
+        let handle = micro::Service::new("subscriber")
+            .address("127.0.0.1:0")
+            .registry(registry.clone())
+            .broker(Arc::new(HttpBroker::new(registry.clone())))
+            .subscribe(
+                topic,
+                options,
+                handler(move |msg: Message| {
+                    let log = log.clone();
+                    async move {
+                        let n: u32 = msg.decode()?;
+                        if n == 4242 {
+                            return Err(Error::conflict("refusing 4242"));
+                        }
+                        if msg.metadata.get("x-tenant") != Some("acme") {
+                            return Err(Error::bad_request("missing tenant"));
+                        }
+                        log.lock().unwrap().push(n);
+                        Ok(())
+                    }
+                }),
+            )
+            .start()
+            .await
+            .unwrap();
+        (handle, seen)
+    }
+
+    fn publisher(registry: &Arc<MemoryRegistry>) -> Client {
+        Client::builder()
+            .registry(registry.clone())
+            .broker(Arc::new(HttpBroker::new(registry.clone())))
+            .build()
+    }
+
+    async fn publish(client: &Client, topic: &str, n: u32) {
+        for i in 0..n {
+            client
+                .publish_with(topic, &i, CallOptions::new().metadata("x-tenant", "acme"))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn sorted(seen: &Seen) -> Vec<u32> {
+        let mut v = seen.lock().unwrap().clone();
+        v.sort_unstable();
+        v
+    }
+
+    #[tokio::test]
+    async fn broadcast_reaches_every_subscriber_once() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(node(&registry, "http.broadcast", None).await);
+        }
+        let record = &registry.get_service("subscriber").await.unwrap()[0];
+        assert!(
+            record
+                .nodes
+                .iter()
+                .all(|n| n.metadata["sub.http.broadcast"] == "*")
+        );
+        publish(&publisher(&registry), "http.broadcast", 300).await;
+        for (_, seen) in &nodes {
+            assert_eq!(sorted(seen), (0..300).collect::<Vec<_>>());
+        }
+        for (h, _) in nodes {
+            h.stop().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_groups_share_and_other_groups_all_receive() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            workers.push(node(&registry, "http.jobs", Some("workers")).await);
+        }
+        let (auditor, audited) = node(&registry, "http.jobs", Some("audit")).await;
+        publish(&publisher(&registry), "http.jobs", 300).await;
+        let mut all: Vec<u32> = workers.iter().flat_map(|(_, s)| sorted(s)).collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..300).collect::<Vec<_>>(),
+            "each job to exactly one worker"
+        );
+        assert!(workers.iter().all(|(_, s)| !s.lock().unwrap().is_empty()));
+        assert_eq!(sorted(&audited), (0..300).collect::<Vec<_>>());
+        for (h, _) in workers {
+            h.stop().await.unwrap();
+        }
+        auditor.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn errors_reach_the_publisher_and_stopped_nodes_get_nothing() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let (a, seen_a) = node(&registry, "http.errors", None).await;
+        let (b, seen_b) = node(&registry, "http.errors", None).await;
+        let client = publisher(&registry);
+
+        let err = client
+            .publish_with(
+                "http.errors",
+                &4242u32,
+                CallOptions::new().metadata("x-tenant", "acme"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), 409, "{err}");
+        assert!(err.detail().contains("refusing 4242"), "{err}");
+        // Metadata travels: without it the subscribers refuse.
+        let err = client.publish("http.errors", &1u32).await.unwrap_err();
+        assert_eq!(err.code(), 400, "{err}");
+
+        b.stop().await.unwrap();
+        publish(&client, "http.errors", 10).await;
+        assert_eq!(sorted(&seen_a), (0..10).collect::<Vec<_>>());
+        assert!(seen_b.lock().unwrap().is_empty());
+
+        // The wire: a raw event with Micro-Topic, and one for a topic the
+        // node does not follow.
+        let raw = RawClient::new();
+        let addr = a.local_addr();
+        let rsp = raw
+            .send(
+                "POST",
+                addr,
+                "/",
+                &[
+                    ("micro-topic", "http.errors"),
+                    ("x-tenant", "acme"),
+                    ("content-type", "application/json"),
+                ],
+                "77",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rsp.status, 200);
+        assert!(seen_a.lock().unwrap().contains(&77));
+        let rsp = raw
+            .send("POST", addr, "/", &[("micro-topic", "nobody.listens")], "1")
+            .await
+            .unwrap();
+        assert_eq!(
+            rsp.expect_error(404),
+            "no subscriber of topic \"nobody.listens\" here"
+        );
+        a.stop().await.unwrap();
+
+        // With every subscriber gone, publishing reaches nobody and is fine.
+        publish(&client, "http.errors", 1).await;
+    }
+}

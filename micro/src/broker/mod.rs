@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod http;
 mod memory;
 
 use std::fmt;
@@ -41,6 +42,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use http::HttpBroker;
 pub use memory::MemoryBroker;
 
 use crate::codec::ContentType;
@@ -285,6 +287,20 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
         handler: Handler,
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>>;
+
+    /// Hands an event that arrived on the service's own port (`POST /`
+    /// with `Micro-Topic`) to the local subscribers: all those without a
+    /// queue, or one member of `queue`. Only brokers that deliver over the
+    /// service's port (the HTTP broker) take events this way; the default
+    /// refuses with 404.
+    fn receive(&self, message: Message, queue: Option<String>) -> BoxFuture<'_, Result<()>> {
+        let _ = queue;
+        Box::pin(std::future::ready(Err(Error::not_found(format!(
+            "this service's {} broker does not take events over HTTP (topic \"{}\")",
+            self.name(),
+            message.topic
+        )))))
+    }
 }
 
 fn _assert_dyn(_: &dyn Broker) {}
@@ -432,10 +448,38 @@ pub fn static_subscribers() -> Vec<Subscriber> {
         .collect()
 }
 
-/// The process-wide default broker: the in-process memory broker for now.
+/// The process-wide default broker, shared by services and clients built
+/// without an explicit one. Chosen once, from `MICRO_BROKER`: `http` (the
+/// default, over the default registry) or `memory`.
 pub fn default_broker() -> Arc<dyn Broker> {
     static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();
     DEFAULT
-        .get_or_init(|| Arc::new(MemoryBroker::new()))
+        .get_or_init(|| match std::env::var("MICRO_BROKER").ok().as_deref() {
+            Some("memory") => Arc::new(MemoryBroker::new()),
+            None | Some("" | "http") => {
+                Arc::new(HttpBroker::new(crate::registry::default_registry()))
+            }
+            Some(other) => {
+                tracing::warn!(
+                    broker = other,
+                    "unknown MICRO_BROKER, expected one of: http, memory; using http"
+                );
+                Arc::new(HttpBroker::new(crate::registry::default_registry()))
+            }
+        })
         .clone()
+}
+
+/// The node metadata key that advertises subscriptions to `topic`.
+pub(crate) fn metadata_key(topic: &str) -> String {
+    format!("sub.{topic}")
+}
+
+/// What a node's subscriptions to one topic look like in its metadata:
+/// queue groups, and `*` for subscribers without one.
+pub(crate) fn metadata_value<'a>(queues: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut entries: Vec<&str> = queues.map(|q| q.unwrap_or("*")).collect();
+    entries.sort_unstable();
+    entries.dedup();
+    entries.join(",")
 }

@@ -441,32 +441,7 @@ impl Client {
             HeaderValue::from(remaining.as_nanos() as u64),
         );
 
-        let transport_error = |e: &(dyn StdError + 'static)| {
-            Failure::Transport(Error::unavailable(format!(
-                "calling {service} at {address}: {}",
-                chain(e)
-            )))
-        };
-        let limit = self.inner.max_response_size;
-        let (parts, bytes) = match &self.inner.transport {
-            Stack::Direct(client) => {
-                let request = Request::from_parts(parts, Full::new(body));
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| transport_error(&e))?;
-                read_reply(response, limit, service, address).await?
-            }
-            Stack::Layered(transport) => {
-                let request = Request::from_parts(parts, Body::from(body));
-                let response = transport
-                    .clone()
-                    .oneshot(request)
-                    .await
-                    .map_err(|e| transport_error(&*e))?;
-                read_reply(response, limit, service, address).await?
-            }
-        };
+        let (parts, bytes) = self.exchange(parts, body, service, address).await?;
         let reply_type = parts
             .headers
             .get(CONTENT_TYPE)
@@ -476,21 +451,119 @@ impl Client {
         if parts.status == StatusCode::OK {
             return Ok((reply_type, bytes));
         }
-        let err = parts
-            .headers
-            .get(&MICRO_ERROR)
-            .and_then(|v| Error::from_json(v.as_bytes()))
-            .or_else(|| Error::from_json(&bytes))
-            .unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&bytes);
-                let detail = match text.trim() {
-                    "" => format!("{service} at {address} answered {}", parts.status),
-                    t => t.chars().take(512).collect(),
-                };
-                Error::new("", parts.status.as_u16(), detail)
-            });
-        Err(Failure::Reply(err))
+        Err(Failure::Reply(reply_error(
+            &parts, &bytes, service, address,
+        )))
     }
+
+    /// Sends one request through the transport and reads the whole reply.
+    async fn exchange(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        service: &str,
+        address: &str,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let transport_error = |e: &(dyn StdError + 'static)| {
+            Failure::Transport(Error::unavailable(format!(
+                "calling {service} at {address}: {}",
+                chain(e)
+            )))
+        };
+        let limit = self.inner.max_response_size;
+        match &self.inner.transport {
+            Stack::Direct(client) => {
+                let request = Request::from_parts(parts, Full::new(body));
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| transport_error(&e))?;
+                read_reply(response, limit, service, address).await
+            }
+            Stack::Layered(transport) => {
+                let request = Request::from_parts(parts, Body::from(body));
+                let response = transport
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .map_err(|e| transport_error(&*e))?;
+                read_reply(response, limit, service, address).await
+            }
+        }
+    }
+
+    /// Delivers an event to the node at `address` (the HTTP broker's
+    /// wire): `POST /` with `Micro-Topic`, and `Micro-Queue` when it is for
+    /// a queue group.
+    pub(crate) async fn deliver(
+        &self,
+        address: &str,
+        message: &crate::broker::Message,
+        queue: Option<&str>,
+    ) -> Result<(), Error> {
+        let who = format!("subscriber at {address}");
+        let failure = |e: Failure| e.into_error().or_id(&who);
+        let uri = format!("http://{address}/");
+        let mut parts = Request::post(uri.as_str())
+            .body(())
+            .map_err(|e| Error::bad_request(format!("invalid node address \"{address}\": {e}")))?
+            .into_parts()
+            .0;
+        let headers = &mut parts.headers;
+        message.metadata.write_headers(headers);
+        let value = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| Error::bad_request(format!("invalid header value \"{v}\"")))
+        };
+        headers.insert(CONTENT_TYPE, message.content_type.header_value());
+        headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
+        headers.insert(
+            crate::server::rpc::MICRO_TOPIC.clone(),
+            value(&message.topic)?,
+        );
+        headers.insert(MICRO_ID.clone(), value(&message.id)?);
+        if let Some(queue) = queue {
+            headers.insert(crate::server::rpc::MICRO_QUEUE.clone(), value(queue)?);
+        }
+        let deadline = Instant::now() + self.inner.timeout;
+        let exchange = self.exchange(parts, message.body.clone(), &who, address);
+        let (parts, bytes) = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(result) => result.map_err(failure)?,
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "delivering to {who} took longer than {:?}",
+                    self.inner.timeout
+                )));
+            }
+        };
+        if parts.status.is_success() {
+            return Ok(());
+        }
+        Err(reply_error(&parts, &bytes, &who, address).or_id(&who))
+    }
+}
+
+/// The error a non-2xx reply carries: its error JSON (header or body), or
+/// a description of what came back.
+fn reply_error(
+    parts: &http::response::Parts,
+    bytes: &Bytes,
+    service: &str,
+    address: &str,
+) -> Error {
+    parts
+        .headers
+        .get(&MICRO_ERROR)
+        .and_then(|v| Error::from_json(v.as_bytes()))
+        .or_else(|| Error::from_json(bytes))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(bytes);
+            let detail = match text.trim() {
+                "" => format!("{service} at {address} answered {}", parts.status),
+                t => t.chars().take(512).collect(),
+            };
+            Error::new("", parts.status.as_u16(), detail)
+        })
 }
 
 /// The node a call goes to: borrowed from the cached records, or a copy

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// elsewhere, while requests already running finish.
     pub(crate) ready: AtomicBool,
     pub(crate) checks: Vec<HealthCheck>,
+    /// Takes the events that arrive on this port.
+    pub(crate) broker: Arc<dyn crate::broker::Broker>,
 }
 
 impl std::fmt::Debug for Shared {

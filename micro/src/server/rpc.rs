@@ -27,6 +27,10 @@ pub(crate) static MICRO_SERVICE: HeaderName = HeaderName::from_static("micro-ser
 pub(crate) static MICRO_ID: HeaderName = HeaderName::from_static("micro-id");
 pub(crate) static MICRO_ERROR: HeaderName = HeaderName::from_static("micro-error");
 pub(crate) static TIMEOUT: HeaderName = HeaderName::from_static("timeout");
+pub(crate) static MICRO_TOPIC: HeaderName = HeaderName::from_static("micro-topic");
+pub(crate) static MICRO_QUEUE: HeaderName = HeaderName::from_static("micro-queue");
+static X_MICRO_TOPIC: HeaderName = HeaderName::from_static("x-micro-topic");
+static X_MICRO_QUEUE: HeaderName = HeaderName::from_static("x-micro-queue");
 static X_MICRO_ENDPOINT: HeaderName = HeaderName::from_static("x-micro-endpoint");
 static X_MICRO_METHOD: HeaderName = HeaderName::from_static("x-micro-method");
 static X_MICRO_ID: HeaderName = HeaderName::from_static("x-micro-id");
@@ -74,14 +78,20 @@ pub(crate) fn deadline(headers: &HeaderMap, now: Instant) -> Result<Option<Insta
 /// Serves `POST /`.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (id, id_header) = request_id(req.headers());
-    let result = dispatch(&shared, req, id).await;
+    let is_event = header(req.headers(), &[&MICRO_TOPIC, &X_MICRO_TOPIC]).is_some();
+    let result = if is_event {
+        receive(&shared, req, id).await.map(|()| None)
+    } else {
+        dispatch(&shared, req, id).await.map(Some)
+    };
     let mut response = match result {
-        Ok((content_type, body)) => {
+        Ok(Some((content_type, body))) => {
             let mut r = Response::new(Body::from(body));
             r.headers_mut()
                 .insert(CONTENT_TYPE, content_type.header_value());
             r
         }
+        Ok(None) => Response::new(Body::empty()),
         Err(err) => error_response(&err.or_id(&shared.name)),
     };
     response.headers_mut().insert(MICRO_ID.clone(), id_header);
@@ -152,6 +162,30 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
             )))
         }
     }
+}
+
+/// An event (`POST /` with `Micro-Topic`), for the broker's local
+/// subscribers.
+async fn receive(shared: &Shared, req: Request, id: String) -> Result<()> {
+    if !shared.ready.load(Ordering::Relaxed) {
+        return Err(Error::unavailable(format!(
+            "service \"{}\" is shutting down",
+            shared.name
+        )));
+    }
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let topic = header(headers, &[&MICRO_TOPIC, &X_MICRO_TOPIC])
+        .unwrap_or_default()
+        .to_owned();
+    let queue = header(headers, &[&MICRO_QUEUE, &X_MICRO_QUEUE]).map(str::to_owned);
+    let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
+        .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
+    let body = read_body(headers, body, shared.max_body_size).await?;
+    let mut message = crate::broker::Message::new(topic, content_type, body);
+    message.id = id;
+    message.metadata = Metadata::from_headers(parts.headers);
+    shared.broker.receive(message, queue).await
 }
 
 /// The 400 or 404 for an endpoint that is not served here.

@@ -1,0 +1,278 @@
+//! The HTTP broker: events go straight to the subscribing nodes.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, join_all};
+
+use super::{
+    Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic,
+    metadata_key,
+};
+use crate::registry::{Node, Registry};
+use crate::{Client, Error, Result};
+
+/// Go Micro's default broker: no broker process at all. Each event is
+/// POSTed with `Micro-Topic` to the subscribing nodes, on their own service
+/// port, found through the registry.
+///
+/// A process advertises its subscriptions in its registration (node
+/// metadata `sub.<topic>`, listing queue groups, `*` for none), so a
+/// publisher finds them the way a client finds a service. For each queue
+/// group one member receives an event (another is tried if it cannot be
+/// reached); every subscriber without a queue receives it. `publish`
+/// returns once every chosen node has answered, and reports the ones that
+/// failed.
+///
+/// The node's server hands arriving events to [`Broker::receive`], so the
+/// broker must be the service's broker (`Service::broker`, or the default).
+#[derive(Clone, Debug)]
+pub struct HttpBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Arc<dyn Registry>,
+    /// Delivers events; it publishes through nothing itself.
+    client: Client,
+    local: RwLock<HashMap<String, Vec<Local>>>,
+    next_id: AtomicU64,
+    turn: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Local {
+    id: u64,
+    queue: Option<String>,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("id", &self.id)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpBroker {
+    /// A broker that finds subscribers in `registry`.
+    pub fn new(registry: Arc<dyn Registry>) -> Self {
+        let client = Client::builder()
+            .registry(registry.clone())
+            .broker(Arc::new(super::MemoryBroker::new()))
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                client,
+                local: RwLock::default(),
+                next_id: AtomicU64::new(0),
+                turn: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The nodes subscribed to `topic`: those without a queue, and the
+    /// members of each queue group.
+    async fn subscribers(
+        &self,
+        topic: &str,
+    ) -> Result<(Vec<Node>, HashMap<String, Vec<Node>>), BrokerError> {
+        let key = metadata_key(topic);
+        let services = self
+            .inner
+            .registry
+            .list_services()
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let mut broadcast = Vec::new();
+        let mut groups: HashMap<String, Vec<Node>> = HashMap::new();
+        for node in services.into_iter().flat_map(|s| s.nodes) {
+            let Some(value) = node.metadata.get(&key) else {
+                continue;
+            };
+            for entry in value.split(',').filter(|e| !e.is_empty()) {
+                if entry == "*" {
+                    broadcast.push(node.clone());
+                } else {
+                    groups
+                        .entry(entry.to_owned())
+                        .or_default()
+                        .push(node.clone());
+                }
+            }
+        }
+        Ok((broadcast, groups))
+    }
+
+    /// Delivers to one member of a queue group, trying the next one when a
+    /// member cannot take it (unreachable, stopping, or no longer
+    /// subscribed).
+    async fn deliver_to_group(
+        &self,
+        message: &Message,
+        queue: &str,
+        members: &[Node],
+    ) -> Result<(), (String, Error)> {
+        let start = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..members.len() {
+            let node = &members[(start + i) % members.len()];
+            match self
+                .inner
+                .client
+                .deliver(&node.address, message, Some(queue))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(e.code(), 404 | 408 | 502 | 503 | 504) => {
+                    last = Some((node.address.clone(), e))
+                }
+                Err(e) => return Err((node.address.clone(), e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| (queue.to_owned(), Error::unavailable("no member reachable"))))
+    }
+}
+
+impl Broker for HttpBroker {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            check_topic(&message.topic)?;
+            let (broadcast, groups) = self.subscribers(&message.topic).await?;
+            let message = &message;
+            let to_all = broadcast.iter().map(|node| async move {
+                match self
+                    .inner
+                    .client
+                    .deliver(&node.address, message, None)
+                    .await
+                {
+                    // A node that stopped or unsubscribed meanwhile is not
+                    // a failed delivery: it no longer wants the event.
+                    Err(e) if e.code() != 404 => Err((node.address.clone(), e)),
+                    _ => Ok(()),
+                }
+            });
+            let to_groups = groups
+                .iter()
+                .map(|(queue, members)| self.deliver_to_group(message, queue, members));
+            let (all, grouped) =
+                futures_util::future::join(join_all(to_all), join_all(to_groups)).await;
+            let failures: Vec<(String, Error)> = all
+                .into_iter()
+                .chain(grouped)
+                .filter_map(std::result::Result::err)
+                .collect();
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(BrokerError::Delivery {
+                    topic: message.topic.clone(),
+                    failures,
+                })
+            }
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        handler: Handler,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
+        Box::pin(async move {
+            check_topic(topic)?;
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .local
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(topic.to_owned())
+                .or_default()
+                .push(Local {
+                    id,
+                    queue: options.queue.clone(),
+                    handler,
+                });
+            let inner = self.inner.clone();
+            let owned = topic.to_owned();
+            Ok(Subscription::new(
+                topic,
+                options.queue,
+                move || async move {
+                    let mut local = inner.local.write().unwrap_or_else(|e| e.into_inner());
+                    if let Some(subs) = local.get_mut(&owned) {
+                        subs.retain(|s| s.id != id);
+                        if subs.is_empty() {
+                            local.remove(&owned);
+                        }
+                    }
+                    Ok(())
+                },
+            ))
+        })
+    }
+
+    fn receive(&self, message: Message, queue: Option<String>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let chosen: Vec<Local> = {
+                let local = self.inner.local.read().unwrap_or_else(|e| e.into_inner());
+                let subs = local
+                    .get(&message.topic)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                match &queue {
+                    None => subs.iter().filter(|s| s.queue.is_none()).cloned().collect(),
+                    Some(q) => {
+                        let members: Vec<&Local> = subs
+                            .iter()
+                            .filter(|s| s.queue.as_ref() == Some(q))
+                            .collect();
+                        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+                        members
+                            .get(turn % members.len().max(1))
+                            .map(|s| vec![(*s).clone()])
+                            .unwrap_or_default()
+                    }
+                }
+            };
+            if chosen.is_empty() {
+                return Err(Error::not_found(match &queue {
+                    Some(q) => format!(
+                        "no subscriber of topic \"{}\" in queue \"{q}\" here",
+                        message.topic
+                    ),
+                    None => format!("no subscriber of topic \"{}\" here", message.topic),
+                }));
+            }
+            let topic = &message.topic;
+            let runs = chosen.iter().map(|sub| {
+                let run = (sub.handler)(message.clone());
+                async move {
+                    AssertUnwindSafe(run)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::internal(format!("subscriber of {topic} panicked")))
+                        })
+                }
+            });
+            join_all(runs)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>>>()?;
+            Ok(())
+        })
+    }
+}
