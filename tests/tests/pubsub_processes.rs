@@ -1,0 +1,124 @@
+//! Pub/sub between real processes over the HTTP broker, found through real
+//! mDNS, in a network namespace the test makes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use micro::client::CallOptions;
+use micro::registry::{MdnsRegistry, Registry};
+use micro::{Client, broker::HttpBroker};
+use micro_tests::netns::isolated;
+use micro_tests::process::Greeter as Process;
+
+const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_subscriber");
+
+fn subscriber(topic: &str, queue: Option<&str>) -> Process {
+    let mut env = vec![
+        ("MICRO_REGISTRY", "mdns"),
+        ("MICRO_MDNS_INTERFACES", "lo"),
+        ("MICRO_BROKER", "http"),
+        ("SUB_TOPIC", topic),
+    ];
+    if let Some(q) = queue {
+        env.push(("SUB_QUEUE", q));
+    }
+    Process::spawn(SUBSCRIBER, &env)
+}
+
+/// Waits until `n` subscriber nodes are registered.
+async fn wait_for(registry: &dyn Registry, n: usize) {
+    let started = Instant::now();
+    loop {
+        let count = registry
+            .get_service("subscriber")
+            .await
+            .map(|r| r.iter().map(|s| s.nodes.len()).sum::<usize>())
+            .unwrap_or(0);
+        if count == n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{count} of {n} subscribers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The numbers the subscriber at `addr` received, sorted.
+async fn received(client: &Client, addr: &str) -> Vec<u32> {
+    let mut numbers: Vec<u32> = client
+        .call(
+            "subscriber",
+            "Seen.Numbers",
+            &(),
+            CallOptions::new().address(addr),
+        )
+        .await
+        .unwrap();
+    numbers.sort_unstable();
+    numbers
+}
+
+async fn publish(client: &Client, topic: &str, n: u32) -> Duration {
+    let started = Instant::now();
+    for i in 0..n {
+        client.publish(topic, &i).await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn clients() -> (Arc<MdnsRegistry>, Client) {
+    let registry = Arc::new(MdnsRegistry::builder().interfaces(["lo"]).build());
+    let client = Client::builder()
+        .registry(registry.clone())
+        .broker(Arc::new(HttpBroker::new(registry.clone())))
+        .build();
+    (registry, client)
+}
+
+#[test]
+fn broadcast_to_three_processes_exactly_once() {
+    isolated(|| async {
+        let subs: Vec<Process> = (0..3).map(|_| subscriber("fanout", None)).collect();
+        let (registry, client) = clients();
+        wait_for(&*registry, 3).await;
+        let took = publish(&client, "fanout", 1000).await;
+        println!("1000 broadcasts to 3 processes in {took:?}");
+        for s in &subs {
+            assert_eq!(
+                received(&client, &s.addr).await,
+                (0..1000).collect::<Vec<_>>()
+            );
+        }
+    });
+}
+
+#[test]
+fn queue_groups_across_processes() {
+    isolated(|| async {
+        let workers: Vec<Process> = (0..3)
+            .map(|_| subscriber("jobs", Some("workers")))
+            .collect();
+        let auditor = subscriber("jobs", Some("audit"));
+        let (registry, client) = clients();
+        wait_for(&*registry, 4).await;
+        publish(&client, "jobs", 1000).await;
+        let mut all = Vec::new();
+        for w in &workers {
+            let got = received(&client, &w.addr).await;
+            assert!(!got.is_empty(), "a worker received nothing");
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..1000).collect::<Vec<_>>(),
+            "each job to exactly one worker"
+        );
+        assert_eq!(
+            received(&client, &auditor.addr).await,
+            (0..1000).collect::<Vec<_>>()
+        );
+    });
+}
