@@ -32,6 +32,9 @@
 
 mod http;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 
 use std::fmt;
 use std::future::Future;
@@ -44,6 +47,9 @@ use serde::de::DeserializeOwned;
 
 pub use http::HttpBroker;
 pub use memory::MemoryBroker;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::NatsBroker;
 
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
@@ -450,12 +456,15 @@ pub fn static_subscribers() -> Vec<Subscriber> {
 
 /// The process-wide default broker, shared by services and clients built
 /// without an explicit one. Chosen once, from `MICRO_BROKER`: `http` (the
-/// default, over the default registry) or `memory`.
+/// default, over the default registry), `memory`, or `nats` (with the
+/// `nats` feature, at `MICRO_BROKER_ADDRESS`).
 pub fn default_broker() -> Arc<dyn Broker> {
     static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();
     DEFAULT
         .get_or_init(|| match std::env::var("MICRO_BROKER").ok().as_deref() {
             Some("memory") => Arc::new(MemoryBroker::new()),
+            #[cfg(feature = "nats")]
+            Some("nats") => Arc::new(NatsBroker::from_env()),
             None | Some("" | "http") => {
                 Arc::new(HttpBroker::new(crate::registry::default_registry()))
             }

@@ -1,0 +1,195 @@
+//! The NATS broker.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::OnceCell;
+
+use super::{Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic};
+use crate::codec::ContentType;
+use crate::metadata::Metadata;
+
+/// Pub/sub through a NATS server (cargo feature `nats`).
+///
+/// A topic is a NATS subject and a queue group a NATS queue group. The
+/// body is encoded by the codec and sent as the payload; `Micro-Id`,
+/// `Content-Type` and the metadata travel as NATS headers, so any NATS
+/// client can read what micro publishes, and publish to micro subscribers
+/// (a message without `Content-Type` is taken as JSON).
+///
+/// Core NATS delivers at most once: `publish` returns once the message is
+/// handed to the connection, and a subscriber's error is logged, not
+/// reported to the publisher. The connection opens on first use, or on
+/// [`connect`](Broker::connect).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use micro::broker::NatsBroker;
+///
+/// let broker = Arc::new(NatsBroker::new("nats://127.0.0.1:4222"));
+/// let client = micro::Client::builder().broker(broker.clone()).build();
+/// let service = micro::Service::new("audit").broker(broker);
+/// ```
+#[derive(Clone, Debug)]
+pub struct NatsBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    url: String,
+    client: OnceCell<async_nats::Client>,
+}
+
+impl NatsBroker {
+    /// A broker for the NATS server at `url` (`nats://host:port`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                url: url.into(),
+                client: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// A broker for `MICRO_BROKER_ADDRESS`, or `nats://127.0.0.1:4222`.
+    pub fn from_env() -> Self {
+        Self::new(
+            std::env::var("MICRO_BROKER_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        )
+    }
+
+    async fn client(&self) -> Result<&async_nats::Client, BrokerError> {
+        self.inner
+            .client
+            .get_or_try_init(|| async {
+                async_nats::connect(self.inner.url.as_str())
+                    .await
+                    .map_err(|e| {
+                        BrokerError::Unavailable(format!("nats at {}: {e}", self.inner.url))
+                    })
+            })
+            .await
+    }
+}
+
+/// A NATS message as micro's.
+fn from_nats(msg: async_nats::Message) -> Message {
+    let mut metadata = Metadata::new();
+    let mut id = None;
+    let mut content_type = ContentType::Json;
+    if let Some(headers) = &msg.headers {
+        for (name, values) in headers.iter() {
+            let name = name.to_string();
+            let Some(value) = values.first().map(|v| v.as_str().to_owned()) else {
+                continue;
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "micro-id" => id = Some(value),
+                "content-type" => {
+                    content_type = ContentType::from_header(&value).unwrap_or_default()
+                }
+                _ => {
+                    metadata.insert(&name, &value);
+                }
+            }
+        }
+    }
+    let mut message = Message::new(msg.subject.to_string(), content_type, msg.payload);
+    if let Some(id) = id {
+        message.id = id;
+    }
+    message.metadata = metadata;
+    message
+}
+
+impl Broker for NatsBroker {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move { self.client().await.map(drop) })
+    }
+
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if let Some(client) = self.inner.client.get() {
+                client
+                    .flush()
+                    .await
+                    .map_err(|e| BrokerError::Backend(e.to_string()))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            check_topic(&message.topic)?;
+            let client = self.client().await?;
+            let mut headers = async_nats::HeaderMap::new();
+            for (k, v) in message.metadata.iter() {
+                headers.insert(k, v);
+            }
+            headers.insert("Micro-Id", message.id.as_str());
+            headers.insert("Content-Type", message.content_type.as_str());
+            client
+                .publish_with_headers(message.topic.clone(), headers, message.body)
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        handler: Handler,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
+        Box::pin(async move {
+            check_topic(topic)?;
+            let client = self.client().await?;
+            let subject = topic.to_owned();
+            let mut subscriber = match &options.queue {
+                Some(queue) => client.queue_subscribe(subject, queue.clone()).await,
+                None => client.subscribe(subject).await,
+            }
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            // Make sure the server has the subscription before returning,
+            // so that what is published next reaches it.
+            client
+                .flush()
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let owned = topic.to_owned();
+            let task = tokio::spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut stop_rx => break,
+                        next = subscriber.next() => next,
+                    };
+                    let Some(msg) = next else { break };
+                    if let Err(e) = handler(from_nats(msg)).await {
+                        tracing::warn!(topic = %owned, error = %e, "subscriber failed");
+                    }
+                }
+                let _ = subscriber.unsubscribe().await;
+            });
+            Ok(Subscription::new(
+                topic,
+                options.queue,
+                move || async move {
+                    let _ = stop_tx.send(());
+                    let _ = task.await;
+                    Ok(())
+                },
+            ))
+        })
+    }
+}
