@@ -84,27 +84,26 @@ fn from_nats(msg: async_nats::Message) -> Message {
     let mut content_type = ContentType::Json;
     if let Some(headers) = &msg.headers {
         for (name, values) in headers.iter() {
-            let name = name.to_string();
-            let Some(value) = values.first().map(|v| v.as_str().to_owned()) else {
+            let name: &str = name.as_ref();
+            let Some(value) = values.first().map(async_nats::HeaderValue::as_str) else {
                 continue;
             };
-            match name.to_ascii_lowercase().as_str() {
-                "micro-id" => id = Some(value),
-                "content-type" => {
-                    content_type = ContentType::from_header(&value).unwrap_or_default()
-                }
-                _ => {
-                    metadata.insert(&name, &value);
-                }
+            if name.eq_ignore_ascii_case("micro-id") {
+                id = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("content-type") {
+                content_type = ContentType::from_header(value).unwrap_or_default();
+            } else {
+                metadata.insert(name, value);
             }
         }
     }
-    let mut message = Message::new(msg.subject.to_string(), content_type, msg.payload);
-    if let Some(id) = id {
-        message.id = id;
+    Message {
+        topic: msg.subject.to_string(),
+        id: id.unwrap_or_else(crate::context::new_id),
+        metadata,
+        content_type,
+        body: msg.payload,
     }
-    message.metadata = metadata;
-    message
 }
 
 impl Broker for NatsBroker {

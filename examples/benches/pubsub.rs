@@ -1,0 +1,246 @@
+//! Run with: cargo bench -p micro-examples --features nats --bench pubsub
+//!
+//! Messages per second and publish-to-handler latency, in one process and
+//! one run:
+//! - the HTTP broker (the default), one subscriber service, publishing
+//!   with 1 and 64 publishes in flight;
+//! - the NATS broker against raw async-nats publish/subscribe of the same
+//!   payload, on the server at `MICRO_TEST_NATS` (default
+//!   `nats://127.0.0.1:4222`); the NATS rows are skipped, saying so, when
+//!   it cannot be reached.
+//!
+//! `BENCH_MESSAGES` sets the messages per row (default 20000).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use micro::Client;
+use micro::broker::{Broker, HttpBroker, Message, NatsBroker, SubscribeOptions, handler};
+use micro::registry::MemoryRegistry;
+use serde::{Deserialize, Serialize};
+
+/// When each message was published, in nanoseconds since `epoch()`.
+#[derive(Serialize, Deserialize)]
+struct Event {
+    sent: u64,
+    name: String,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// What the subscriber side saw.
+#[derive(Default)]
+struct Sink {
+    received: AtomicUsize,
+    latencies: Mutex<Vec<u64>>,
+}
+
+impl Sink {
+    fn record(&self, ev: &Event) {
+        self.latencies
+            .lock()
+            .unwrap()
+            .push(now().saturating_sub(ev.sent));
+        self.received.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let started = Instant::now();
+        while self.received.load(Ordering::SeqCst) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "messages missing"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
+    fn report(&self, name: &str, n: usize, took: Duration) -> f64 {
+        let mut lat = std::mem::take(&mut *self.latencies.lock().unwrap());
+        lat.sort_unstable();
+        let pct = |p: f64| {
+            Duration::from_nanos(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)])
+        };
+        let rate = n as f64 / took.as_secs_f64();
+        println!(
+            "{name:<32} {rate:>10.0} msg/s   p50 {:>8.1?}   p99 {:>8.1?}",
+            pct(0.5),
+            pct(0.99)
+        );
+        self.received.store(0, Ordering::SeqCst);
+        rate
+    }
+}
+
+fn event() -> Event {
+    Event {
+        sent: now(),
+        name: "alice".to_owned(),
+    }
+}
+
+async fn http_broker(n: usize) {
+    let registry = Arc::new(MemoryRegistry::new());
+    let sink = Arc::new(Sink::default());
+    let s = sink.clone();
+    let service = micro::Service::new("sink")
+        .address("127.0.0.1:0")
+        .registry(registry.clone())
+        .broker(Arc::new(HttpBroker::new(registry.clone())))
+        .subscribe(
+            "bench.http",
+            SubscribeOptions::default(),
+            handler(move |msg: Message| {
+                let s = s.clone();
+                async move {
+                    s.record(&msg.decode::<Event>()?);
+                    Ok(())
+                }
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .registry(registry.clone())
+        .broker(Arc::new(HttpBroker::new(registry)))
+        .build();
+    for in_flight in [1, 64] {
+        let started = Instant::now();
+        let next = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..in_flight)
+            .map(|_| {
+                let (client, next) = (client.clone(), next.clone());
+                tokio::spawn(async move {
+                    while next.fetch_add(1, Ordering::SeqCst) < n {
+                        client.publish("bench.http", &event()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        sink.wait_for(n).await;
+        sink.report(
+            &format!("http broker, {in_flight} in flight"),
+            n,
+            started.elapsed(),
+        );
+    }
+    service.stop().await.unwrap();
+}
+
+async fn nats(url: &str, n: usize) {
+    // micro's NATS broker.
+    let sink = Arc::new(Sink::default());
+    let s = sink.clone();
+    let subscriber = NatsBroker::new(url);
+    if let Err(e) = subscriber.connect().await {
+        println!("nats rows skipped: {e}");
+        return;
+    }
+    let _sub = subscriber
+        .subscribe(
+            "bench.nats",
+            handler(move |msg: Message| {
+                let s = s.clone();
+                async move {
+                    s.record(&msg.decode::<Event>()?);
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .broker(Arc::new(NatsBroker::new(url)))
+        .build();
+    let started = Instant::now();
+    for _ in 0..n {
+        client.publish("bench.nats", &event()).await.unwrap();
+    }
+    client.broker().disconnect().await.unwrap();
+    sink.wait_for(n).await;
+    let micro_rate = sink.report("nats broker (micro)", n, started.elapsed());
+
+    // Raw async-nats, the same JSON payload.
+    let raw_sink = Arc::new(Sink::default());
+    let sub_client = async_nats::connect(url).await.unwrap();
+    let mut raw_sub = sub_client.subscribe("bench.raw").await.unwrap();
+    sub_client.flush().await.unwrap();
+    let rs = raw_sink.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = raw_sub.next().await {
+            let ev: Event = serde_json::from_slice(&msg.payload).unwrap();
+            rs.record(&ev);
+        }
+    });
+    let pub_client = async_nats::connect(url).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let body = serde_json::to_vec(&event()).unwrap();
+        pub_client.publish("bench.raw", body.into()).await.unwrap();
+    }
+    pub_client.flush().await.unwrap();
+    raw_sink.wait_for(n).await;
+    let raw_rate = raw_sink.report("raw async-nats", n, started.elapsed());
+
+    // Raw async-nats with the headers micro sends (Micro-Id, Content-Type).
+    let mut raw_sub = sub_client.subscribe("bench.rawh").await.unwrap();
+    sub_client.flush().await.unwrap();
+    let rs = raw_sink.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = raw_sub.next().await {
+            let ev: Event = serde_json::from_slice(&msg.payload).unwrap();
+            rs.record(&ev);
+        }
+    });
+    let started = Instant::now();
+    for i in 0..n {
+        let body = serde_json::to_vec(&event()).unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Micro-Id", i.to_string().as_str());
+        headers.insert("Content-Type", "application/json");
+        pub_client
+            .publish_with_headers("bench.rawh", headers, body.into())
+            .await
+            .unwrap();
+    }
+    pub_client.flush().await.unwrap();
+    raw_sink.wait_for(n).await;
+    let raw_headers_rate = raw_sink.report("raw async-nats with headers", n, started.elapsed());
+    println!(
+        "nats broker / raw async-nats: {:.2}x (with the same headers: {:.2}x)",
+        micro_rate / raw_rate,
+        micro_rate / raw_headers_rate
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let url =
+        std::env::var("MICRO_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    epoch();
+    rt.block_on(async {
+        http_broker(n).await;
+        nats(&url, n).await;
+    });
+}
