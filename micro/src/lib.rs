@@ -66,10 +66,12 @@
 //! | registry | [`registry`] | mDNS; memory | yes |
 //! | selector | [`selector`] | random, round robin, least outstanding; filters | yes |
 //! | retries | [`client::RetryPolicy`] | 2, on another node, one deadline | yes |
+//! | broker, `#[subscribe]` | [`broker`] | HTTP; memory; NATS (feature `nats`) | yes |
 //! | errors | [`Error`] | WIRE.md JSON | yes |
 //!
-//! Cargo features: `macros` (default) re-exports `#[service]` and
-//! `#[handler]` from `micro-macros`.
+//! Cargo features: `macros` (default) re-exports `#[service]`,
+//! `#[handler]` and `#[subscribe]` from `micro-macros`; `nats` adds the
+//! NATS broker.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
