@@ -9,6 +9,7 @@ use micro::Client;
 use micro::broker::{Broker, Message, NatsBroker, SubscribeOptions, handler};
 use micro::client::CallOptions;
 use micro::codec::ContentType;
+use micro_tests::process::Greeter as Process;
 
 fn server() -> Option<String> {
     match std::env::var("MICRO_TEST_NATS") {
@@ -207,4 +208,94 @@ asyncio.run(main(*sys.argv[1:]))
     );
     wait_total(&[&seen], 2).await;
     assert_eq!(sorted(&seen), [7, 8]);
+}
+
+/// A subscriber process on the NATS broker (its RPC, for reading what it
+/// got, is called by address, so it needs no discovery).
+fn subscriber_process(url: &str, topic: &str, queue: Option<&str>) -> Process {
+    let mut env = vec![
+        ("MICRO_REGISTRY", "memory"),
+        ("MICRO_BROKER", "nats"),
+        ("MICRO_BROKER_ADDRESS", url),
+        ("SUB_TOPIC", topic),
+    ];
+    if let Some(q) = queue {
+        env.push(("SUB_QUEUE", q));
+    }
+    Process::spawn(env!("CARGO_BIN_EXE_subscriber"), &env)
+}
+
+async fn received(addr: &str) -> Vec<u32> {
+    let mut numbers: Vec<u32> = Client::new()
+        .call(
+            "subscriber",
+            "Seen.Numbers",
+            &(),
+            CallOptions::new().address(addr),
+        )
+        .await
+        .unwrap();
+    numbers.sort_unstable();
+    numbers
+}
+
+/// Waits until the processes together hold `n` numbers.
+async fn wait_processes(addrs: &[&str], n: usize) {
+    let started = Instant::now();
+    loop {
+        let mut total = 0;
+        for a in addrs {
+            total += received(a).await.len();
+        }
+        if total >= n {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{total} of {n} messages arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn broadcast_to_three_processes_over_nats() {
+    let Some(url) = server() else { return };
+    let topic = topic("proc-broadcast");
+    let procs: Vec<Process> = (0..3)
+        .map(|_| subscriber_process(&url, &topic, None))
+        .collect();
+    publish(&url, &topic, 1000).await;
+    for p in &procs {
+        wait_processes(&[&p.addr], 1000).await;
+        assert_eq!(received(&p.addr).await, (0..1000).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn queue_groups_across_processes_over_nats() {
+    let Some(url) = server() else { return };
+    let topic = topic("proc-queue");
+    let workers: Vec<Process> = (0..3)
+        .map(|_| subscriber_process(&url, &topic, Some("workers")))
+        .collect();
+    let auditor = subscriber_process(&url, &topic, Some("audit"));
+    publish(&url, &topic, 1000).await;
+    let addrs: Vec<&str> = workers.iter().map(|w| w.addr.as_str()).collect();
+    wait_processes(&addrs, 1000).await;
+    wait_processes(&[&auditor.addr], 1000).await;
+    let mut all = Vec::new();
+    for a in &addrs {
+        let got = received(a).await;
+        assert!(!got.is_empty(), "a worker received nothing");
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..1000).collect::<Vec<_>>(),
+        "each message to exactly one worker"
+    );
+    assert_eq!(received(&auditor.addr).await, (0..1000).collect::<Vec<_>>());
 }
