@@ -1,13 +1,11 @@
 //! The HTTP broker: events go straight to the subscribing nodes.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
 
+use super::local::{Local, run};
 use super::{
     Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic,
     metadata_key,
@@ -39,25 +37,7 @@ struct Inner {
     registry: Arc<dyn Registry>,
     /// Delivers events; it publishes through nothing itself.
     client: Client,
-    local: RwLock<HashMap<String, Vec<Local>>>,
-    next_id: AtomicU64,
-    turn: AtomicUsize,
-}
-
-#[derive(Clone)]
-struct Local {
-    id: u64,
-    queue: Option<String>,
-    handler: Handler,
-}
-
-impl std::fmt::Debug for Local {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Local")
-            .field("id", &self.id)
-            .field("queue", &self.queue)
-            .finish_non_exhaustive()
-    }
+    local: Arc<Local>,
 }
 
 impl HttpBroker {
@@ -71,9 +51,7 @@ impl HttpBroker {
             inner: Arc::new(Inner {
                 registry,
                 client,
-                local: RwLock::default(),
-                next_id: AtomicU64::new(0),
-                turn: AtomicUsize::new(0),
+                local: Arc::default(),
             }),
         }
     }
@@ -120,7 +98,7 @@ impl HttpBroker {
         queue: &str,
         members: &[Node],
     ) -> Result<(), (String, Error)> {
-        let start = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        let start = self.inner.local.turn();
         let mut last = None;
         for i in 0..members.len() {
             let node = &members[(start + i) % members.len()];
@@ -193,60 +171,16 @@ impl Broker for HttpBroker {
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {
             check_topic(topic)?;
-            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .local
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(topic.to_owned())
-                .or_default()
-                .push(Local {
-                    id,
-                    queue: options.queue.clone(),
-                    handler,
-                });
-            let inner = self.inner.clone();
-            let owned = topic.to_owned();
-            Ok(Subscription::new(
-                topic,
-                options.queue,
-                move || async move {
-                    let mut local = inner.local.write().unwrap_or_else(|e| e.into_inner());
-                    if let Some(subs) = local.get_mut(&owned) {
-                        subs.retain(|s| s.id != id);
-                        if subs.is_empty() {
-                            local.remove(&owned);
-                        }
-                    }
-                    Ok(())
-                },
-            ))
+            Ok(self.inner.local.add(topic, handler, options))
         })
     }
 
     fn receive(&self, message: Message, queue: Option<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let chosen: Vec<Local> = {
-                let local = self.inner.local.read().unwrap_or_else(|e| e.into_inner());
-                let subs = local
-                    .get(&message.topic)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                match &queue {
-                    None => subs.iter().filter(|s| s.queue.is_none()).cloned().collect(),
-                    Some(q) => {
-                        let members: Vec<&Local> = subs
-                            .iter()
-                            .filter(|s| s.queue.as_ref() == Some(q))
-                            .collect();
-                        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
-                        members
-                            .get(turn % members.len().max(1))
-                            .map(|s| vec![(*s).clone()])
-                            .unwrap_or_default()
-                    }
-                }
-            };
+            let chosen = self
+                .inner
+                .local
+                .for_delivery(&message.topic, queue.as_deref());
             if chosen.is_empty() {
                 return Err(Error::not_found(match &queue {
                     Some(q) => format!(
@@ -256,22 +190,9 @@ impl Broker for HttpBroker {
                     None => format!("no subscriber of topic \"{}\" here", message.topic),
                 }));
             }
-            let topic = &message.topic;
-            let runs = chosen.iter().map(|sub| {
-                let run = (sub.handler)(message.clone());
-                async move {
-                    AssertUnwindSafe(run)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Error::internal(format!("subscriber of {topic} panicked")))
-                        })
-                }
-            });
-            join_all(runs)
-                .await
-                .into_iter()
-                .collect::<Result<Vec<()>>>()?;
+            for (_, result) in run(&chosen, &message).await {
+                result?;
+            }
             Ok(())
         })
     }

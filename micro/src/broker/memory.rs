@@ -1,13 +1,10 @@
 //! The in-process broker.
 
-use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::BoxFuture;
 
+use super::local::{Local, run};
 use super::{Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic};
 use crate::Error;
 
@@ -18,59 +15,13 @@ use crate::Error;
 /// handler that panics counts as a 500, and the broker keeps working.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryBroker {
-    inner: Arc<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    /// topic -> subscribers.
-    topics: RwLock<HashMap<String, Vec<Sub>>>,
-    next_id: AtomicU64,
-    /// Turns for queue groups, so members share the load evenly.
-    turn: AtomicUsize,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        f.debug_map()
-            .entries(topics.iter().map(|(t, subs)| (t, subs.len())))
-            .finish()
-    }
-}
-
-#[derive(Clone)]
-struct Sub {
-    id: u64,
-    queue: Option<String>,
-    handler: Handler,
+    local: Arc<Local>,
 }
 
 impl MemoryBroker {
     /// An empty broker.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The subscribers chosen for one message: every one without a queue,
-    /// and one member of each queue group.
-    fn targets(&self, topic: &str) -> Vec<Sub> {
-        let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
-        let Some(subs) = topics.get(topic) else {
-            return Vec::new();
-        };
-        let mut chosen: Vec<Sub> = subs.iter().filter(|s| s.queue.is_none()).cloned().collect();
-        let mut groups: HashMap<&str, Vec<&Sub>> = HashMap::new();
-        for s in subs {
-            if let Some(q) = &s.queue {
-                groups.entry(q).or_default().push(s);
-            }
-        }
-        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
-        for members in groups.values() {
-            chosen.push(members[turn % members.len()].clone());
-        }
-        chosen
     }
 }
 
@@ -82,19 +33,8 @@ impl Broker for MemoryBroker {
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
             check_topic(&message.topic)?;
-            let targets = self.targets(&message.topic);
-            let topic = &message.topic;
-            let runs = targets.iter().map(|sub| {
-                let run = (sub.handler)(message.clone());
-                async move {
-                    let outcome = AssertUnwindSafe(run).catch_unwind().await;
-                    let result = outcome.unwrap_or_else(|_| {
-                        Err(Error::internal(format!("subscriber of {topic} panicked")))
-                    });
-                    (sub.id, result)
-                }
-            });
-            let failures: Vec<(String, Error)> = join_all(runs)
+            let targets = self.local.fan_out(&message.topic);
+            let failures: Vec<(String, Error)> = run(&targets, &message)
                 .await
                 .into_iter()
                 .filter_map(|(id, r)| r.err().map(|e| (format!("subscriber {id}"), e)))
@@ -103,7 +43,7 @@ impl Broker for MemoryBroker {
                 Ok(())
             } else {
                 Err(BrokerError::Delivery {
-                    topic: message.topic.clone(),
+                    topic: message.topic,
                     failures,
                 })
             }
@@ -118,34 +58,7 @@ impl Broker for MemoryBroker {
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {
             check_topic(topic)?;
-            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .topics
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(topic.to_owned())
-                .or_default()
-                .push(Sub {
-                    id,
-                    queue: options.queue.clone(),
-                    handler,
-                });
-            let inner = self.inner.clone();
-            let owned = topic.to_owned();
-            Ok(Subscription::new(
-                topic,
-                options.queue,
-                move || async move {
-                    let mut topics = inner.topics.write().unwrap_or_else(|e| e.into_inner());
-                    if let Some(subs) = topics.get_mut(&owned) {
-                        subs.retain(|s| s.id != id);
-                        if subs.is_empty() {
-                            topics.remove(&owned);
-                        }
-                    }
-                    Ok(())
-                },
-            ))
+            Ok(self.local.add(topic, handler, options))
         })
     }
 }

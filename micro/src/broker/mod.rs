@@ -31,6 +31,7 @@
 //! ```
 
 mod http;
+mod local;
 mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

@@ -1,0 +1,138 @@
+//! Subscriptions held in this process: the table the memory and HTTP
+//! brokers share.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures_util::FutureExt;
+use futures_util::future::join_all;
+
+use super::{Handler, Message, SubscribeOptions, Subscription};
+use crate::{Error, Result};
+
+/// Topic -> subscribers, with turns for queue groups.
+#[derive(Default)]
+pub(crate) struct Local {
+    topics: RwLock<HashMap<String, Vec<Sub>>>,
+    next_id: AtomicU64,
+    /// Turns for queue groups, so members share the load evenly.
+    turn: AtomicUsize,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_map()
+            .entries(topics.iter().map(|(t, subs)| (t, subs.len())))
+            .finish()
+    }
+}
+
+/// One local subscriber.
+#[derive(Clone)]
+pub(crate) struct Sub {
+    pub(crate) id: u64,
+    pub(crate) queue: Option<String>,
+    pub(crate) handler: Handler,
+}
+
+impl Local {
+    /// Adds a subscriber; the subscription removes it.
+    pub(crate) fn add(
+        self: &Arc<Self>,
+        topic: &str,
+        handler: Handler,
+        options: SubscribeOptions,
+    ) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(topic.to_owned())
+            .or_default()
+            .push(Sub {
+                id,
+                queue: options.queue.clone(),
+                handler,
+            });
+        let local = self.clone();
+        let owned = topic.to_owned();
+        Subscription::new(topic, options.queue, move || async move {
+            let mut topics = local.topics.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(subs) = topics.get_mut(&owned) {
+                subs.retain(|s| s.id != id);
+                if subs.is_empty() {
+                    topics.remove(&owned);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The next turn, for choosing among queue members.
+    pub(crate) fn turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every subscriber of `topic` without a queue, and one member of each
+    /// queue group.
+    pub(crate) fn fan_out(&self, topic: &str) -> Vec<Sub> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let Some(subs) = topics.get(topic) else {
+            return Vec::new();
+        };
+        let mut chosen: Vec<Sub> = subs.iter().filter(|s| s.queue.is_none()).cloned().collect();
+        let mut groups: HashMap<&str, Vec<&Sub>> = HashMap::new();
+        for s in subs {
+            if let Some(q) = &s.queue {
+                groups.entry(q).or_default().push(s);
+            }
+        }
+        let turn = self.turn();
+        for members in groups.values() {
+            chosen.push(members[turn % members.len()].clone());
+        }
+        chosen
+    }
+
+    /// The subscribers for one delivery: all without a queue, or one member
+    /// of `queue`.
+    pub(crate) fn for_delivery(&self, topic: &str, queue: Option<&str>) -> Vec<Sub> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let subs = topics.get(topic).map(Vec::as_slice).unwrap_or_default();
+        match queue {
+            None => subs.iter().filter(|s| s.queue.is_none()).cloned().collect(),
+            Some(q) => {
+                let members: Vec<&Sub> = subs
+                    .iter()
+                    .filter(|s| s.queue.as_deref() == Some(q))
+                    .collect();
+                if members.is_empty() {
+                    return Vec::new();
+                }
+                vec![members[self.turn() % members.len()].clone()]
+            }
+        }
+    }
+}
+
+/// Runs the subscribers on `message` concurrently; a panic counts as a 500
+/// and leaves the broker working.
+pub(crate) async fn run(subs: &[Sub], message: &Message) -> Vec<(u64, Result<()>)> {
+    let topic = &message.topic;
+    let runs = subs.iter().map(|sub| {
+        let run = (sub.handler)(message.clone());
+        async move {
+            let result = AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::internal(format!("subscriber of {topic} panicked")))
+                });
+            (sub.id, result)
+        }
+    });
+    join_all(runs).await
+}
