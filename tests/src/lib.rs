@@ -123,6 +123,22 @@ pub fn seen(ctx: &Context) -> Seen {
 pub mod netns;
 pub mod process;
 
+/// The numbers a `subscriber` process at `addr` received (its
+/// `Seen.Numbers` endpoint), sorted.
+pub async fn numbers_seen_by(addr: &str) -> Vec<u32> {
+    let mut numbers: Vec<u32> = micro::Client::new()
+        .call(
+            "subscriber",
+            "Seen.Numbers",
+            &(),
+            micro::client::CallOptions::new().address(addr),
+        )
+        .await
+        .expect("the subscriber answers");
+    numbers.sort_unstable();
+    numbers
+}
+
 /// A reply as it came off the wire.
 #[derive(Debug)]
 pub struct Raw {

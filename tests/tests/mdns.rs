@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use micro::Client;
-use micro::client::CallOptions;
 use micro::registry::{
     Endpoint, EventKind, MdnsRegistry, Node, RegisterOptions, Registry, Service,
 };
@@ -352,5 +351,4 @@ async fn the_default_registry_is_mdns_unless_told_otherwise() {
         _ => "mdns",
     };
     assert_eq!(client.registry().name(), expected);
-    let _ = CallOptions::new();
 }

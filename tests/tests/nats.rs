@@ -9,6 +9,7 @@ use micro::Client;
 use micro::broker::{Broker, Message, NatsBroker, SubscribeOptions, handler};
 use micro::client::CallOptions;
 use micro::codec::ContentType;
+use micro_tests::numbers_seen_by;
 use micro_tests::process::Greeter as Process;
 
 fn server() -> Option<String> {
@@ -225,27 +226,13 @@ fn subscriber_process(url: &str, topic: &str, queue: Option<&str>) -> Process {
     Process::spawn(env!("CARGO_BIN_EXE_subscriber"), &env)
 }
 
-async fn received(addr: &str) -> Vec<u32> {
-    let mut numbers: Vec<u32> = Client::new()
-        .call(
-            "subscriber",
-            "Seen.Numbers",
-            &(),
-            CallOptions::new().address(addr),
-        )
-        .await
-        .unwrap();
-    numbers.sort_unstable();
-    numbers
-}
-
 /// Waits until the processes together hold `n` numbers.
 async fn wait_processes(addrs: &[&str], n: usize) {
     let started = Instant::now();
     loop {
         let mut total = 0;
         for a in addrs {
-            total += received(a).await.len();
+            total += numbers_seen_by(a).await.len();
         }
         if total >= n {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -269,7 +256,10 @@ async fn broadcast_to_three_processes_over_nats() {
     publish(&url, &topic, 1000).await;
     for p in &procs {
         wait_processes(&[&p.addr], 1000).await;
-        assert_eq!(received(&p.addr).await, (0..1000).collect::<Vec<_>>());
+        assert_eq!(
+            numbers_seen_by(&p.addr).await,
+            (0..1000).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -287,7 +277,7 @@ async fn queue_groups_across_processes_over_nats() {
     wait_processes(&[&auditor.addr], 1000).await;
     let mut all = Vec::new();
     for a in &addrs {
-        let got = received(a).await;
+        let got = numbers_seen_by(a).await;
         assert!(!got.is_empty(), "a worker received nothing");
         all.extend(got);
     }
@@ -297,5 +287,8 @@ async fn queue_groups_across_processes_over_nats() {
         (0..1000).collect::<Vec<_>>(),
         "each message to exactly one worker"
     );
-    assert_eq!(received(&auditor.addr).await, (0..1000).collect::<Vec<_>>());
+    assert_eq!(
+        numbers_seen_by(&auditor.addr).await,
+        (0..1000).collect::<Vec<_>>()
+    );
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use micro::client::CallOptions;
 use micro::registry::{MdnsRegistry, Registry};
 use micro::{Client, broker::HttpBroker};
 use micro_tests::netns::isolated;
+use micro_tests::numbers_seen_by;
 use micro_tests::process::Greeter as Process;
 
 const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_subscriber");
@@ -45,21 +45,6 @@ async fn wait_for(registry: &dyn Registry, n: usize) {
     }
 }
 
-/// The numbers the subscriber at `addr` received, sorted.
-async fn received(client: &Client, addr: &str) -> Vec<u32> {
-    let mut numbers: Vec<u32> = client
-        .call(
-            "subscriber",
-            "Seen.Numbers",
-            &(),
-            CallOptions::new().address(addr),
-        )
-        .await
-        .unwrap();
-    numbers.sort_unstable();
-    numbers
-}
-
 async fn publish(client: &Client, topic: &str, n: u32) -> Duration {
     let started = Instant::now();
     for i in 0..n {
@@ -87,7 +72,7 @@ fn broadcast_to_three_processes_exactly_once() {
         println!("1000 broadcasts to 3 processes in {took:?}");
         for s in &subs {
             assert_eq!(
-                received(&client, &s.addr).await,
+                numbers_seen_by(&s.addr).await,
                 (0..1000).collect::<Vec<_>>()
             );
         }
@@ -106,7 +91,7 @@ fn queue_groups_across_processes() {
         publish(&client, "jobs", 1000).await;
         let mut all = Vec::new();
         for w in &workers {
-            let got = received(&client, &w.addr).await;
+            let got = numbers_seen_by(&w.addr).await;
             assert!(!got.is_empty(), "a worker received nothing");
             all.extend(got);
         }
@@ -117,7 +102,7 @@ fn queue_groups_across_processes() {
             "each job to exactly one worker"
         );
         assert_eq!(
-            received(&client, &auditor.addr).await,
+            numbers_seen_by(&auditor.addr).await,
             (0..1000).collect::<Vec<_>>()
         );
     });

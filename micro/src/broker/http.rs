@@ -152,14 +152,7 @@ impl Broker for HttpBroker {
                 .chain(grouped)
                 .filter_map(std::result::Result::err)
                 .collect();
-            if failures.is_empty() {
-                Ok(())
-            } else {
-                Err(BrokerError::Delivery {
-                    topic: message.topic.clone(),
-                    failures,
-                })
-            }
+            BrokerError::check_delivery(&message.topic, failures)
         })
     }
 

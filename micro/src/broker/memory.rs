@@ -39,14 +39,7 @@ impl Broker for MemoryBroker {
                 .into_iter()
                 .filter_map(|(id, r)| r.err().map(|e| (format!("subscriber {id}"), e)))
                 .collect();
-            if failures.is_empty() {
-                Ok(())
-            } else {
-                Err(BrokerError::Delivery {
-                    topic: message.topic,
-                    failures,
-                })
-            }
+            BrokerError::check_delivery(&message.topic, failures)
         })
     }
 

@@ -236,6 +236,23 @@ pub enum BrokerError {
     Backend(String),
 }
 
+impl BrokerError {
+    /// `Ok` when nothing failed, else a [`BrokerError::Delivery`].
+    pub(crate) fn check_delivery(
+        topic: &str,
+        failures: Vec<(String, Error)>,
+    ) -> Result<(), BrokerError> {
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(BrokerError::Delivery {
+                topic: topic.to_owned(),
+                failures,
+            })
+        }
+    }
+}
+
 fn describe(failures: &[(String, Error)]) -> String {
     failures
         .iter()

@@ -102,6 +102,9 @@ struct Inner {
     /// Node address -> until when it is skipped, after a call to it failed
     /// at the connection level.
     failed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// The number of entries in `failed`, kept under its lock, so that the
+    /// call path takes no lock while no node has failed.
+    failing: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Client {
@@ -298,14 +301,17 @@ impl Client {
     /// is skipped for the cool-down, so a dead node stops getting traffic
     /// after one failed call rather than when its registration expires.
     fn note_reached(&self, address: &str, reached: bool) {
+        use std::sync::atomic::Ordering;
+        if reached && self.inner.failing.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
         if reached {
-            if !failed.is_empty() {
-                failed.remove(address);
-            }
+            failed.remove(address);
         } else {
             failed.insert(address.to_owned(), Instant::now() + self.inner.cooldown);
         }
+        self.inner.failing.store(failed.len(), Ordering::Relaxed);
     }
 
     /// A node of `service`, through the registry cache, the filters and the
@@ -356,6 +362,9 @@ impl Client {
         let cooling: Vec<String> = {
             let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
             failed.retain(|_, until| *until > now);
+            self.inner
+                .failing
+                .store(failed.len(), std::sync::atomic::Ordering::Relaxed);
             nodes
                 .iter()
                 .filter(|n| failed.contains_key(&n.address))
@@ -819,6 +828,7 @@ impl ClientBuilder {
                 filters: self.filters,
                 cooldown: self.cooldown,
                 failed: std::sync::Mutex::default(),
+                failing: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

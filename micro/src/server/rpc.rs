@@ -284,7 +284,7 @@ pub(crate) async fn no_route(State(shared): State<Arc<Shared>>, req: Request) ->
     error_response(&err)
 }
 
-/// Keeps `StatusCode` in use for the health module's replies.
+/// A JSON reply with `status`, as the health endpoints send.
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
