@@ -4,7 +4,7 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::model::{Arg, HandlerDef, ServiceDef, type_name};
+use crate::model::{Arg, HandlerDef, ServiceDef, Shape, type_name};
 
 pub(crate) fn expand(def: &ServiceDef) -> TokenStream {
     let item = &def.item;
@@ -28,14 +28,26 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             .as_ref()
             .map_or_else(|| "()".to_owned(), type_name);
         let response = type_name(&h.response);
-        quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) }
+        match h.shape.kind() {
+            None => quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) },
+            Some(kind) => {
+                let kind = format_ident!("{}", kind);
+                quote! {
+                    #krate::__private::stream_endpoint(
+                        #endpoint, #request, #response, #krate::__private::StreamKind::#kind,
+                    )
+                }
+            }
+        }
     });
     let subscribers = subscribers_fn(def);
     let arms = def
         .handlers
         .iter()
         .enumerate()
+        .filter(|(_, h)| h.shape == Shape::Unary)
         .map(|(index, h)| dispatch_arm(krate, index, h));
+    let stream_fn = stream_fn(def);
     quote! {
         #[automatically_derived]
         impl #krate::__private::Handler for #self_ty {
@@ -61,7 +73,128 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
                     )),
                 }
             }
+
+            #stream_fn
         }
+    }
+}
+
+/// `Handler::stream` for the streaming endpoints.
+fn stream_fn(def: &ServiceDef) -> TokenStream {
+    let krate = &def.krate;
+    let name = &def.name;
+    let arms: Vec<TokenStream> = def
+        .handlers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.shape != Shape::Unary)
+        .map(|(index, h)| stream_arm(krate, index, h))
+        .collect();
+    if arms.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        fn stream(
+            self: #krate::__private::Arc<Self>,
+            index: usize,
+            call: #krate::__private::StreamCall,
+        ) -> #krate::__private::BoxFuture<'static, #krate::__private::Result<()>> {
+            match index {
+                #(#arms)*
+                _ => #krate::__private::Box::pin(::core::future::ready(
+                    ::core::result::Result::Err(#krate::__private::unknown_endpoint(#name, index)),
+                )),
+            }
+        }
+    }
+}
+
+/// The match arm that serves streaming endpoint `index`: split the call as
+/// the handler's shape needs, run it, and send what it returns.
+fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
+    let method = &h.ident;
+    let unit: syn::Type = syn::parse_quote!(());
+    let request = h.request.as_ref().unwrap_or(&unit);
+    let response = &h.response;
+    // Spanned on the user's types: a message type that does not encode or
+    // decode is reported there.
+    let assert_request = h.request.as_ref().map(|ty| {
+        quote_spanned! {ty.span()=> #krate::__private::assert_message::<#ty>(); }
+    });
+    let assert_response =
+        quote_spanned! {response.span()=> #krate::__private::assert_message::<#response>(); };
+    let uses_context = h.args.contains(&Arg::Context);
+    let args: Vec<TokenStream> = h
+        .args
+        .iter()
+        .map(|a| match a {
+            Arg::Context => quote!(__context),
+            Arg::Request => quote!(__request),
+            Arg::Stream => quote!(__stream),
+        })
+        .collect();
+    let context = if uses_context {
+        quote!(__context)
+    } else {
+        quote!(_)
+    };
+    let call = quote!(Self::#method(&*self, #(#args),*).await);
+    let body = match h.shape {
+        Shape::Bidirectional => {
+            let clone_context = uses_context
+                .then(|| quote!(let __context = ::core::clone::Clone::clone(&__context);));
+            quote! {
+                let (__context, __requests, __sender) =
+                    call.into_parts::<#request, #response>();
+                let __stream = #krate::__private::Stream::from_parts(
+                    ::core::clone::Clone::clone(&__context), __requests, __sender,
+                );
+                #clone_context
+                #krate::__private::acknowledge(#call)
+            }
+        }
+        Shape::BidirectionalStreaming => quote! {
+            let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
+            let __result = #call;
+            #krate::__private::forward(__sender, __result).await
+        },
+        Shape::ClientStreaming => quote! {
+            let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
+            let __result = #call;
+            #krate::__private::reply_once(__sender, __result).await
+        },
+        Shape::ServerStreaming => {
+            let read = h.request.as_ref().map(|_| {
+                quote! {
+                    let __request = match #krate::__private::first_request(&mut __requests).await {
+                        ::core::result::Result::Ok(value) => value,
+                        ::core::result::Result::Err(err) => return ::core::result::Result::Err(err),
+                    };
+                }
+            });
+            quote! {
+                let (#context, mut __requests, __sender) =
+                    call.into_parts::<#request, #response>();
+                #read
+                // Nothing more is read: the reader keeps watching for the
+                // client's close.
+                ::core::mem::drop(__requests);
+                let __result = #call;
+                #krate::__private::forward(__sender, __result).await
+            }
+        }
+        Shape::Unary => unreachable!("unary handlers are dispatched by `call`"),
+    };
+    let body = quote! {
+        #assert_request
+        #assert_response
+        #body
+    };
+    let future = quote_spanned! {method.span()=> async move { #body } };
+    let assert_send = respan(quote!(#krate::__private::assert_send), method.span());
+    let checked = quote_spanned! {method.span()=> #assert_send(#future) };
+    quote! {
+        #index => #krate::__private::Box::pin(#checked),
     }
 }
 
@@ -123,7 +256,7 @@ fn dispatch_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream 
     });
     let args = h.args.iter().map(|a| match a {
         Arg::Context => quote!(__context),
-        Arg::Request => quote!(__request),
+        Arg::Request | Arg::Stream => quote!(__request),
     });
     let context = if h.args.contains(&Arg::Context) {
         quote!(let __context = call.into_context();)
@@ -215,6 +348,9 @@ fn client(def: &ServiceDef) -> TokenStream {
 }
 
 fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
+    if h.shape != Shape::Unary {
+        return client_stream_method(krate, h);
+    }
     let method = &h.ident;
     let with = format_ident!("{}_with", h.ident);
     let endpoint = &h.endpoint;
@@ -252,6 +388,73 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
             options: #krate::__private::CallOptions,
         ) -> #krate::__private::Result<#response> {
             #call(&self.service, #endpoint, #body, options).await
+        }
+    }
+}
+
+/// The client method of a streaming endpoint: it opens the stream and
+/// returns the typed handle (or, for server streaming, sends the request
+/// and returns the replies).
+fn client_stream_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
+    let method = &h.ident;
+    let with = format_ident!("{}_with", h.ident);
+    let endpoint = &h.endpoint;
+    let response = &h.response;
+    let unit: syn::Type = syn::parse_quote!(());
+    let request = h.request.as_ref().unwrap_or(&unit);
+    let docs = &h.docs;
+    let default_doc = if docs.is_empty() {
+        let doc = format!("Opens the stream `{endpoint}`.");
+        quote!(#[doc = #doc])
+    } else {
+        quote!(#(#docs)*)
+    };
+    let with_doc = format!("Opens the stream `{endpoint}` with per-call options.");
+    if h.shape == Shape::ServerStreaming {
+        let (param, forward, sent) = match &h.request {
+            Some(ty) => (
+                quote!(request: #ty,),
+                quote!(request,),
+                quote!(::core::option::Option::Some(&request)),
+            ),
+            None => (quote!(), quote!(), quote!(::core::option::Option::None)),
+        };
+        return quote! {
+            #default_doc
+            pub async fn #method(
+                &self,
+                #param
+            ) -> #krate::__private::Result<#krate::__private::Streaming<#response>> {
+                self.#with(#forward ::core::default::Default::default()).await
+            }
+
+            #[doc = #with_doc]
+            pub async fn #with(
+                &self,
+                #param
+                options: #krate::__private::CallOptions,
+            ) -> #krate::__private::Result<#krate::__private::Streaming<#response>> {
+                #krate::__private::server_streaming::<#request, #response>(
+                    &self.client, &self.service, #endpoint, #sent, options,
+                )
+                .await
+            }
+        };
+    }
+    quote! {
+        #default_doc
+        pub async fn #method(
+            &self,
+        ) -> #krate::__private::Result<#krate::__private::ClientStream<#request, #response>> {
+            self.#with(::core::default::Default::default()).await
+        }
+
+        #[doc = #with_doc]
+        pub async fn #with(
+            &self,
+            options: #krate::__private::CallOptions,
+        ) -> #krate::__private::Result<#krate::__private::ClientStream<#request, #response>> {
+            self.client.stream::<#request, #response>(&self.service, #endpoint, options).await
         }
     }
 }

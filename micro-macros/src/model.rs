@@ -37,8 +37,11 @@ pub(crate) struct HandlerDef {
     pub(crate) args: Vec<Arg>,
     /// The request type, if the method takes one.
     pub(crate) request: Option<Type>,
-    /// `T` of the method's `Result<T>`.
+    /// `T` of the method's `Result<T>`: the response, or the message type
+    /// of a stream.
     pub(crate) response: Type,
+    /// Request/response, or which kind of stream.
+    pub(crate) shape: Shape,
     /// The method's doc attributes, copied onto the client.
     pub(crate) docs: Vec<Attribute>,
 }
@@ -48,6 +51,69 @@ pub(crate) struct HandlerDef {
 pub(crate) enum Arg {
     Context,
     Request,
+    /// A `Stream<Req, Rsp>` or a `Streaming<Req>`.
+    Stream,
+}
+
+/// How a handler exchanges messages. For the streaming shapes, `request`
+/// holds the message type the client sends and `response` the one the
+/// server sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One request (or none), one response.
+    Unary,
+    /// Takes a `Stream<Req, Rsp>`, returns `Result<()>`.
+    Bidirectional,
+    /// Takes a `Streaming<Req>`, returns `Result<Streaming<Rsp>>`.
+    BidirectionalStreaming,
+    /// Takes a `Streaming<Req>`, returns `Result<Rsp>`.
+    ClientStreaming,
+    /// Takes one request (or none), returns `Result<Streaming<Rsp>>`.
+    ServerStreaming,
+}
+
+impl Shape {
+    /// The runtime's `StreamKind` variant, for streams.
+    pub(crate) fn kind(self) -> Option<&'static str> {
+        match self {
+            Shape::Unary => None,
+            Shape::Bidirectional | Shape::BidirectionalStreaming => Some("Bidirectional"),
+            Shape::ClientStreaming => Some("Client"),
+            Shape::ServerStreaming => Some("Server"),
+        }
+    }
+}
+
+/// The stream in a handler's argument or return type.
+#[allow(clippy::large_enum_variant)] // short-lived, one per argument
+enum StreamType {
+    /// `Stream<Req, Rsp>`.
+    Both(Type, Type),
+    /// `Streaming<T>`.
+    One(Type),
+}
+
+/// Recognises `Stream<Req, Rsp>` and `Streaming<T>` by their last path
+/// segment, so `micro::Stream` and an imported `Stream` both work.
+fn stream_type(ty: &Type) -> Option<StreamType> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    match (last.ident.to_string().as_str(), types.as_slice()) {
+        ("Stream", [req, rsp]) => Some(StreamType::Both((*req).clone(), (*rsp).clone())),
+        ("Streaming", [t]) => Some(StreamType::One((*t).clone())),
+        _ => None,
+    }
 }
 
 /// Collects errors so that one pass reports all of them.
@@ -338,6 +404,7 @@ fn handler(
 
     let mut arg_kinds = Vec::new();
     let mut request = None;
+    let mut stream_arg: Option<(StreamType, &syn::PatType)> = None;
     let mut has_context = false;
     for input in inputs {
         let FnArg::Typed(pat) = input else { continue };
@@ -353,11 +420,34 @@ fn handler(
             arg_kinds.push(Arg::Context);
             continue;
         }
-        if request.is_some() {
-            errors.at(
-                pat,
-                "`#[handler]` methods take one request argument (and an optional `Context`): put the values in one struct",
-            );
+        if let Some(stream) = stream_type(&pat.ty) {
+            if stream_arg.is_some() {
+                errors.at(
+                    pat,
+                    "`#[handler]` methods take at most one stream argument: one `Stream<Req, Rsp>` carries both directions",
+                );
+                ok = false;
+                continue;
+            }
+            if request.is_some() {
+                errors.at(
+                    pat,
+                    "a `#[handler]` takes either a request or a stream, not both: send the first request on the stream",
+                );
+                ok = false;
+                continue;
+            }
+            stream_arg = Some((stream, pat));
+            arg_kinds.push(Arg::Stream);
+            continue;
+        }
+        if request.is_some() || stream_arg.is_some() {
+            let message = if stream_arg.is_some() {
+                "a `#[handler]` takes either a request or a stream, not both: send the first request on the stream"
+            } else {
+                "`#[handler]` methods take one request argument (and an optional `Context`): put the values in one struct"
+            };
+            errors.at(pat, message);
             ok = false;
             continue;
         }
@@ -372,18 +462,6 @@ fn handler(
         arg_kinds.push(Arg::Request);
     }
 
-    let response = match result_ok_type(&sig.output) {
-        Some(ty) => Some(ty),
-        None => {
-            let message = "`#[handler]` methods must return `Result<T>` (`micro::Result<T>`, or `Result<T, E>` with `E: Into<micro::Error>`)";
-            match &sig.output {
-                ReturnType::Type(_, ty) => errors.at(ty, message),
-                ReturnType::Default => errors.at(&sig.ident, message),
-            }
-            None
-        }
-    };
-
     let method_name = match &args.name {
         Some(v) => {
             check_name_part(errors, &v.value, v.span, "endpoint");
@@ -396,13 +474,62 @@ fn handler(
             .to_upper_camel_case(),
     };
 
+    let response = match result_ok_type(&sig.output) {
+        Some(ty) => Some(ty),
+        None => {
+            let message = "`#[handler]` methods must return `Result<T>` (`micro::Result<T>`, or `Result<T, E>` with `E: Into<micro::Error>`)";
+            match &sig.output {
+                ReturnType::Type(_, ty) => errors.at(ty, message),
+                ReturnType::Default => errors.at(&sig.ident, message),
+            }
+            None
+        }
+    };
     let response = response?;
+    let returned_stream = match stream_type(&response) {
+        Some(StreamType::One(t)) => Some(t),
+        Some(StreamType::Both(..)) => {
+            errors.at(
+                &response,
+                "a `#[handler]` returns `Result<Streaming<Rsp>>` for a stream of replies, or takes a `Stream<Req, Rsp>` argument",
+            );
+            return None;
+        }
+        None => None,
+    };
+    let (shape, request, response) = match (stream_arg, returned_stream) {
+        (None, None) => (Shape::Unary, request, response),
+        (None, Some(rsp)) => (Shape::ServerStreaming, request, rsp),
+        (Some((StreamType::One(req), _)), None) => (Shape::ClientStreaming, Some(req), response),
+        (Some((StreamType::One(req), _)), Some(rsp)) => {
+            (Shape::BidirectionalStreaming, Some(req), rsp)
+        }
+        (Some((StreamType::Both(req, rsp), _)), None) => {
+            if !is_unit(&response) {
+                errors.at(
+                    &response,
+                    "a `#[handler]` that takes a `Stream<Req, Rsp>` returns `Result<()>`: send its replies on the stream",
+                );
+                ok = false;
+            }
+            (Shape::Bidirectional, Some(req), rsp)
+        }
+        (Some((StreamType::Both(..), _)), Some(_)) => {
+            errors.at(
+                &response,
+                "a `#[handler]` that takes a `Stream<Req, Rsp>` returns `Result<()>`: send its replies on the stream",
+            );
+            return None;
+        }
+    };
+
     ok.then(|| HandlerDef {
         ident: sig.ident.clone(),
         endpoint: format!("{service}.{method_name}"),
         args: arg_kinds,
         request,
         response,
+        shape,
         docs: method
             .attrs
             .iter()
@@ -422,6 +549,11 @@ pub(crate) fn is_context(ty: &Type) -> bool {
             .is_some_and(|s| s.ident == "Context" && s.arguments.is_none()),
         _ => false,
     }
+}
+
+/// Whether a type is `()`.
+fn is_unit(ty: &Type) -> bool {
+    matches!(ty, Type::Tuple(t) if t.elems.is_empty())
 }
 
 /// `T` of a `Result<T>` or `Result<T, E>` return type.

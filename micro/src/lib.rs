@@ -86,6 +86,7 @@ pub mod registry;
 pub mod selector;
 pub mod server;
 mod service;
+pub mod stream;
 
 pub use client::Client;
 pub use context::Context;
@@ -94,6 +95,7 @@ pub use service::{
     DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     Service, ServiceHandle, shutdown_signal,
 };
+pub use stream::{Stream, Streaming};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
@@ -111,10 +113,12 @@ pub mod __private {
     pub use inventory;
 
     pub use crate::broker::{Message, StaticSubscriber, SubscribeOptions, Subscriber};
-    pub use crate::client::{CallOptions, Client};
+    pub use crate::client::stream::server_streaming;
+    pub use crate::client::{CallOptions, Client, ClientStream};
     pub use crate::codec::ContentType;
     pub use crate::registry::Endpoint;
     pub use crate::server::{Call, Handler, Reply};
+    pub use crate::stream::{Sender, Stream, StreamCall, StreamKind, Streaming};
     pub use crate::{Context, Error, Result};
 
     /// A handler's future must be `Send`, so the server can run it on any
@@ -143,6 +147,72 @@ pub mod __private {
         F: Fn(Arc<H>, Message) -> BoxFuture<'static, Result<()>> + Send + Sync + 'static,
     {
         Arc::new(move |msg| f(handler.clone(), msg))
+    }
+
+    /// A stream's message type must encode and decode, on both sides.
+    pub fn assert_message<T>()
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+    }
+
+    /// The registry record of a streaming endpoint: `stream=true` (as Go
+    /// Micro marks streams) and `stream.kind`.
+    pub fn stream_endpoint(
+        name: &str,
+        request: &str,
+        response: &str,
+        kind: StreamKind,
+    ) -> Endpoint {
+        Endpoint::new(name, request, response)
+            .with_metadata("stream", "true")
+            .with_metadata("stream.kind", kind.as_str())
+    }
+
+    /// The one request of a server-streaming endpoint.
+    ///
+    /// # Errors
+    /// 400 if the client half-closed without sending one.
+    pub async fn first_request<T: serde::de::DeserializeOwned>(
+        requests: &mut Streaming<T>,
+    ) -> Result<T> {
+        requests.recv().await?.ok_or_else(|| {
+            Error::bad_request(
+                "the stream ended before its request: send one message, then the half-close",
+            )
+        })
+    }
+
+    /// Sends the one reply of a client-streaming handler.
+    ///
+    /// # Errors
+    /// The handler's error, or the sender's.
+    pub async fn reply_once<T: serde::Serialize, E: Into<Error>>(
+        mut sender: Sender<T>,
+        result: core::result::Result<T, E>,
+    ) -> Result<()> {
+        let value = result.map_err(Into::into)?;
+        sender.send(value).await
+    }
+
+    /// Sends every reply of a handler that returned a stream, in order.
+    ///
+    /// # Errors
+    /// The handler's error, the first error its stream yields, or the
+    /// sender's.
+    pub async fn forward<T, E>(
+        mut sender: Sender<T>,
+        result: core::result::Result<Streaming<T>, E>,
+    ) -> Result<()>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        E: Into<Error>,
+    {
+        let mut replies = result.map_err(Into::into)?;
+        while let Some(reply) = replies.recv().await? {
+            sender.send(reply).await?;
+        }
+        Ok(())
     }
 
     /// The reply to a handler's result.

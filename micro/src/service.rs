@@ -21,6 +21,10 @@ use crate::registry::{self, Node, RegisterOptions, Registry};
 use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, Route, Shared};
 use crate::{Error, Result};
 
+/// How long the streams still open when the grace period ends get to send
+/// their close frames.
+const STREAM_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The default grace period for in-flight requests on a graceful stop.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -292,6 +296,7 @@ impl Service {
                     handler: handler.clone(),
                     index,
                     name: Arc::from(endpoint.name.as_str()),
+                    stream: crate::stream::StreamKind::of(&endpoint),
                 };
                 if endpoints.insert(endpoint.name.clone(), route).is_some() {
                     return Err(Error::internal(format!(
@@ -317,6 +322,7 @@ impl Service {
             ready: AtomicBool::new(true),
             checks: self.checks,
             broker: broker.clone(),
+            streams: Arc::default(),
         });
         let mut router = server::router(shared.clone());
         for layer in self.layers {
@@ -614,7 +620,15 @@ impl ServiceHandle {
         }
         let _ = self.stop.send(true);
         let mut serving = self.serving;
-        match tokio::time::timeout(self.grace_period, &mut serving).await {
+        // Upgraded connections are not the HTTP server's to wait for: open
+        // streams are counted apart and get the same grace period.
+        let streams = self.shared.streams.clone();
+        let drain = async {
+            let result = (&mut serving).await;
+            streams.idle().await;
+            result
+        };
+        match tokio::time::timeout(self.grace_period, drain).await {
             Ok(Ok(Ok(()))) => {
                 tracing::info!(service = %name, "service stopped");
                 Ok(())
@@ -624,9 +638,13 @@ impl ServiceHandle {
                 tracing::warn!(
                     service = %name,
                     grace_period = ?self.grace_period,
-                    "grace period over, dropping in-flight requests"
+                    streams = streams.len(),
+                    "grace period over, dropping in-flight requests and ending open streams"
                 );
                 serving.abort();
+                // Each open stream ends with 503, so its client hears why.
+                streams.close_all();
+                let _ = tokio::time::timeout(STREAM_CLOSE_TIMEOUT, streams.idle()).await;
                 Ok(())
             }
         }

@@ -13,6 +13,7 @@
 mod cache;
 mod options;
 mod retry;
+pub(crate) mod stream;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -34,6 +35,7 @@ use tower::{Layer, Service, ServiceExt};
 
 pub use options::CallOptions;
 pub use retry::{Backoff, RetryPolicy};
+pub use stream::ClientStream;
 
 use crate::codec::ContentType;
 use crate::context::new_id;
@@ -242,7 +244,36 @@ impl Client {
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
             deadline = deadline.min(parent);
         }
+        let attempt = Attempt::Call { body };
+        match self
+            .attempts(
+                service,
+                endpoint,
+                content_type,
+                &attempt,
+                &options,
+                deadline,
+            )
+            .await?
+        {
+            Outcome::Reply(content_type, body) => Ok((content_type, body)),
+            Outcome::Socket(..) => unreachable!("a call yields a reply"),
+        }
+    }
+
+    /// Sends `attempt` to a node of `service`, and again to another node
+    /// while the retry policy says so, all within `deadline`.
+    async fn attempts(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: ContentType,
+        attempt: &Attempt,
+        options: &CallOptions,
+        deadline: Instant,
+    ) -> Result<Outcome> {
         let policy = options.retry.as_ref().unwrap_or(&self.inner.retry);
+        let budget = deadline.saturating_duration_since(Instant::now());
         let attempts = async {
             let mut tried: Vec<String> = Vec::new();
             let mut retry = 0;
@@ -261,8 +292,8 @@ impl Client {
                         endpoint,
                         address,
                         content_type,
-                        body.clone(),
-                        &options,
+                        attempt,
+                        options,
                         deadline,
                     )
                     .await;
@@ -290,10 +321,16 @@ impl Client {
         };
         match tokio::time::timeout_at(deadline.into(), attempts).await {
             Ok(result) => result.map_err(|e| e.or_id(service)),
-            Err(_) => Err(Error::timeout(format!(
-                "deadline exceeded calling {service} {endpoint} after {timeout:?}"
-            ))
-            .with_id(service.to_owned())),
+            Err(_) => {
+                let what = match attempt {
+                    Attempt::Call { .. } => "calling",
+                    Attempt::Open { .. } => "opening a stream to",
+                };
+                Err(Error::timeout(format!(
+                    "deadline exceeded {what} {service} {endpoint} after {budget:?}"
+                ))
+                .with_id(service.to_owned()))
+            }
         }
     }
 
@@ -399,12 +436,16 @@ impl Client {
         endpoint: &str,
         address: &str,
         content_type: ContentType,
-        body: Bytes,
+        attempt: &Attempt,
         options: &CallOptions,
         deadline: Instant,
-    ) -> Result<(ContentType, Bytes), Failure> {
+    ) -> Result<Outcome, Failure> {
         let uri = format!("http://{address}/");
-        let mut parts = Request::post(uri.as_str())
+        let builder = match attempt {
+            Attempt::Call { .. } => Request::post(uri.as_str()),
+            Attempt::Open { .. } => Request::get(uri.as_str()),
+        };
+        let mut parts = builder
             .body(())
             .map_err(|e| {
                 Failure::Reply(Error::bad_request(format!(
@@ -444,12 +485,27 @@ impl Client {
             MICRO_ID.clone(),
             HeaderValue::from_str(&id).map_err(|_| invalid("request id", &id))?,
         );
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        headers.insert(
-            TIMEOUT.clone(),
-            HeaderValue::from(remaining.as_nanos() as u64),
-        );
+        // A call's budget is what is left of its deadline; a stream's is
+        // its own deadline, if it has one.
+        let budget = match attempt {
+            Attempt::Call { .. } => Some(deadline),
+            Attempt::Open { deadline } => *deadline,
+        };
+        if let Some(budget) = budget {
+            let remaining = budget.saturating_duration_since(Instant::now());
+            headers.insert(
+                TIMEOUT.clone(),
+                HeaderValue::from(remaining.as_nanos() as u64),
+            );
+        }
 
+        let body = match attempt {
+            Attempt::Call { body } => body.clone(),
+            Attempt::Open { .. } => {
+                let socket = self.upgrade(parts, service, address).await?;
+                return Ok(Outcome::Socket(Box::new(socket), address.to_owned()));
+            }
+        };
         let (parts, bytes) = self.exchange(parts, body, service, address).await?;
         let reply_type = parts
             .headers
@@ -458,7 +514,7 @@ impl Client {
             .and_then(ContentType::from_header)
             .unwrap_or(content_type);
         if parts.status == StatusCode::OK {
-            return Ok((reply_type, bytes));
+            return Ok(Outcome::Reply(reply_type, bytes));
         }
         Err(Failure::Reply(reply_error(
             &parts, &bytes, service, address,
@@ -613,6 +669,21 @@ where
             chain(&*e)
         )))),
     }
+}
+
+/// What one attempt sends.
+enum Attempt {
+    /// A request with its encoded body.
+    Call { body: Bytes },
+    /// A stream's upgrade request; the stream's own deadline, if any.
+    Open { deadline: Option<Instant> },
+}
+
+/// What one attempt got back.
+enum Outcome {
+    Reply(ContentType, Bytes),
+    /// The stream's socket and the address of the node it reached.
+    Socket(Box<crate::stream::Socket>, String),
 }
 
 /// Why one attempt failed: before reaching a handler (the node is marked)

@@ -54,6 +54,23 @@ pub trait Handler: Send + Sync + 'static {
     /// is a `NotFound` error, never a panic.
     fn call(self: Arc<Self>, index: usize, call: Call) -> BoxFuture<'static, Result<Reply>>;
 
+    /// Serves one stream opened to endpoint number `index`, a streaming
+    /// endpoint. `Ok` ends the server's direction and closes the stream;
+    /// an error closes it with that error. Default: every index is a
+    /// `NotFound` error, for handlers without streaming endpoints.
+    fn stream(
+        self: Arc<Self>,
+        index: usize,
+        call: crate::stream::StreamCall,
+    ) -> BoxFuture<'static, Result<()>> {
+        drop(call);
+        let err = Error::not_found(format!(
+            "handler {} has no streaming endpoint number {index}",
+            self.name()
+        ));
+        Box::pin(std::future::ready(Err(err)))
+    }
+
     /// The subscriptions this handler makes when its service starts: its
     /// `#[subscribe]` methods. Default: none.
     fn subscribers(self: Arc<Self>) -> Vec<crate::broker::Subscriber> {

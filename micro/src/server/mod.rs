@@ -1,7 +1,8 @@
 //! The server: a service's endpoints over HTTP, on axum.
 //!
 //! One port serves HTTP/1.1 and h2c. `POST /` with a `Micro-Endpoint`
-//! header is an RPC (see WIRE.md); `GET /health`, `/health/live` and
+//! header is an RPC (see WIRE.md); `GET /` with a WebSocket upgrade opens
+//! a stream (see [`stream`](crate::stream)); `GET /health`, `/health/live` and
 //! `/health/ready` report health. Everything else is a 404 or 405 in the
 //! error JSON.
 //!
@@ -20,6 +21,9 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::routing::{get, post};
 
+use crate::stream::StreamKind;
+
+pub use crate::stream::StreamCall;
 pub use futures_util::future::BoxFuture;
 pub use handler::{Call, Handler, Reply};
 pub use health::HealthCheck;
@@ -45,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) checks: Vec<HealthCheck>,
     /// Takes the events that arrive on this port.
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
+    /// The open streams, which a graceful stop waits for and then ends.
+    pub(crate) streams: Arc<crate::stream::server::Streams>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -58,17 +64,25 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Where an endpoint is served: the handler, the endpoint's index in the
-/// handler's list, and its name, shared with every request's context.
+/// handler's list, its name, shared with every request's context, and
+/// whether it is a stream.
+#[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) index: usize,
     pub(crate) name: Arc<str>,
+    pub(crate) stream: Option<StreamKind>,
 }
 
 /// The axum router of a server.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/", post(rpc::serve).fallback(rpc::method_not_allowed))
+        .route(
+            "/",
+            post(rpc::serve)
+                .get(crate::stream::server::serve)
+                .fallback(rpc::method_not_allowed),
+        )
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -43,6 +43,19 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&HeaderName]) -> Option<&'a str> 
         .and_then(|v| v.to_str().ok())
 }
 
+/// The endpoint a request names, by `Micro-Endpoint` or an alias.
+pub(crate) fn endpoint_header(headers: &HeaderMap) -> Option<&str> {
+    header(
+        headers,
+        &[
+            &MICRO_ENDPOINT,
+            &MICRO_METHOD,
+            &X_MICRO_ENDPOINT,
+            &X_MICRO_METHOD,
+        ],
+    )
+}
+
 /// The request id: the caller's `Micro-Id`, or a new one; as text and as
 /// the header value to echo.
 pub(crate) fn request_id(headers: &HeaderMap) -> (String, HeaderValue) {
@@ -115,19 +128,16 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
 
-    let endpoint = header(
-        headers,
-        &[
-            &MICRO_ENDPOINT,
-            &MICRO_METHOD,
-            &X_MICRO_ENDPOINT,
-            &X_MICRO_METHOD,
-        ],
-    )
-    .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
+    let endpoint = endpoint_header(headers)
+        .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
     let Some(route) = shared.endpoints.get(endpoint) else {
         return Err(unknown_endpoint(shared, endpoint));
     };
+    if route.stream.is_some() {
+        return Err(Error::bad_request(format!(
+            "endpoint {endpoint} is a stream: open it with a WebSocket upgrade (GET / with Upgrade: websocket)"
+        )));
+    }
 
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
         .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
@@ -189,7 +199,7 @@ async fn receive(shared: &Shared, req: Request, id: String) -> Result<()> {
 }
 
 /// The 400 or 404 for an endpoint that is not served here.
-fn unknown_endpoint(shared: &Shared, endpoint: &str) -> Error {
+pub(crate) fn unknown_endpoint(shared: &Shared, endpoint: &str) -> Error {
     let mut parts = endpoint.split('.');
     let (Some(ty), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
         return Error::bad_request(format!(
@@ -232,7 +242,7 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -257,19 +267,19 @@ pub(crate) fn error_response(err: &Error) -> Response {
     response
 }
 
-/// Anything but `POST /` on `/`.
+/// Anything but `POST /` or `GET /` on `/`.
 pub(crate) async fn method_not_allowed(
     State(shared): State<Arc<Shared>>,
     req: Request,
 ) -> Response {
     let err = Error::method_not_allowed(format!(
-        "{} / is not supported: call endpoints with POST /",
+        "{} / is not supported: call endpoints with POST /, open streams with a WebSocket upgrade on GET /",
         req.method()
     ))
     .or_id(&shared.name);
     let mut r = error_response(&err);
     r.headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
     r
 }
 
