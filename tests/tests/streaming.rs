@@ -769,3 +769,88 @@ async fn a_closing_client_gets_its_close_answered() {
     setup.live.until(0, Duration::from_secs(1)).await;
     setup.stop().await;
 }
+
+#[tokio::test]
+async fn a_python_websockets_client_drives_streams() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import websockets.sync.client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("MICRO_TEST_WEBSOCKETS").is_none(),
+            "MICRO_TEST_WEBSOCKETS is set but python3 cannot import websockets"
+        );
+        println!("SKIPPED: python3 websockets is not installed (pip install websockets)");
+        return;
+    }
+    let setup = Setup::new(1).await;
+    let script = r#"
+import json, sys
+from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
+
+addr = sys.argv[1]
+
+def closed(ws):
+    try:
+        ws.recv()
+    except ConnectionClosed as e:
+        return (e.rcvd.code, e.rcvd.reason)
+    raise SystemExit("expected the close")
+
+# Bidirectional, JSON text frames, endpoint in the query.
+with connect(f"ws://{addr}/?endpoint=Chat.Echo") as ws:
+    for n in range(100):
+        ws.send(json.dumps({"n": n, "text": f"py {n}"}))
+    for n in range(100):
+        assert json.loads(ws.recv()) == {"n": n, "text": f"py {n}"}
+    ws.send("")
+    assert ws.recv() == "", "the server's half-close"
+    print("echo", closed(ws))
+
+# Client streaming, endpoint in the header.
+with connect(f"ws://{addr}/", additional_headers={"Micro-Endpoint": "Chat.Sum"}) as ws:
+    for n in range(1, 11):
+        ws.send(str(n))
+    ws.send("")
+    total = json.loads(ws.recv())
+    assert ws.recv() == ""
+    print("sum", total, closed(ws)[0])
+
+# Server streaming with metadata on the upgrade; it takes no request.
+with connect(f"ws://{addr}/?endpoint=Chat.Whoami", additional_headers={"X-User": "py"}) as ws:
+    print("whoami", json.loads(ws.recv())["user"])
+
+# A handler error is the close code.
+with connect(f"ws://{addr}/?endpoint=Chat.FailAfter") as ws:
+    ws.send("2")
+    got = [json.loads(ws.recv()) for _ in range(2)]
+    print("fail", got, closed(ws))
+"#;
+    let addr = setup.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &addr])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "echo (1000, '')",
+            "sum 55 1000",
+            "whoami py",
+            "fail [0, 1] (4409, 'stopped after 2')",
+        ]
+    );
+    setup.stop().await;
+}
