@@ -139,6 +139,15 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
         quote!(_)
     };
     let call = quote!(Self::#method(&*self, #(#args),*).await);
+    // Spanned on the response type, as the assertions are.
+    let forward = respan(quote!(#krate::__private::forward), response.span());
+    let forward = quote_spanned! {response.span()=>
+        #forward::<#response, _>(__sender, __result).await
+    };
+    let reply_once = respan(quote!(#krate::__private::reply_once), response.span());
+    let reply_once = quote_spanned! {response.span()=>
+        #reply_once::<#response, _>(__sender, __result).await
+    };
     let body = match h.shape {
         Shape::Bidirectional => {
             let clone_context = uses_context
@@ -156,12 +165,12 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
         Shape::BidirectionalStreaming => quote! {
             let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
             let __result = #call;
-            #krate::__private::forward(__sender, __result).await
+            #forward
         },
         Shape::ClientStreaming => quote! {
             let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
             let __result = #call;
-            #krate::__private::reply_once(__sender, __result).await
+            #reply_once
         },
         Shape::ServerStreaming => {
             let read = h.request.as_ref().map(|_| {
@@ -180,7 +189,7 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
                 // client's close.
                 ::core::mem::drop(__requests);
                 let __result = #call;
-                #krate::__private::forward(__sender, __result).await
+                #forward
             }
         }
         Shape::Unary => unreachable!("unary handlers are dispatched by `call`"),
