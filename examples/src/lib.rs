@@ -4,6 +4,7 @@
 //! clients share the request and response types and the generated typed
 //! client, as a Go Micro service shares its proto package.
 
+pub mod chat;
 pub mod helloworld;
 
 // The README's code blocks are compiled and run as doc tests, so they
