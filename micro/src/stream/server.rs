@@ -2,10 +2,11 @@
 //! task per open stream that runs the handler beside a reader and a writer.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -13,12 +14,11 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::future::FusedFuture;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -36,9 +36,6 @@ use crate::{Context, Error, Result};
 /// Messages the reader may hold for a handler that has not asked for them
 /// yet; beyond that the reader stops reading and TCP pushes back.
 const INBOUND_BUFFER: usize = 32;
-
-/// Messages a handler may queue before `send` waits for the writer.
-const OUTBOUND_BUFFER: usize = 32;
 
 /// How long the end of a stream may take: writing what is queued, the
 /// close frame, and the client's close in reply.
@@ -91,52 +88,258 @@ impl StreamCall {
     }
 }
 
-/// What the reader hands the handler.
-enum Frame {
-    Data(Bytes),
-    /// The client's half-close.
-    End,
+/// One stream's socket, shared by the handler's halves and the stream's
+/// driver. The lock is only taken inside `poll_*` calls, never across an
+/// await.
+///
+/// The driver polls the reader first and the handler second in every pass
+/// (a biased `select!`), so a frame the reader buffers reaches a handler in
+/// the same task without a wake-up; halves moved to other tasks are woken.
+pub(crate) struct Conn {
+    state: std::sync::Mutex<ConnState>,
 }
 
-/// The handler's end of the reader's channel.
+struct ConnState {
+    socket: Socket,
+    /// Messages read and not yet received by the handler.
+    inbound: VecDeque<Bytes>,
+    /// The client has half-closed: after `inbound`, the receive ends.
+    ended: bool,
+    /// The reader has stopped: the client closed or broke the connection.
+    gone: bool,
+    /// The handler dropped its receiver: messages are read and dropped.
+    unwanted: bool,
+    /// The driver has sent the close: sends fail.
+    finished: bool,
+    /// The handler has sent the empty frame itself.
+    sent_end: bool,
+    /// A receiver waiting for a message.
+    recv_waker: Option<Waker>,
+    /// The reader, paused while `inbound` is full.
+    read_waker: Option<Waker>,
+    /// A sender waiting on the socket.
+    send_waker: Option<Waker>,
+}
+
+impl Conn {
+    fn new(socket: Socket) -> Arc<Self> {
+        Arc::new(Self {
+            state: std::sync::Mutex::new(ConnState {
+                socket,
+                inbound: VecDeque::new(),
+                ended: false,
+                gone: false,
+                unwanted: false,
+                finished: false,
+                sent_end: false,
+                recv_waker: None,
+                read_waker: None,
+                send_waker: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads frames into `inbound` until the socket has nothing more or
+    /// the buffer is full; ready when the client is gone or broke the
+    /// protocol.
+    fn poll_read(&self, cx: &mut TaskContext<'_>) -> Poll<ReadEnd> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut woke = false;
+        let outcome = loop {
+            if state.inbound.len() >= INBOUND_BUFFER {
+                set_waker(&mut state.read_waker, cx);
+                break Poll::Pending;
+            }
+            let bytes = match state.socket.poll_next_unpin(cx) {
+                Poll::Pending => break Poll::Pending,
+                Poll::Ready(None) => break Poll::Ready(ReadEnd::Gone),
+                Poll::Ready(Some(Ok(message))) => match message {
+                    Message::Text(text) => Bytes::from(text),
+                    Message::Binary(bytes) => bytes,
+                    Message::Close(_) => break Poll::Ready(ReadEnd::Gone),
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                },
+                Poll::Ready(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+                    size,
+                    max_size,
+                })))) => {
+                    break Poll::Ready(ReadEnd::Failed(Error::payload_too_large(format!(
+                        "stream message of {size} bytes is larger than the limit of {max_size} bytes"
+                    ))));
+                }
+                Poll::Ready(Some(Err(WsError::Protocol(e)))) => {
+                    break Poll::Ready(ReadEnd::Failed(Error::bad_request(format!(
+                        "websocket protocol: {e}"
+                    ))));
+                }
+                Poll::Ready(Some(Err(_))) => break Poll::Ready(ReadEnd::Gone),
+            };
+            if state.ended {
+                break Poll::Ready(ReadEnd::Failed(Error::bad_request(
+                    "message after the half-close: an empty frame ends the client's messages",
+                )));
+            }
+            if bytes.is_empty() {
+                state.ended = true;
+            } else if !state.unwanted {
+                state.inbound.push_back(bytes);
+            }
+            woke = true;
+        };
+        if outcome.is_ready() {
+            state.gone = true;
+            woke = true;
+        }
+        if woke {
+            wake_other(&mut state.recv_waker, cx);
+        }
+        outcome
+    }
+
+    /// Writes `frame` (after the empty frame, for a normal end the
+    /// handler did not already send) and flushes; later sends fail.
+    fn poll_finish(
+        &self,
+        cx: &mut TaskContext<'_>,
+        pending: &mut Vec<Message>,
+    ) -> Poll<std::result::Result<(), WsError>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.finished = true;
+        while !pending.is_empty() {
+            std::task::ready!(state.socket.poll_ready_unpin(cx))?;
+            state.socket.start_send_unpin(pending.remove(0))?;
+        }
+        let flushed = state.socket.poll_flush_unpin(cx);
+        if flushed.is_ready() {
+            // A sender in another task may be waiting on the socket.
+            if let Some(waker) = state.send_waker.take() {
+                waker.wake();
+            }
+        }
+        flushed
+    }
+}
+
+/// Keeps `cx`'s waker in `slot`, cloning only when it changed.
+fn set_waker(slot: &mut Option<Waker>, cx: &TaskContext<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Wakes the waker in `slot` unless it is the current task's, which the
+/// driver polls next in this same pass.
+fn wake_other(slot: &mut Option<Waker>, cx: &TaskContext<'_>) {
+    if let Some(w) = slot.take() {
+        if !w.will_wake(cx.waker()) {
+            w.wake();
+        }
+    }
+}
+
+/// The handler's receiving half.
 pub(crate) struct Inbound {
-    rx: mpsc::Receiver<Frame>,
+    conn: Arc<Conn>,
 }
 
 impl Inbound {
     pub(super) fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
-        Poll::Ready(match std::task::ready!(self.rx.poll_recv(cx)) {
-            Some(Frame::Data(bytes)) => Some(Ok(bytes)),
-            Some(Frame::End) => None,
-            // The reader stopped without a half-close: the stream is ending
-            // and this handler is about to be dropped.
-            None => Some(Err(Error::unavailable(
+        let mut state = self.conn.lock();
+        let state = &mut *state;
+        if let Some(bytes) = state.inbound.pop_front() {
+            // The reader paused on a full buffer; it ran before the
+            // handler in this pass, so it needs a wake even in this task.
+            if let Some(w) = state.read_waker.take() {
+                w.wake();
+            }
+            return Poll::Ready(Some(Ok(bytes)));
+        }
+        if state.ended {
+            return Poll::Ready(None);
+        }
+        if state.gone {
+            // The stream is ending and this handler is about to be
+            // dropped.
+            return Poll::Ready(Some(Err(Error::unavailable(
                 "the stream ended before the client half-closed it",
-            ))),
-        })
+            ))));
+        }
+        set_waker(&mut state.recv_waker, cx);
+        Poll::Pending
     }
 }
 
-/// The handler's end of the writer's channel.
-pub(crate) struct Outbound {
-    tx: futures_channel::mpsc::Sender<Message>,
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        let mut state = self.conn.lock();
+        state.unwanted = true;
+        state.inbound.clear();
+        if let Some(w) = state.read_waker.take() {
+            w.wake();
+        }
+    }
 }
 
-fn writer_gone() -> Error {
+/// The handler's sending half: it writes to the socket itself.
+pub(crate) struct Outbound {
+    conn: Arc<Conn>,
+}
+
+fn finished() -> Error {
     Error::unavailable("the stream is closed: the client went away or the stream ended")
 }
 
 impl Outbound {
+    fn poll_socket(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        op: impl FnOnce(&mut Socket, &mut TaskContext<'_>) -> Poll<std::result::Result<(), WsError>>,
+    ) -> Poll<Result<()>> {
+        let mut state = self.conn.lock();
+        if state.finished {
+            return Poll::Ready(Err(finished()));
+        }
+        let polled = op(&mut state.socket, cx);
+        if polled.is_pending() {
+            set_waker(&mut state.send_waker, cx);
+        }
+        polled.map_err(|e| match e {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => finished(),
+            e => Error::unavailable(format!("writing to the stream: {e}")),
+        })
+    }
+
     pub(super) fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
-        self.tx.poll_ready(cx).map_err(|_| writer_gone())
+        self.poll_socket(cx, |s, cx| s.poll_ready_unpin(cx))
     }
 
     pub(super) fn start_send(&mut self, message: Message) -> Result<()> {
-        self.tx.start_send(message).map_err(|_| writer_gone())
+        let mut state = self.conn.lock();
+        if state.finished {
+            return Err(finished());
+        }
+        let end = match &message {
+            Message::Text(t) => t.is_empty(),
+            Message::Binary(b) => b.is_empty(),
+            _ => false,
+        };
+        state
+            .socket
+            .start_send_unpin(message)
+            .map_err(|e| Error::unavailable(format!("writing to the stream: {e}")))?;
+        state.sent_end |= end;
+        Ok(())
     }
 
     pub(super) fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
-        self.tx.poll_flush_unpin(cx).map_err(|_| writer_gone())
+        self.poll_socket(cx, |s, cx| s.poll_flush_unpin(cx))
     }
 }
 
@@ -418,21 +621,18 @@ impl Pending {
             mut closing,
             ..
         } = self;
-        let (sink, source) = socket.split();
-        let (in_tx, in_rx) = mpsc::channel(INBOUND_BUFFER);
-        let (out_tx, out_rx) = futures_channel::mpsc::channel(OUTBOUND_BUFFER);
+        let conn = Conn::new(socket);
         let call = StreamCall {
             context,
             content_type,
-            inbound: Inbound { rx: in_rx },
-            outbound: Outbound { tx: out_tx.clone() },
+            inbound: Inbound { conn: conn.clone() },
+            outbound: Outbound { conn: conn.clone() },
         };
         let endpoint = route.name.clone();
         let mut handling = Box::pin(
             AssertUnwindSafe(route.handler.clone().stream(route.index, call)).catch_unwind(),
         );
-        let mut reading = Box::pin(read(source, in_tx).fuse());
-        let mut writing = Box::pin(write(sink, out_rx, content_type).fuse());
+        let mut reading = std::future::poll_fn(|cx| conn.poll_read(cx)).fuse();
         let expired = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -446,6 +646,13 @@ impl Pending {
         };
 
         let outcome: Option<Result<()>> = tokio::select! {
+            // The reader first: what it reads reaches the handler in the
+            // same pass.
+            biased;
+            end = &mut reading => match end {
+                ReadEnd::Gone => None,
+                ReadEnd::Failed(err) => Some(Err(err)),
+            },
             outcome = &mut handling => Some(match outcome {
                 Ok(result) => result,
                 Err(panic) => {
@@ -454,11 +661,6 @@ impl Pending {
                     Err(Error::internal(format!("handler {endpoint} panicked: {message}")))
                 }
             }),
-            end = &mut reading => match end {
-                ReadEnd::Gone => None,
-                ReadEnd::Failed(err) => Some(Err(err)),
-            },
-            _ = &mut writing => None,
             () = expired => Some(Err(Error::timeout(format!("deadline exceeded serving {endpoint}")))),
             () = stopping => Some(Err(Error::unavailable(format!(
                 "service \"{service}\" is shutting down"
@@ -467,119 +669,34 @@ impl Pending {
         // Cancels the handler if it is still running.
         drop(handling);
 
-        let frame = match &outcome {
-            None => {
-                tracing::debug!(endpoint = &*endpoint, "stream client went away");
-                None
+        let mut pending = Vec::with_capacity(2);
+        match &outcome {
+            None => tracing::debug!(endpoint = &*endpoint, "stream client went away"),
+            Some(Ok(())) => {
+                if !conn.lock().sent_end {
+                    pending.push(super::data_frame(content_type, Bytes::new()));
+                }
+                pending.push(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: Utf8Bytes::from_static(""),
+                })));
             }
-            Some(Ok(())) => Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: Utf8Bytes::from_static(""),
-            }),
             Some(Err(err)) => {
                 tracing::debug!(endpoint = &*endpoint, error = %err, "stream ended with an error");
-                Some(super::error_close(err))
+                pending.push(Message::Close(Some(super::error_close(err))));
             }
-        };
-        let ending = async {
-            if !writing.is_terminated() {
-                let mut tx = out_tx;
-                // After whatever the handler queued.
-                if tx.send(Message::Close(frame)).await.is_ok() {
-                    let _ = (&mut writing).await;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ending).await;
+        }
+        let finishing = std::future::poll_fn(|cx| conn.poll_finish(cx, &mut pending));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, finishing).await;
         // The stream is over for a graceful stop once its close is out.
         drop(open);
         if !reading.is_terminated() {
             // The client's close in reply. Closing the connection before it
             // arrives could reset it and lose the replies still in flight.
+            conn.lock().unwanted = true;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut reading).await;
         }
     }
-}
-
-/// Reads the client's frames into the handler's channel until the client
-/// closes or breaks the protocol.
-async fn read(mut source: SplitStream<Socket>, tx: mpsc::Sender<Frame>) -> ReadEnd {
-    let mut tx = Some(tx);
-    let mut half_closed = false;
-    while let Some(next) = source.next().await {
-        let bytes = match next {
-            Ok(Message::Text(text)) => Bytes::from(text),
-            Ok(Message::Binary(bytes)) => bytes,
-            Ok(Message::Close(_)) => return ReadEnd::Gone,
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
-                return ReadEnd::Failed(Error::payload_too_large(format!(
-                    "stream message of {size} bytes is larger than the limit of {max_size} bytes"
-                )));
-            }
-            Err(WsError::Protocol(e)) => {
-                return ReadEnd::Failed(Error::bad_request(format!("websocket protocol: {e}")));
-            }
-            Err(_) => return ReadEnd::Gone,
-        };
-        if half_closed {
-            return ReadEnd::Failed(Error::bad_request(
-                "message after the half-close: an empty frame ends the client's messages",
-            ));
-        }
-        let frame = if bytes.is_empty() {
-            half_closed = true;
-            Frame::End
-        } else {
-            Frame::Data(bytes)
-        };
-        // A handler that dropped its receiver gets nothing more, but the
-        // reader still watches for the client's close.
-        if let Some(sender) = &tx {
-            if sender.send(frame).await.is_err() {
-                tx = None;
-            }
-        }
-        if half_closed {
-            tx = None;
-        }
-    }
-    ReadEnd::Gone
-}
-
-/// Writes the handler's messages, batching what has queued up into one
-/// flush, until a close frame has gone out.
-async fn write(
-    mut sink: SplitSink<Socket, Message>,
-    mut rx: futures_channel::mpsc::Receiver<Message>,
-    content_type: ContentType,
-) -> std::result::Result<(), WsError> {
-    let mut ended = false;
-    while let Some(mut message) = rx.next().await {
-        loop {
-            match message {
-                Message::Close(frame) => {
-                    let normal = frame.as_ref().is_some_and(|f| f.code == CloseCode::Normal);
-                    if normal && !ended {
-                        sink.feed(super::data_frame(content_type, Bytes::new()))
-                            .await?;
-                    }
-                    sink.feed(Message::Close(frame)).await?;
-                    return sink.flush().await;
-                }
-                Message::Text(ref t) if t.is_empty() => ended = true,
-                Message::Binary(ref b) if b.is_empty() => ended = true,
-                _ => {}
-            }
-            sink.feed(message).await?;
-            match rx.try_recv() {
-                Ok(next) => message = next,
-                _ => break,
-            }
-        }
-        sink.flush().await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
