@@ -2,7 +2,8 @@
 //!
 //! A service is a plain impl block. `#[service]` and `#[handler]` turn its
 //! methods into endpoints that curl, another language or the generated typed
-//! client can call; [`Service`] serves them over HTTP and registers them so
+//! client can call (one request and one reply, or [streams](stream) of
+//! messages); [`Service`] serves them over HTTP and registers them so
 //! that clients find the service by name.
 //!
 //! ```
@@ -67,6 +68,7 @@
 //! | selector | [`selector`] | random, round robin, least outstanding; filters | yes |
 //! | retries | [`client::RetryPolicy`] | 2, on another node, one deadline | yes |
 //! | broker, `#[subscribe]` | [`broker`] | HTTP; memory; NATS (feature `nats`) | yes |
+//! | streams: bidirectional, client, server | [`stream`] | WebSocket on the service port | yes |
 //! | errors | [`Error`] | WIRE.md JSON | yes |
 //!
 //! Cargo features: `macros` (default) re-exports `#[service]`,

@@ -234,12 +234,22 @@ async fn framework_errors_have_codes_and_the_error_json() {
         "invalid Timeout header \"soon\": expected decimal nanoseconds"
     );
 
+    // GET / opens streams; without an upgrade it says what it wants.
     let detail = raw
         .send("GET", addr, "/", &[], "")
         .await
         .unwrap()
-        .expect_error(405);
-    assert_eq!(detail, "GET / is not supported: call endpoints with POST /");
+        .expect_error(426);
+    assert_eq!(
+        detail,
+        "GET / opens a stream: send a WebSocket upgrade (Upgrade: websocket), or call endpoints with POST /"
+    );
+    let rsp = raw.send("PUT", addr, "/", &[], "").await.unwrap();
+    assert_eq!(
+        rsp.expect_error(405),
+        "PUT / is not supported: call endpoints with POST /, open streams with a WebSocket upgrade on GET /"
+    );
+    assert_eq!(rsp.header("allow"), Some("GET, POST"));
     let detail = raw
         .send("POST", addr, "/Greeter/Hello", &[], "{}")
         .await
