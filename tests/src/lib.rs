@@ -108,6 +108,18 @@ impl Greeter {
     async fn pid(&self) -> Result<u32> {
         Ok(std::process::id())
     }
+
+    /// `Greeter.Talk`: a stream that first says which process serves it,
+    /// then echoes every message with that pid in front.
+    #[handler]
+    async fn talk(&self, mut stream: micro::Stream<String, String>) -> Result<()> {
+        let pid = std::process::id();
+        stream.send(pid.to_string()).await?;
+        while let Some(text) = stream.recv().await? {
+            stream.send(format!("{pid}: {text}")).await?;
+        }
+        Ok(())
+    }
 }
 
 /// What a context shows.

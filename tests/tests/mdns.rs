@@ -145,6 +145,55 @@ fn three_instances_are_found_by_name_and_balanced() {
 }
 
 #[test]
+fn streams_find_their_service_by_name_and_spread_over_processes() {
+    isolated(|| async {
+        let nodes: Vec<Greeter> = (0..3).map(|_| greeter(&[])).collect();
+        let registry = registry();
+        wait_for_nodes(&*registry, "greeter", 3, Duration::from_secs(15)).await;
+        // The stream flag travels in the mDNS record.
+        let record = &registry.get_service("greeter").await.unwrap()[0];
+        let talk = record
+            .endpoints
+            .iter()
+            .find(|e| e.name == "Greeter.Talk")
+            .expect("Greeter.Talk registered");
+        assert_eq!(
+            talk.metadata.get("stream").map(String::as_str),
+            Some("true")
+        );
+
+        let rr = GreeterClient::new(
+            "greeter",
+            Client::builder()
+                .registry(registry.clone())
+                .selector(Arc::new(RoundRobin::new()))
+                .build(),
+        );
+        // Thirty streams open at once, ten on each process.
+        let mut streams = Vec::new();
+        let mut hits: HashMap<u32, usize> = HashMap::new();
+        for _ in 0..30 {
+            let mut stream = rr.talk().await.unwrap();
+            let pid: u32 = stream.recv().await.unwrap().unwrap().parse().unwrap();
+            *hits.entry(pid).or_default() += 1;
+            streams.push((pid, stream));
+        }
+        for node in &nodes {
+            assert_eq!(hits.get(&node.pid()), Some(&10), "{hits:?}");
+        }
+        for (i, (pid, stream)) in streams.iter_mut().enumerate() {
+            stream.send(format!("hello {i}")).await.unwrap();
+            assert_eq!(
+                stream.recv().await.unwrap().unwrap(),
+                format!("{pid}: hello {i}")
+            );
+            stream.close_send().await.unwrap();
+            assert_eq!(stream.recv().await.unwrap(), None);
+        }
+    });
+}
+
+#[test]
 fn kill_9_loses_no_call_and_the_node_expires_with_its_ttl() {
     isolated(|| async {
         let ttl = [("GREETER_TTL_MS", "2000"), ("GREETER_INTERVAL_MS", "500")];

@@ -543,6 +543,19 @@ async fn metadata_and_the_request_id_travel_on_the_upgrade() {
     let who = who.recv().await.unwrap().unwrap();
     assert_eq!(who.id, "stream-id-1");
     assert_eq!(who.user.as_deref(), Some("alice"));
+
+    // Through a client whose transport is wrapped in a tower layer: the
+    // upgrade goes through the layer too.
+    let layered = Client::builder()
+        .registry(setup.registry.clone())
+        .layer(tower_http::set_header::SetRequestHeaderLayer::overriding(
+            http::header::HeaderName::from_static("x-user"),
+            http::HeaderValue::from_static("layered"),
+        ))
+        .build();
+    let mut who = ChatClient::new("chat", layered).whoami().await.unwrap();
+    let who = who.recv().await.unwrap().unwrap();
+    assert_eq!(who.user.as_deref(), Some("layered"));
     setup.stop().await;
 }
 
