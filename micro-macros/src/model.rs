@@ -312,6 +312,7 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
                     ),
                 );
             }
+            check_client_name(&mut errors, &type_ident, &def, &handlers);
             handlers.push(def);
         }
     }
@@ -326,6 +327,38 @@ fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Erro
             handlers,
             subscribers,
         }),
+    }
+}
+
+/// The generated client has `new`, `service` and `client`, and an
+/// `x_with` twin for each handler `x`: a handler must not take those names.
+fn check_client_name(
+    errors: &mut Errors,
+    ty: &syn::Ident,
+    def: &HandlerDef,
+    before: &[HandlerDef],
+) {
+    let name = def.ident.to_string();
+    let client = format!("{ty}Client");
+    if ["new", "service", "client"].contains(&name.as_str()) {
+        errors.at(
+            &def.ident,
+            format!(
+                "a handler named `{name}` collides with `{client}::{name}`: rename the method (`#[handler(name = \"...\")]` keeps any endpoint name)"
+            ),
+        );
+    }
+    for other in before {
+        let other_name = other.ident.to_string();
+        let (a, b) = (format!("{other_name}_with"), format!("{name}_with"));
+        if name == a || other_name == b {
+            errors.at(
+                &def.ident,
+                format!(
+                    "handlers `{other_name}` and `{name}` collide in `{client}`, which has an `x_with` method for each handler `x`: rename one"
+                ),
+            );
+        }
     }
 }
 

@@ -684,8 +684,16 @@ async fn registration_describes_the_endpoints() {
             ("Greeter.Whoami", "()", "Seen"),
             ("Greeter.Echo", "String", "String"),
             ("Greeter.Pid", "()", "u32"),
+            ("Greeter.Talk", "String", "String"),
         ]
     );
+    let streams: Vec<_> = record
+        .endpoints
+        .iter()
+        .filter(|e| e.metadata.get("stream").is_some_and(|v| v == "true"))
+        .map(|e| (e.name.as_str(), e.metadata["stream.kind"].as_str()))
+        .collect();
+    assert_eq!(streams, [("Greeter.Talk", "bidirectional")]);
     let node = &record.nodes[0];
     assert!(node.id.starts_with("greeter-"));
     assert_eq!(node.address, svc.local_addr().to_string());
