@@ -867,3 +867,80 @@ with connect(f"ws://{addr}/?endpoint=Chat.FailAfter") as ws:
     );
     setup.stop().await;
 }
+
+#[tokio::test]
+async fn a_browser_drives_a_stream() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("MICRO_TEST_BROWSER").is_none(),
+            "MICRO_TEST_BROWSER is set but chromium is not installed"
+        );
+        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let setup = Setup::new(1).await;
+    // A page that opens the stream the way browsers must: the endpoint in
+    // the query, since a browser cannot set headers on a WebSocket.
+    let page = format!(
+        r#"<html><body><pre id="out">pending</pre><script>
+const out = document.getElementById("out");
+const ws = new WebSocket("ws://{}/?endpoint=Chat.Echo");
+const got = [];
+ws.onopen = () => {{
+  for (let n = 0; n < 3; n++) ws.send(JSON.stringify({{n, text: "browser " + n}}));
+  ws.send("");
+}};
+ws.onmessage = (e) => got.push(e.data);
+ws.onclose = (e) => {{
+  const texts = got.filter((m) => m !== "").map((m) => JSON.parse(m).text);
+  out.textContent = [e.code, got.length, texts.join("|"), got[got.length - 1] === "" ? "end" : "no-end"].join(" ");
+}};
+ws.onerror = () => {{ out.textContent = "error"; }};
+</script></body></html>"#,
+        setup.addr()
+    );
+    let dir = std::env::temp_dir().join(format!("micro-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stream.html");
+    std::fs::write(&file, page).unwrap();
+    let profile = dir.join("profile");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("file://{}", file.display()))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom
+        .split_once(r#"<pre id="out">"#)
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(text, _)| text.to_owned())
+        .unwrap_or_else(|| panic!("no result in the page: {dom}"));
+    assert_eq!(
+        result, "1000 4 browser 0|browser 1|browser 2 end",
+        "close code, messages, texts, the server's half-close"
+    );
+    setup.stop().await;
+}
