@@ -408,6 +408,33 @@ async fn opening_a_stream_on_a_stopping_service_fails_over_to_another_node() {
 }
 
 #[tokio::test]
+async fn a_dead_node_in_the_registry_costs_a_retry_not_a_failed_stream() {
+    use micro::registry::{Node, RegisterOptions, Registry};
+    let setup = Setup::new(1).await;
+    // A node that registered and died: nothing listens at its address.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let mut record = setup.running[0].record().clone();
+    record.nodes = vec![Node::new("chat-dead", address)];
+    setup
+        .registry
+        .register(&record, RegisterOptions::default())
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .registry(setup.registry.clone())
+        .selector(Arc::new(RoundRobin::new()))
+        .build();
+    let chat = ChatClient::new("chat", client);
+    for _ in 0..10 {
+        let mut who = chat.whoami().await.unwrap();
+        assert_eq!(who.recv().await.unwrap().unwrap().instance, 0);
+    }
+    setup.stop().await;
+}
+
+#[tokio::test]
 async fn the_opening_deadline_bounds_the_whole_stream() {
     let setup = Setup::new(1).await;
     let client = setup.client();
@@ -885,13 +912,15 @@ async fn a_browser_drives_a_stream() {
         return;
     };
     let setup = Setup::new(1).await;
+    // The page reports its result by loading an image from here.
+    let report = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // A page that opens the stream the way browsers must: the endpoint in
     // the query, since a browser cannot set headers on a WebSocket.
     let page = format!(
-        r#"<html><body><pre id="out">pending</pre><script>
-const out = document.getElementById("out");
+        r#"<html><body><script>
 const ws = new WebSocket("ws://{}/?endpoint=Chat.Echo");
 const got = [];
+const report = (text) => {{ new Image().src = "http://{}/result?" + encodeURIComponent(text); }};
 ws.onopen = () => {{
   for (let n = 0; n < 3; n++) ws.send(JSON.stringify({{n, text: "browser " + n}}));
   ws.send("");
@@ -899,48 +928,84 @@ ws.onopen = () => {{
 ws.onmessage = (e) => got.push(e.data);
 ws.onclose = (e) => {{
   const texts = got.filter((m) => m !== "").map((m) => JSON.parse(m).text);
-  out.textContent = [e.code, got.length, texts.join("|"), got[got.length - 1] === "" ? "end" : "no-end"].join(" ");
+  report([e.code, got.length, texts.join("|"), got[got.length - 1] === "" ? "end" : "no-end"].join(" "));
 }};
-ws.onerror = () => {{ out.textContent = "error"; }};
+ws.onerror = () => report("error");
 </script></body></html>"#,
-        setup.addr()
+        setup.addr(),
+        report.local_addr().unwrap()
     );
     let dir = std::env::temp_dir().join(format!("micro-browser-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("stream.html");
     std::fs::write(&file, page).unwrap();
-    let profile = dir.join("profile");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("file://{}", file.display()))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut browser = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("file://{}", file.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(30), report.accept())
+        .await
+        .expect("the page reports within 30 s")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        use tokio::io::AsyncReadExt;
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the report request ended early");
+        head.extend_from_slice(&buf[..n]);
+    }
+    {
+        use tokio::io::AsyncWriteExt;
+        let _ = conn
+            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .await;
+    }
+    let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let result = dom
-        .split_once(r#"<pre id="out">"#)
-        .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(text, _)| text.to_owned())
-        .unwrap_or_else(|| panic!("no result in the page: {dom}"));
+    let head = String::from_utf8_lossy(&head);
+    let query = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|target| target.split_once('?'))
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_else(|| panic!("no result in the report: {head}"));
     assert_eq!(
-        result, "1000 4 browser 0|browser 1|browser 2 end",
+        percent_decode(&query),
+        "1000 4 browser 0|browser 1|browser 2 end",
         "close code, messages, texts, the server's half-close"
     );
     setup.stop().await;
+}
+
+/// Decodes `%XX` escapes, as `encodeURIComponent` makes them.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
