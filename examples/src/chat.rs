@@ -58,6 +58,8 @@ impl Chat {
         let mut room = self.room.subscribe();
         loop {
             tokio::select! {
+                // The room is closing: end each member's stream cleanly.
+                () = ctx.stopping() => return Ok(()),
                 said = room.recv() => match said {
                     Ok(said) => replies.send(said).await?,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -30,6 +30,9 @@ pub struct Context {
     deadline: Option<Instant>,
     metadata: Metadata,
     endpoint: Option<Arc<str>>,
+    /// Becomes true when the service serving this stream begins a
+    /// graceful stop; only streams' contexts have one.
+    stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for Context {
@@ -47,6 +50,7 @@ impl Context {
             deadline: None,
             metadata: Metadata::new(),
             endpoint: None,
+            stopping: None,
         }
     }
 
@@ -61,7 +65,14 @@ impl Context {
             deadline,
             metadata,
             endpoint,
+            stopping: None,
         }
+    }
+
+    /// This context, told when the service begins a graceful stop.
+    pub(crate) fn with_stopping(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     /// The request id (`Micro-Id`), shared by every call made on behalf of
@@ -101,6 +112,39 @@ impl Context {
     /// context.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+
+    /// Completes when the service serving this stream begins a graceful
+    /// stop. A long-lived stream handler can wait on it beside its work and
+    /// return `Ok` to end the stream cleanly, instead of being ended with
+    /// 503 when the grace period runs out. On any other context (a
+    /// request's, or one a caller made) it never completes.
+    ///
+    /// ```
+    /// use micro::{Context, Result, Stream};
+    ///
+    /// async fn ticker(ctx: Context, mut stream: Stream<(), u64>) -> Result<()> {
+    ///     let mut n = 0;
+    ///     loop {
+    ///         tokio::select! {
+    ///             () = ctx.stopping() => return Ok(()),
+    ///             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+    ///                 stream.send(n).await?;
+    ///                 n += 1;
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub async fn stopping(&self) {
+        let Some(stopping) = &self.stopping else {
+            return std::future::pending().await;
+        };
+        let mut stopping = stopping.clone();
+        if stopping.wait_for(|stopping| *stopping).await.is_err() {
+            // The service is gone without saying so: never tell.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// This context with a deadline `timeout` from now, or the current one

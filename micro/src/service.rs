@@ -597,13 +597,16 @@ impl ServiceHandle {
 
     /// Stops gracefully: reports not-ready, deregisters, waits the shutdown
     /// delay, closes the listener and waits up to the grace period for
-    /// in-flight requests.
+    /// in-flight requests and open streams. Stream handlers learn of the
+    /// stop through [`Context::stopping`](crate::Context::stopping); the
+    /// streams still open when the grace period ends are closed with 503.
     ///
     /// # Errors
     /// 500 if the server had already failed.
     pub async fn stop(mut self) -> Result<()> {
         let name = self.shared.name.clone();
         self.shared.ready.store(false, Ordering::SeqCst);
+        self.shared.streams.stopping();
         // No renewal may race the deregistration below.
         self.renewing.abort();
         let _ = (&mut self.renewing).await;

@@ -161,6 +161,22 @@ impl Chat {
         )))
     }
 
+    /// A number every `every_ms` until the service begins to stop; then a
+    /// clean end.
+    #[handler]
+    async fn polite_ticks(&self, ctx: Context, every_ms: u64) -> Result<Streaming<u64>> {
+        let every = Duration::from_millis(every_ms);
+        Ok(Streaming::new(futures_util::stream::unfold(
+            (0u64, ctx),
+            move |(n, ctx)| async move {
+                tokio::select! {
+                    () = ctx.stopping() => None,
+                    () = tokio::time::sleep(every) => Some((Ok(n), (n + 1, ctx))),
+                }
+            },
+        )))
+    }
+
     /// The sum of what the client sends.
     #[handler]
     async fn sum(&self, mut numbers: Streaming<i64>) -> Result<i64> {
@@ -377,6 +393,37 @@ async fn a_graceful_stop_ends_open_streams_with_a_clean_error() {
     stopping.await.unwrap();
     live.until(0, Duration::from_secs(1)).await;
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+}
+
+#[tokio::test]
+async fn a_handler_that_watches_the_stop_ends_its_stream_cleanly_at_once() {
+    let setup = Setup::with(1, |s| s.grace_period(Duration::from_secs(20))).await;
+    let client = setup.client();
+    let mut ticks = client.polite_ticks(10).await.unwrap();
+    assert_eq!(ticks.recv().await.unwrap(), Some(0));
+    let started = Instant::now();
+    let Setup { running, .. } = setup;
+    let stopping = tokio::spawn(async move {
+        for s in running {
+            s.stop().await.unwrap();
+        }
+    });
+    while let Some(n) = ticks.recv().await.unwrap() {
+        assert!(n < 1000);
+    }
+    stopping.await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop did not wait out the 20 s grace period: {took:?}"
+    );
+    // A request's context never reports a stop.
+    let ctx = Context::new();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), ctx.stopping())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

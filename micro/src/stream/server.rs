@@ -349,6 +349,9 @@ impl Outbound {
 pub(crate) struct Streams {
     open: AtomicUsize,
     idle: Notify,
+    /// Set when a graceful stop begins, for handlers that watch
+    /// `Context::stopping`.
+    stopping: watch::Sender<bool>,
     /// Set when the grace period is over: every stream still open ends
     /// with 503.
     closing: watch::Sender<bool>,
@@ -359,6 +362,7 @@ impl Default for Streams {
         Self {
             open: AtomicUsize::new(0),
             idle: Notify::new(),
+            stopping: watch::Sender::new(false),
             closing: watch::Sender::new(false),
         }
     }
@@ -386,6 +390,12 @@ impl Streams {
             }
             notified.await;
         }
+    }
+
+    /// Tells the handlers that watch `Context::stopping` that a graceful
+    /// stop has begun.
+    pub(crate) fn stopping(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Ends every open stream with 503, and any opened from now on.
@@ -545,7 +555,8 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
         deadline,
         Metadata::from_headers(headers),
         Some(route.name.clone()),
-    );
+    )
+    .with_stopping(shared.streams.stopping.subscribe());
     let stream = Pending {
         route: route.clone(),
         context,
