@@ -333,6 +333,10 @@ impl Service {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             // Replies are small and latency matters more than packet count.
             let _ = tcp.set_nodelay(true);
+            // A peer that vanished without closing (a crashed host, a cut
+            // network) would otherwise hold an idle connection, and a
+            // stream's handler, for ever.
+            let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive());
         });
         let serving = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -452,6 +456,15 @@ impl Service {
         }
         handle.stop().await
     }
+}
+
+/// TCP keepalive for accepted connections: probes after 60 s idle, every
+/// 10 s, so a dead peer is found in about two and a half minutes.
+fn keepalive() -> socket2::TcpKeepalive {
+    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let keepalive = keepalive.with_interval(Duration::from_secs(10));
+    keepalive
 }
 
 fn server_exit(

@@ -1056,3 +1056,31 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+#[tokio::test]
+async fn accepted_connections_keep_alive_so_a_vanished_peer_is_found() {
+    let setup = Setup::new(1).await;
+    let port = setup.addr().port();
+    let mut stream = setup.client().echo().await.unwrap();
+    stream.send(line(1)).await.unwrap();
+    assert_eq!(stream.recv().await.unwrap(), Some(line(1)));
+    // The server's end of the stream's connection has a keepalive timer.
+    // `ss` shows one timer per socket, so while a segment waits for its
+    // acknowledgement it shows the retransmission timer instead: look again.
+    let mut text = String::new();
+    for _ in 0..40 {
+        let out = std::process::Command::new("ss")
+            .args(["-tno", "state", "established"])
+            .arg(format!("( sport = :{port} )"))
+            .output()
+            .expect("ss (iproute2) is installed");
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("timer:(keepalive,") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("timer:(keepalive,"), "{text}");
+    drop(stream);
+    setup.stop().await;
+}
