@@ -502,7 +502,9 @@ impl Client {
         let body = match attempt {
             Attempt::Call { body } => body.clone(),
             Attempt::Open { .. } => {
-                let socket = self.upgrade(parts, service, address).await?;
+                // Boxed: the upgrade's future is large, and inline it would
+                // grow every call's future, which is moved on each call.
+                let socket = Box::pin(self.upgrade(parts, service, address)).await?;
                 return Ok(Outcome::Socket(Box::new(socket), address.to_owned()));
             }
         };
@@ -932,4 +934,21 @@ fn hyper_transport() -> Transport {
         }
     });
     BoxCloneSyncService::new(service)
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn call_future_size() {
+        let c = super::Client::builder()
+            .registry(std::sync::Arc::new(crate::registry::MemoryRegistry::new()))
+            .build();
+        let f = c.call_raw(
+            "a",
+            "b",
+            crate::codec::ContentType::Json,
+            bytes::Bytes::new(),
+            super::CallOptions::new(),
+        );
+        println!("call_raw future: {} bytes", std::mem::size_of_val(&f));
+    }
 }
