@@ -139,6 +139,15 @@ impl Chat {
         Err(Error::conflict(format!("stopped after {n}")))
     }
 
+    /// Echoes one message, then panics.
+    #[handler]
+    async fn panics(&self, mut stream: Stream<u32, u32>) -> Result<()> {
+        if let Some(n) = stream.recv().await? {
+            stream.send(n).await?;
+        }
+        panic!("stream handler gave up");
+    }
+
     /// Waits for a message that never comes.
     #[handler]
     async fn wait(&self, mut stream: Stream<u32, u32>) -> Result<()> {
@@ -337,6 +346,28 @@ async fn a_handler_error_reaches_recv_with_its_code_after_the_messages_before_it
     assert_eq!(err.detail(), "stopped after 3");
     assert_eq!(err.id(), "chat");
     assert_eq!(stream.recv().await.unwrap(), None, "over after the error");
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_ends_its_stream_with_500_and_the_server_stays_up() {
+    let setup = Setup::new(1).await;
+    let client = setup.client();
+    let mut stream = client.panics().await.unwrap();
+    stream.send(7).await.unwrap();
+    assert_eq!(stream.recv().await.unwrap(), Some(7));
+    let err = stream.recv().await.unwrap_err();
+    assert_eq!(err.code(), 500);
+    assert_eq!(
+        err.detail(),
+        "handler Chat.Panics panicked: stream handler gave up"
+    );
+    // The same service goes on serving streams and calls.
+    let mut echo = client.echo().await.unwrap();
+    echo.send(line(2)).await.unwrap();
+    assert_eq!(echo.recv().await.unwrap(), Some(line(2)));
+    assert_eq!(client.ping().await.unwrap(), "pong");
+    drop(echo);
     setup.stop().await;
 }
 
