@@ -149,19 +149,19 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
         #reply_once::<#response, _>(__sender, __result).await
     };
     let body = match h.shape {
-        Shape::Bidirectional => {
-            let clone_context = uses_context
-                .then(|| quote!(let __context = ::core::clone::Clone::clone(&__context);));
-            quote! {
-                let (__context, __requests, __sender) =
-                    call.into_parts::<#request, #response>();
-                let __stream = #krate::__private::Stream::from_parts(
-                    ::core::clone::Clone::clone(&__context), __requests, __sender,
-                );
-                #clone_context
-                #krate::__private::acknowledge(#call)
-            }
-        }
+        // The `Stream` keeps the context; a handler that also takes one
+        // gets a clone.
+        Shape::Bidirectional if uses_context => quote! {
+            let (__context, __requests, __sender) = call.into_parts::<#request, #response>();
+            let __stream = #krate::__private::Stream::from_parts(
+                ::core::clone::Clone::clone(&__context), __requests, __sender,
+            );
+            #krate::__private::acknowledge(#call)
+        },
+        Shape::Bidirectional => quote! {
+            let __stream = call.into_stream::<#request, #response>();
+            #krate::__private::acknowledge(#call)
+        },
         Shape::BidirectionalStreaming => quote! {
             let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
             let __result = #call;

@@ -166,9 +166,7 @@ pub mod __private {
         response: &str,
         kind: StreamKind,
     ) -> Endpoint {
-        Endpoint::new(name, request, response)
-            .with_metadata("stream", "true")
-            .with_metadata("stream.kind", kind.as_str())
+        kind.mark(Endpoint::new(name, request, response))
     }
 
     /// The one request of a server-streaming endpoint.

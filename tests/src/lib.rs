@@ -151,6 +151,29 @@ pub async fn numbers_seen_by(addr: &str) -> Vec<u32> {
     numbers
 }
 
+/// Whether `python3` can import `module`.
+pub fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether a test that needs an optional tool (a Python module, a browser)
+/// runs. With `env` set, as `.ci/run` sets it, the tool must be there and
+/// its absence fails the test; without, the test says that it skips.
+pub fn optional_tool(available: bool, env: &str, what: &str, install: &str) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var_os(env).is_none(),
+        "{env} is set but {what} is not available ({install})"
+    );
+    println!("SKIPPED: {what} is not available ({install})");
+    false
+}
+
 /// A reply as it came off the wire.
 #[derive(Debug)]
 pub struct Raw {

@@ -332,16 +332,13 @@ fn two_hosts_over_a_veth_pair() {
 
 #[test]
 fn a_standard_dns_sd_browser_lists_micro_services() {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import zeroconf"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("MICRO_TEST_ZEROCONF").is_none(),
-            "MICRO_TEST_ZEROCONF is set but python3 cannot import zeroconf"
-        );
-        println!("SKIPPED: python3 zeroconf is not installed (pip install zeroconf)");
+    let have = micro_tests::python_has("zeroconf");
+    if !micro_tests::optional_tool(
+        have,
+        "MICRO_TEST_ZEROCONF",
+        "python3 zeroconf",
+        "pip install zeroconf",
+    ) {
         return;
     }
     isolated(|| async {

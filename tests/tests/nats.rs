@@ -138,12 +138,8 @@ async fn queue_groups_map_to_nats_queue_groups() {
 #[tokio::test]
 async fn a_plain_nats_client_reads_and_writes_micro_messages() {
     let Some(url) = server() else { return };
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import nats"])
-        .status()
-        .is_ok_and(|s| s.success());
     assert!(
-        have,
+        micro_tests::python_has("nats"),
         "MICRO_TEST_NATS is set but python3 cannot import nats (pip install nats-py)"
     );
     let to_python = topic("to-python");

@@ -890,16 +890,13 @@ async fn a_closing_client_gets_its_close_answered() {
 
 #[tokio::test]
 async fn a_python_websockets_client_drives_streams() {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import websockets.sync.client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("MICRO_TEST_WEBSOCKETS").is_none(),
-            "MICRO_TEST_WEBSOCKETS is set but python3 cannot import websockets"
-        );
-        println!("SKIPPED: python3 websockets is not installed (pip install websockets)");
+    let have = micro_tests::python_has("websockets.sync.client");
+    if !micro_tests::optional_tool(
+        have,
+        "MICRO_TEST_WEBSOCKETS",
+        "python3 websockets",
+        "pip install websockets",
+    ) {
         return;
     }
     let setup = Setup::new(1).await;
@@ -981,14 +978,16 @@ async fn a_browser_drives_a_stream() {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("MICRO_TEST_BROWSER").is_none(),
-            "MICRO_TEST_BROWSER is set but chromium is not installed"
-        );
-        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
+    let available = chromium.is_some();
+    if !micro_tests::optional_tool(
+        available,
+        "MICRO_TEST_BROWSER",
+        "chromium",
+        "apt-get install chromium",
+    ) {
         return;
-    };
+    }
+    let chromium = chromium.expect("checked above");
     let setup = Setup::new(1).await;
     // The page reports its result by loading an image from here.
     let report = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

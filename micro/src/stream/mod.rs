@@ -127,6 +127,13 @@ pub enum StreamKind {
     Server,
 }
 
+/// The endpoint metadata key that marks a stream (`"true"`), as Go Micro
+/// marks them.
+pub const STREAM_METADATA: &str = "stream";
+
+/// The endpoint metadata key that gives a stream's [`StreamKind`].
+pub const STREAM_KIND_METADATA: &str = "stream.kind";
+
 impl StreamKind {
     /// The value of the endpoint's `stream.kind` metadata.
     pub fn as_str(self) -> &'static str {
@@ -140,16 +147,27 @@ impl StreamKind {
     /// The kind an endpoint's metadata declares; `None` for a plain
     /// request/response endpoint.
     pub fn of(endpoint: &crate::registry::Endpoint) -> Option<Self> {
-        if endpoint.metadata.get("stream").map(String::as_str) != Some("true") {
+        if endpoint.metadata.get(STREAM_METADATA).map(String::as_str) != Some("true") {
             return None;
         }
         Some(
-            match endpoint.metadata.get("stream.kind").map(String::as_str) {
+            match endpoint
+                .metadata
+                .get(STREAM_KIND_METADATA)
+                .map(String::as_str)
+            {
                 Some("client") => StreamKind::Client,
                 Some("server") => StreamKind::Server,
                 _ => StreamKind::Bidirectional,
             },
         )
+    }
+
+    /// `endpoint`, marked as a stream of this kind.
+    pub fn mark(self, endpoint: crate::registry::Endpoint) -> crate::registry::Endpoint {
+        endpoint
+            .with_metadata(STREAM_METADATA, "true")
+            .with_metadata(STREAM_KIND_METADATA, self.as_str())
     }
 }
 
@@ -685,5 +703,12 @@ mod tests {
         assert_eq!(StreamKind::of(&bidi), Some(StreamKind::Bidirectional));
         let server = bidi.with_metadata("stream.kind", "server");
         assert_eq!(StreamKind::of(&server), Some(StreamKind::Server));
+        for kind in [
+            StreamKind::Bidirectional,
+            StreamKind::Client,
+            StreamKind::Server,
+        ] {
+            assert_eq!(StreamKind::of(&kind.mark(plain.clone())), Some(kind));
+        }
     }
 }

@@ -296,6 +296,13 @@ fn finished() -> Error {
     Error::unavailable("the stream is closed: the client went away or the stream ended")
 }
 
+fn write_error(err: WsError) -> Error {
+    match err {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => finished(),
+        e => Error::unavailable(format!("writing to the stream: {e}")),
+    }
+}
+
 impl Outbound {
     fn poll_socket(
         &mut self,
@@ -310,10 +317,7 @@ impl Outbound {
         if polled.is_pending() {
             set_waker(&mut state.send_waker, cx);
         }
-        polled.map_err(|e| match e {
-            WsError::ConnectionClosed | WsError::AlreadyClosed => finished(),
-            e => Error::unavailable(format!("writing to the stream: {e}")),
-        })
+        polled.map_err(write_error)
     }
 
     pub(super) fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
@@ -333,7 +337,7 @@ impl Outbound {
         state
             .socket
             .start_send_unpin(message)
-            .map_err(|e| Error::unavailable(format!("writing to the stream: {e}")))?;
+            .map_err(write_error)?;
         state.sent_end |= end;
         Ok(())
     }
