@@ -71,6 +71,11 @@ pub struct Service {
     grace_period: Duration,
     shutdown_delay: Duration,
     max_body_size: usize,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    body_timeout: Duration,
+    max_streams: usize,
+    stream_idle_timeout: Option<Duration>,
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
@@ -95,6 +100,11 @@ impl fmt::Debug for Service {
             .field("grace_period", &self.grace_period)
             .field("shutdown_delay", &self.shutdown_delay)
             .field("max_body_size", &self.max_body_size)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_streams", &self.max_streams)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("checks", &self.checks)
             .finish_non_exhaustive()
     }
@@ -115,6 +125,11 @@ impl Service {
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_delay: Duration::ZERO,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            header_read_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: server::DEFAULT_IDLE_TIMEOUT,
+            body_timeout: server::DEFAULT_BODY_TIMEOUT,
+            max_streams: server::DEFAULT_MAX_STREAMS,
+            stream_idle_timeout: None,
             registry: None,
             broker: None,
             subscribers: Vec::new(),
@@ -203,6 +218,50 @@ impl Service {
     #[must_use]
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.max_body_size = bytes;
+        self
+    }
+
+    /// How long a caller may take to send a request's head (its request
+    /// line and headers), counted from its first byte; a connection that
+    /// takes longer is closed. Default: 30 s.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a keep-alive connection may stay open with no request in
+    /// flight and none arriving; then it is closed. Default: 60 s.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a request body (of a call or an event) may take to arrive
+    /// when the request carries no `Timeout`; past it the request gets 408.
+    /// A request's own deadline, when it sets one, bounds the body instead.
+    /// Default: 60 s.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// The most streams open at once; past it an upgrade gets 503, which
+    /// clients retry on another node. Default: 10,000.
+    #[must_use]
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// Ends a stream on which no message has arrived from the client for
+    /// this long, with 408. Default: none; a stream lives as long as its
+    /// deadline, if it has one.
+    #[must_use]
+    pub fn stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_idle_timeout = Some(timeout);
         self
     }
 
@@ -319,32 +378,32 @@ impl Service {
             endpoints,
             handlers: handler_names,
             max_body_size: self.max_body_size,
+            body_timeout: self.body_timeout,
             ready: AtomicBool::new(true),
             checks: self.checks,
             broker: broker.clone(),
-            streams: Arc::default(),
+            streams: Arc::new(crate::stream::server::Streams::new(
+                self.max_streams,
+                self.stream_idle_timeout,
+            )),
         });
         let mut router = server::router(shared.clone());
         for layer in self.layers {
             router = layer(router);
         }
 
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Replies are small and latency matters more than packet count.
-            let _ = tcp.set_nodelay(true);
-            // A peer that vanished without closing (a crashed host, a cut
-            // network) would otherwise hold an idle connection, and a
-            // stream's handler, for ever.
-            let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive());
-        });
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let timeouts = server::conn::Timeouts {
+            header_read: self.header_read_timeout,
+            idle: self.idle_timeout,
+        };
+        let serving = tokio::spawn(server::conn::serve(
+            listener,
+            router,
+            shared.clone(),
+            timeouts,
+            stop_rx,
+        ));
 
         // Subscribe before registering, so that publishers who find this
         // node find its subscriptions ready.
@@ -456,15 +515,6 @@ impl Service {
         }
         handle.stop().await
     }
-}
-
-/// TCP keepalive for accepted connections: probes after 60 s idle, every
-/// 10 s, so a dead peer is found in about two and a half minutes.
-fn keepalive() -> socket2::TcpKeepalive {
-    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
-    let keepalive = keepalive.with_interval(Duration::from_secs(10));
-    keepalive
 }
 
 fn server_exit(

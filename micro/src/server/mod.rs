@@ -10,6 +10,7 @@
 //! holds the [`Handler`] trait that `#[service]` implements, and health
 //! checks.
 
+pub(crate) mod conn;
 mod handler;
 mod health;
 pub(crate) mod rpc;
@@ -24,9 +25,13 @@ use axum::routing::{get, post};
 use crate::stream::StreamKind;
 
 pub use crate::stream::StreamCall;
+pub use conn::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 pub use futures_util::future::BoxFuture;
 pub use handler::{Call, Handler, Reply};
 pub use health::HealthCheck;
+
+/// The default limit on streams open at once: 10,000.
+pub const DEFAULT_MAX_STREAMS: usize = 10_000;
 
 /// The default limit on a request body: 4 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
@@ -42,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) handlers: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body_size: usize,
+    /// How long a body may take to arrive when the request sets no
+    /// deadline.
+    pub(crate) body_timeout: std::time::Duration,
     /// False from the moment a graceful stop begins: readiness reports
     /// down and new requests are refused with 503 so callers retry
     /// elsewhere, while requests already running finish.

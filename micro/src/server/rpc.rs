@@ -13,7 +13,8 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 
 use super::{Call, Shared};
 use crate::codec::ContentType;
@@ -145,7 +146,7 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
         .and_then(ContentType::from_accept)
         .unwrap_or(content_type);
     let deadline = deadline(headers, now)?;
-    let body = read_body(headers, body, shared.max_body_size).await?;
+    let body = read_body(headers, body, shared, deadline).await?;
 
     let context = Context::from_parts(
         id,
@@ -191,7 +192,8 @@ async fn receive(shared: &Shared, req: Request, id: String) -> Result<()> {
     let queue = header(headers, &[&MICRO_QUEUE, &X_MICRO_QUEUE]).map(str::to_owned);
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
         .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
-    let body = read_body(headers, body, shared.max_body_size).await?;
+    let deadline = deadline(headers, Instant::now())?;
+    let body = read_body(headers, body, shared, deadline).await?;
     let mut message = crate::broker::Message::new(topic, content_type, body);
     message.id = id;
     message.metadata = Metadata::from_headers(parts.headers);
@@ -221,8 +223,22 @@ pub(crate) fn unknown_endpoint(shared: &Shared, endpoint: &str) -> Error {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+/// How much of a refused body is still read and thrown away, so that the
+/// caller, still sending, is not reset before it reads the 413.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// How long a refused body is read and thrown away at the most.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads the whole body, refusing more than the server's limit, within
+/// the request's deadline or, without one, the server's body timeout.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    shared: &Shared,
+    deadline: Option<Instant>,
+) -> Result<Bytes> {
+    let limit = shared.max_body_size;
     let too_large = || {
         Error::payload_too_large(format!(
             "request body is larger than the limit of {limit} bytes"
@@ -233,13 +249,78 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body);
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::bad_request(format!("reading request body: {e}"))),
+    let (until, what) = match deadline {
+        Some(deadline) => (deadline, "the request's deadline passed"),
+        None => (
+            Instant::now() + shared.body_timeout,
+            "the server's body timeout passed",
+        ),
+    };
+    let mut body = body;
+    let collected = tokio::time::timeout_at(until.into(), collect(&mut body, limit)).await;
+    match collected {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(Collect::TooLarge)) => {
+            drain(body);
+            Err(too_large())
+        }
+        Ok(Err(Collect::Failed(e))) => {
+            Err(Error::bad_request(format!("reading request body: {e}")))
+        }
+        Err(_) => Err(Error::timeout(format!(
+            "request body not complete when {what}"
+        ))),
     }
+}
+
+enum Collect {
+    TooLarge,
+    Failed(axum::Error),
+}
+
+/// The body's bytes, up to `limit`; the body is left where it stopped.
+async fn collect(body: &mut Body, limit: usize) -> std::result::Result<Bytes, Collect> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Collect::Failed)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(Collect::TooLarge);
+            }
+            if out.is_empty() && body.is_end_stream() {
+                return Ok(data);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Reads what is left of a refused body in the background, up to a bound,
+/// and throws it away. Closing the connection while the caller is still
+/// sending would reset it, and a reset can destroy the error reply before
+/// the caller reads it: its client would report a broken connection (and
+/// retry) instead of the 413.
+fn drain(mut body: Body) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut left = DRAIN_LIMIT;
+        let reading = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match left.checked_sub(n) {
+                    Some(l) => left = l,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
+    });
 }
 
 pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -256,15 +337,37 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 /// `Micro-Error`.
 pub(crate) fn error_response(err: &Error) -> Response {
     let json = err.to_json();
-    let header = HeaderValue::from_bytes(json.as_bytes()).ok();
+    let header = error_header(&json);
     let mut response = Response::new(Body::from(json));
     *response.status_mut() = err.http_status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(v) = header {
-        headers.insert(MICRO_ERROR.clone(), v);
-    }
+    headers.insert(MICRO_ERROR.clone(), header);
     response
+}
+
+/// The `Micro-Error` copy of the error JSON. A header value cannot hold
+/// DEL or other control bytes, and non-ASCII is read differently by
+/// different clients, so those characters are written as JSON `\u`
+/// escapes: the same JSON value, in printable ASCII.
+pub(crate) fn error_header(json: &str) -> HeaderValue {
+    if json.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        if let Ok(v) = HeaderValue::from_str(json) {
+            return v;
+        }
+    }
+    let mut ascii = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if (' '..='~').contains(&c) {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&ascii).expect("printable ASCII is a valid header value")
 }
 
 /// Anything but `POST /` or `GET /` on `/`.
@@ -335,6 +438,19 @@ mod tests {
             ("def".to_owned(), HeaderValue::from_static("def"))
         );
         assert_eq!(request_id(&HeaderMap::new()).0.len(), 36);
+    }
+
+    #[test]
+    fn error_header_escapes_what_a_header_cannot_hold() {
+        let err = Error::bad_request("endpoint Chat.\u{7f} caf\u{e9} \u{1f600}").with_id("svc");
+        let r = error_response(&err);
+        let header = r.headers()[&MICRO_ERROR].to_str().unwrap();
+        assert_eq!(
+            header,
+            r#"{"id":"svc","code":400,"detail":"endpoint Chat.\u007f caf\u00e9 \ud83d\ude00","status":"Bad Request"}"#
+        );
+        let back = Error::from_json(header.as_bytes()).unwrap();
+        assert_eq!(back.detail(), err.detail());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Frames, Sender, Socket, Stream, Streaming};
@@ -40,6 +40,10 @@ const INBOUND_BUFFER: usize = 32;
 /// How long the end of a stream may take: writing what is queued, the
 /// close frame, and the client's close in reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes thrown away after a stream failed on what the client
+/// sent, while waiting for the client to close.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// One stream as a handler receives it, from
 /// [`Handler::stream`](crate::server::Handler::stream): the context of the
@@ -113,6 +117,8 @@ struct ConnState {
     finished: bool,
     /// The handler has sent the empty frame itself.
     sent_end: bool,
+    /// When the last frame arrived from the client, for the idle timeout.
+    last_read: Instant,
     /// A receiver waiting for a message.
     recv_waker: Option<Waker>,
     /// The reader, paused while `inbound` is full.
@@ -132,6 +138,7 @@ impl Conn {
                 unwanted: false,
                 finished: false,
                 sent_end: false,
+                last_read: Instant::now(),
                 recv_waker: None,
                 read_waker: None,
                 send_waker: None,
@@ -155,7 +162,11 @@ impl Conn {
                 set_waker(&mut state.read_waker, cx);
                 break Poll::Pending;
             }
-            let bytes = match state.socket.poll_next_unpin(cx) {
+            let polled = state.socket.poll_next_unpin(cx);
+            if polled.is_ready() {
+                state.last_read = Instant::now();
+            }
+            let bytes = match polled {
                 Poll::Pending => break Poll::Pending,
                 Poll::Ready(None) => break Poll::Ready(ReadEnd::Gone),
                 Poll::Ready(Some(Ok(message))) => match message {
@@ -168,21 +179,31 @@ impl Conn {
                     size,
                     max_size,
                 })))) => {
-                    break Poll::Ready(ReadEnd::Failed(Error::payload_too_large(format!(
-                        "stream message of {size} bytes is larger than the limit of {max_size} bytes"
-                    ))));
+                    break Poll::Ready(ReadEnd::Failed(super::error_close(
+                        &Error::payload_too_large(format!(
+                            "stream message of {size} bytes is larger than the limit of {max_size} bytes"
+                        )),
+                    )));
                 }
                 Poll::Ready(Some(Err(WsError::Protocol(e)))) => {
-                    break Poll::Ready(ReadEnd::Failed(Error::bad_request(format!(
-                        "websocket protocol: {e}"
+                    break Poll::Ready(ReadEnd::Failed(super::error_close(&Error::bad_request(
+                        format!("websocket protocol: {e}"),
                     ))));
+                }
+                // RFC 6455 section 7.4.1: 1007 for data that is not what
+                // its frame type says, here a text frame that is not UTF-8.
+                Poll::Ready(Some(Err(WsError::Utf8(_)))) => {
+                    break Poll::Ready(ReadEnd::Failed(CloseFrame {
+                        code: CloseCode::Invalid,
+                        reason: Utf8Bytes::from_static("text message is not valid UTF-8"),
+                    }));
                 }
                 Poll::Ready(Some(Err(_))) => break Poll::Ready(ReadEnd::Gone),
             };
             if state.ended {
-                break Poll::Ready(ReadEnd::Failed(Error::bad_request(
+                break Poll::Ready(ReadEnd::Failed(super::error_close(&Error::bad_request(
                     "message after the half-close: an empty frame ends the client's messages",
-                )));
+                ))));
             }
             if bytes.is_empty() {
                 state.ended = true;
@@ -223,6 +244,40 @@ impl Conn {
             }
         }
         flushed
+    }
+}
+
+impl Conn {
+    /// After a close sent for a read failure: ends the sending direction
+    /// of the connection (TCP FIN after the close frame) and reads and
+    /// throws away what the client still sends, until it closes. The
+    /// WebSocket framing cannot be trusted any more (an oversized frame's
+    /// payload is still on the wire), so the bytes are read raw. Closing
+    /// while the client is still sending would reset the connection, and
+    /// a reset can destroy the close frame before the client reads it.
+    fn poll_drain(
+        &self,
+        cx: &mut TaskContext<'_>,
+        shut: &mut bool,
+        left: &mut usize,
+    ) -> Poll<std::io::Result<()>> {
+        use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+        let mut state = self.lock();
+        let io = state.socket.get_mut();
+        if !*shut {
+            std::task::ready!(std::pin::Pin::new(&mut *io).poll_shutdown(cx))?;
+            *shut = true;
+        }
+        let mut scratch = [0u8; 8192];
+        while *left > 0 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            std::task::ready!(std::pin::Pin::new(&mut *io).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            *left = left.saturating_sub(buf.filled().len());
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -352,6 +407,10 @@ impl Outbound {
 #[derive(Debug)]
 pub(crate) struct Streams {
     open: AtomicUsize,
+    /// The most streams open at once.
+    max: usize,
+    /// Ends a stream whose client has sent nothing for this long.
+    idle_timeout: Option<Duration>,
     idle: Notify,
     /// Set when a graceful stop begins, for handlers that watch
     /// `Context::stopping`.
@@ -363,19 +422,30 @@ pub(crate) struct Streams {
 
 impl Default for Streams {
     fn default() -> Self {
+        Self::new(crate::server::DEFAULT_MAX_STREAMS, None)
+    }
+}
+
+impl Streams {
+    pub(crate) fn new(max: usize, idle_timeout: Option<Duration>) -> Self {
         Self {
             open: AtomicUsize::new(0),
+            max,
+            idle_timeout,
             idle: Notify::new(),
             stopping: watch::Sender::new(false),
             closing: watch::Sender::new(false),
         }
     }
-}
 
-impl Streams {
-    fn enter(self: &Arc<Self>) -> Open {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        Open(self.clone())
+    /// Counts a new stream, unless `max` are open.
+    fn try_enter(self: &Arc<Self>) -> Option<Open> {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Open(self.clone()))
     }
 
     /// The number of open streams.
@@ -561,6 +631,12 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
         Some(route.name.clone()),
     )
     .with_stopping(shared.streams.stopping.subscribe());
+    let Some(open) = shared.streams.try_enter() else {
+        return Err(Error::unavailable(format!(
+            "service \"{}\" has {} streams open, its limit",
+            shared.name, shared.streams.max
+        )));
+    };
     let stream = Pending {
         route: route.clone(),
         context,
@@ -568,15 +644,14 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
         deadline,
         max_message_size: shared.max_body_size,
         service: shared.name.clone(),
-        open: shared.streams.enter(),
+        idle_timeout: shared.streams.idle_timeout,
+        open,
         closing: shared.streams.closing.subscribe(),
     };
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .max_message_size(Some(stream.max_message_size))
-                    .max_frame_size(Some(stream.max_message_size));
+                let config = super::socket_config(stream.max_message_size);
                 let socket = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
@@ -610,6 +685,7 @@ struct Pending {
     deadline: Option<Instant>,
     max_message_size: usize,
     service: String,
+    idle_timeout: Option<Duration>,
     open: Open,
     closing: watch::Receiver<bool>,
 }
@@ -618,8 +694,9 @@ struct Pending {
 enum ReadEnd {
     /// The client closed or the connection broke.
     Gone,
-    /// The client broke the protocol: end the stream with this error.
-    Failed(Error),
+    /// The client broke the protocol or a limit: end the stream with
+    /// this close.
+    Failed(CloseFrame),
 }
 
 impl Pending {
@@ -632,6 +709,7 @@ impl Pending {
             content_type,
             deadline,
             service,
+            idle_timeout,
             open,
             mut closing,
             ..
@@ -654,19 +732,36 @@ impl Pending {
                 None => std::future::pending().await,
             }
         };
+        let idle = async {
+            let Some(limit) = idle_timeout else {
+                return std::future::pending().await;
+            };
+            loop {
+                let last = conn.lock().last_read;
+                if last.elapsed() >= limit {
+                    return;
+                }
+                tokio::time::sleep_until((last + limit).into()).await;
+            }
+        };
         let stopping = async {
             if closing.wait_for(|closing| *closing).await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
 
+        let mut violation = None;
         let outcome: Option<Result<()>> = tokio::select! {
             // The reader first: what it reads reaches the handler in the
             // same pass.
             biased;
             end = &mut reading => match end {
                 ReadEnd::Gone => None,
-                ReadEnd::Failed(err) => Some(Err(err)),
+                ReadEnd::Failed(close) => {
+                    tracing::debug!(endpoint = &*endpoint, code = u16::from(close.code), reason = %close.reason, "stream client broke a rule");
+                    violation = Some(close);
+                    None
+                }
             },
             outcome = &mut handling => Some(match outcome {
                 Ok(result) => result,
@@ -677,6 +772,10 @@ impl Pending {
                 }
             }),
             () = expired => Some(Err(Error::timeout(format!("deadline exceeded serving {endpoint}")))),
+            () = idle => Some(Err(Error::timeout(format!(
+                "stream {endpoint} idle: nothing from the client for {:?}",
+                idle_timeout.unwrap_or_default()
+            )))),
             () = stopping => Some(Err(Error::unavailable(format!(
                 "service \"{service}\" is shutting down"
             )))),
@@ -686,6 +785,9 @@ impl Pending {
 
         let mut pending = Vec::with_capacity(2);
         match &outcome {
+            None if violation.is_some() => {
+                pending.extend(violation.take().map(|close| Message::Close(Some(close))));
+            }
             None => tracing::debug!(endpoint = &*endpoint, "stream client went away"),
             Some(Ok(())) => {
                 if !conn.lock().sent_end {
@@ -701,11 +803,16 @@ impl Pending {
                 pending.push(Message::Close(Some(super::error_close(err))));
             }
         }
+        let failed = !pending.is_empty() && outcome.is_none();
         let finishing = std::future::poll_fn(|cx| conn.poll_finish(cx, &mut pending));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, finishing).await;
         // The stream is over for a graceful stop once its close is out.
         drop(open);
-        if !reading.is_terminated() {
+        if failed {
+            let (mut shut, mut left) = (false, DRAIN_LIMIT);
+            let draining = std::future::poll_fn(|cx| conn.poll_drain(cx, &mut shut, &mut left));
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, draining).await;
+        } else if !reading.is_terminated() {
             // The client's close in reply. Closing the connection before it
             // arrives could reset it and lose the replies still in flight.
             conn.lock().unwanted = true;
