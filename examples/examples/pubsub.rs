@@ -47,11 +47,9 @@ impl Stats {
 }
 
 async fn publish() -> Result<()> {
-    // A publisher finds subscribers through the registry: start listening
-    // and give mDNS a moment to hear from them.
+    // A publisher finds subscribers through the registry; a fresh one's
+    // first publish waits for mDNS's first answers.
     let client = micro::Client::new();
-    client.registry().list_services().await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let users: Publisher<UserCreated> = Publisher::new("user.created", client);
     for id in 1..=5 {
         let ev = UserCreated {
@@ -59,8 +57,11 @@ async fn publish() -> Result<()> {
             email: format!("user{id}@example.com"),
         };
         let options = CallOptions::new().metadata("x-user", "admin");
-        users.publish_with(&ev, options).await?;
-        println!("published user {id}");
+        let published = users.publish_with(&ev, options).await?;
+        match published.delivered {
+            Some(n) => println!("published user {id} to {n} subscribers"),
+            None => println!("published user {id}"),
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())

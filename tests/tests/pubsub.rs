@@ -195,12 +195,14 @@ mod http_broker {
             .build()
     }
 
-    async fn publish(client: &Client, topic: &str, n: u32) {
+    /// Publishes `0..n`; each publish must report `takers` subscribers.
+    async fn publish(client: &Client, topic: &str, n: u32, takers: usize) {
         for i in 0..n {
-            client
+            let published = client
                 .publish_with(topic, &i, CallOptions::new().metadata("x-tenant", "acme"))
                 .await
                 .unwrap();
+            assert_eq!(published.delivered, Some(takers), "event {i}");
         }
     }
 
@@ -224,7 +226,7 @@ mod http_broker {
                 .iter()
                 .all(|n| n.metadata["sub.http.broadcast"] == "*")
         );
-        publish(&publisher(&registry), "http.broadcast", 300).await;
+        publish(&publisher(&registry), "http.broadcast", 300, 3).await;
         for (_, seen) in &nodes {
             assert_eq!(sorted(seen), (0..300).collect::<Vec<_>>());
         }
@@ -241,7 +243,7 @@ mod http_broker {
             workers.push(node(&registry, "http.jobs", Some("workers")).await);
         }
         let (auditor, audited) = node(&registry, "http.jobs", Some("audit")).await;
-        publish(&publisher(&registry), "http.jobs", 300).await;
+        publish(&publisher(&registry), "http.jobs", 300, 2).await;
         let mut all: Vec<u32> = workers.iter().flat_map(|(_, s)| sorted(s)).collect();
         all.sort_unstable();
         assert_eq!(
@@ -279,7 +281,7 @@ mod http_broker {
         assert_eq!(err.code(), 400, "{err}");
 
         b.stop().await.unwrap();
-        publish(&client, "http.errors", 10).await;
+        publish(&client, "http.errors", 10, 1).await;
         assert_eq!(sorted(&seen_a), (0..10).collect::<Vec<_>>());
         assert!(seen_b.lock().unwrap().is_empty());
 
@@ -314,6 +316,6 @@ mod http_broker {
         a.stop().await.unwrap();
 
         // With every subscriber gone, publishing reaches nobody and is fine.
-        publish(&client, "http.errors", 1).await;
+        publish(&client, "http.errors", 1, 0).await;
     }
 }

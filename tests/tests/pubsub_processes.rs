@@ -107,3 +107,38 @@ fn queue_groups_across_processes() {
         );
     });
 }
+
+/// A publisher that publishes in its first millisecond, with a fresh
+/// client, does not lose its events: its first lookup waits for mDNS's
+/// first answers instead of answering from an empty cache, and each
+/// publish says how many subscribers took it.
+#[test]
+fn a_fresh_publisher_loses_nothing() {
+    isolated(|| async {
+        let sub = subscriber("fresh", None);
+        let (registry, _) = clients();
+        wait_for(&*registry, 1).await;
+        let mut delivered = 0;
+        for run in 0..10u32 {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_publisher"))
+                .env("MICRO_REGISTRY", "mdns")
+                .env("MICRO_MDNS_INTERFACES", "lo")
+                .env("MICRO_BROKER", "http")
+                .env("PUB_TOPIC", "fresh")
+                .env("PUB_FIRST", (run * 5).to_string())
+                .output()
+                .expect("publisher runs");
+            assert!(out.status.success());
+            let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+            delivered += lines.lines().filter(|l| *l == "delivered 1").count();
+            println!("run {run}: {}", lines.replace('\n', "; "));
+        }
+        let seen = numbers_seen_by(&sub.addr).await;
+        println!(
+            "fresh publishers: {} of 50 events delivered, {delivered} reported delivered",
+            seen.len()
+        );
+        assert_eq!(seen, (0..50).collect::<Vec<u32>>());
+        assert_eq!(delivered, 50, "every publish reported its one subscriber");
+    });
+}

@@ -7,7 +7,7 @@ use futures_util::future::{BoxFuture, join_all};
 
 use super::local::{Local, run};
 use super::{
-    Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic,
+    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
     metadata_key,
 };
 use crate::registry::{Node, Registry};
@@ -124,7 +124,7 @@ impl Broker for HttpBroker {
         "http"
     }
 
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<Published, BrokerError>> {
         Box::pin(async move {
             check_topic(&message.topic)?;
             let (broadcast, groups) = self.subscribers(&message.topic).await?;
@@ -136,23 +136,29 @@ impl Broker for HttpBroker {
                     .deliver(&node.address, message, None)
                     .await
                 {
+                    Ok(()) => Ok(true),
                     // A node that stopped or unsubscribed meanwhile is not
                     // a failed delivery: it no longer wants the event.
-                    Err(e) if e.code() != 404 => Err((node.address.clone(), e)),
-                    _ => Ok(()),
+                    Err(e) if e.code() == 404 => Ok(false),
+                    Err(e) => Err((node.address.clone(), e)),
                 }
             });
-            let to_groups = groups
-                .iter()
-                .map(|(queue, members)| self.deliver_to_group(message, queue, members));
+            let to_groups = groups.iter().map(|(queue, members)| async move {
+                self.deliver_to_group(message, queue, members)
+                    .await
+                    .map(|()| true)
+            });
             let (all, grouped) =
                 futures_util::future::join(join_all(to_all), join_all(to_groups)).await;
-            let failures: Vec<(String, Error)> = all
-                .into_iter()
-                .chain(grouped)
-                .filter_map(std::result::Result::err)
-                .collect();
-            BrokerError::check_delivery(&message.topic, failures)
+            let mut delivered = 0;
+            let mut failures = Vec::new();
+            for result in all.into_iter().chain(grouped) {
+                match result {
+                    Ok(took) => delivered += usize::from(took),
+                    Err(failure) => failures.push(failure),
+                }
+            }
+            BrokerError::check_delivery(message, delivered, failures)
         })
     }
 

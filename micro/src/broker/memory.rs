@@ -5,7 +5,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::local::{Local, run};
-use super::{Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic};
+use super::{
+    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
+};
 use crate::Error;
 
 /// A broker inside this process: for one process, tests and examples.
@@ -30,7 +32,7 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<Published, BrokerError>> {
         Box::pin(async move {
             check_topic(&message.topic)?;
             let targets = self.local.fan_out(&message.topic);
@@ -39,7 +41,8 @@ impl Broker for MemoryBroker {
                 .into_iter()
                 .filter_map(|(id, r)| r.err().map(|e| (format!("subscriber {id}"), e)))
                 .collect();
-            BrokerError::check_delivery(&message.topic, failures)
+            let delivered = targets.len() - failures.len();
+            BrokerError::check_delivery(&message, delivered, failures)
         })
     }
 
@@ -106,6 +109,11 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Two without a queue, and one for each of the two groups.
+        let msg = Message::encode("t", &1000, ContentType::Json).unwrap();
+        let published = broker.publish(msg.clone()).await.unwrap();
+        assert_eq!(published, Published::new(msg.id, Some(4)));
+        log.lock().unwrap().clear();
         publish_n(&broker, "t", 100).await;
         let mut per: HashMap<String, Vec<u32>> = HashMap::new();
         for (name, n) in log.lock().unwrap().iter() {
@@ -170,8 +178,10 @@ mod tests {
         sub.unsubscribe().await.unwrap();
         publish_n(&broker, "t", 3).await;
         assert_eq!(log.lock().unwrap().len(), 3);
-        // Publishing to a topic nobody follows is not an error.
-        publish_n(&broker, "nobody", 1).await;
+        // Publishing to a topic nobody follows is not an error, and says
+        // that nobody took it.
+        let msg = Message::encode("nobody", &1, ContentType::Json).unwrap();
+        assert_eq!(broker.publish(msg).await.unwrap().delivered, Some(0));
     }
 
     #[tokio::test]

@@ -237,18 +237,48 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    /// `Ok` when nothing failed, else a [`BrokerError::Delivery`].
+    /// What a publish of `message` that reached `delivered` subscribers
+    /// did: `Ok` when nothing failed, else a [`BrokerError::Delivery`].
     pub(crate) fn check_delivery(
-        topic: &str,
+        message: &Message,
+        delivered: usize,
         failures: Vec<(String, Error)>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Published, BrokerError> {
         if failures.is_empty() {
-            Ok(())
+            Ok(Published::new(message.id.clone(), Some(delivered)))
         } else {
             Err(BrokerError::Delivery {
-                topic: topic.to_owned(),
+                topic: message.topic.clone(),
                 failures,
             })
+        }
+    }
+}
+
+/// What a publish did, from [`Broker::publish`] and
+/// [`Client::publish`](crate::Client::publish).
+///
+/// A publish to a topic nobody subscribes to is not an error (events are
+/// fire and forget, as in Go Micro), but it is visible here:
+/// `delivered` is `Some(0)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The message's id (`Micro-Id`).
+    pub id: String,
+    /// How many subscribers took the message: each subscriber without a
+    /// queue group, and one for each queue group. `None` where the broker
+    /// cannot tell: NATS delivers at most once and does not say who
+    /// listened.
+    pub delivered: Option<usize>,
+}
+
+impl Published {
+    /// A report for the message `id`, taken by `delivered` subscribers.
+    pub fn new(id: impl Into<String>, delivered: Option<usize>) -> Self {
+        Self {
+            id: id.into(),
+            delivered,
         }
     }
 }
@@ -281,7 +311,8 @@ impl From<BrokerError> for Error {
 /// # Contract
 /// - `publish` returns once every chosen subscriber has the message (or
 ///   the broker has accepted it, for brokers that store); subscribers that
-///   fail make it an error where the broker can tell.
+///   fail make it an error where the broker can tell. Its [`Published`]
+///   says how many took it, where the broker knows.
 /// - For each queue group subscribed to a topic, exactly one member
 ///   receives each message; every subscriber without a queue receives it.
 /// - Methods are called concurrently from many tasks.
@@ -301,8 +332,9 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// Publishes `message` to its topic.
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// Publishes `message` to its topic; says how many subscribers took
+    /// it, where the broker can tell.
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<Published, BrokerError>>;
 
     /// Subscribes `handler` to `topic`.
     fn subscribe<'a>(
@@ -395,7 +427,7 @@ impl<T: Serialize> Publisher<T> {
     ///
     /// # Errors
     /// As [`Client::publish`](crate::Client::publish).
-    pub async fn publish(&self, value: &T) -> Result<()> {
+    pub async fn publish(&self, value: &T) -> Result<Published> {
         self.client.publish(&self.topic, value).await
     }
 
@@ -403,7 +435,11 @@ impl<T: Serialize> Publisher<T> {
     ///
     /// # Errors
     /// As [`Client::publish`](crate::Client::publish).
-    pub async fn publish_with(&self, value: &T, options: crate::client::CallOptions) -> Result<()> {
+    pub async fn publish_with(
+        &self,
+        value: &T,
+        options: crate::client::CallOptions,
+    ) -> Result<Published> {
         self.client.publish_with(&self.topic, value, options).await
     }
 }

@@ -6,7 +6,9 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
-use super::{Broker, BrokerError, Handler, Message, SubscribeOptions, Subscription, check_topic};
+use super::{
+    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
+};
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
 
@@ -127,7 +129,7 @@ impl Broker for NatsBroker {
         })
     }
 
-    fn publish(&self, message: Message) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<Published, BrokerError>> {
         Box::pin(async move {
             check_topic(&message.topic)?;
             let client = self.client().await?;
@@ -140,7 +142,9 @@ impl Broker for NatsBroker {
             client
                 .publish_with_headers(message.topic.clone(), headers, message.body)
                 .await
-                .map_err(|e| BrokerError::Unavailable(e.to_string()))
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            // NATS core tells nobody who listened.
+            Ok(Published::new(message.id, None))
         })
     }
 

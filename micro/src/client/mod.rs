@@ -157,11 +157,19 @@ impl Client {
     /// Publishes `value` to `topic` through the client's broker, encoded
     /// with the client's codec.
     ///
+    /// The [`Published`](crate::broker::Published) report says how many
+    /// subscribers took the event (where the broker can tell), so that
+    /// "nobody was listening" is visible: `delivered == Some(0)`.
+    ///
     /// # Errors
     /// 400 for an invalid topic; the subscribers' errors where the broker
     /// reports them (the first failure's code); 503 if the broker cannot be
     /// reached.
-    pub async fn publish<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<()> {
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<crate::broker::Published> {
         self.publish_with(topic, value, CallOptions::new()).await
     }
 
@@ -176,7 +184,7 @@ impl Client {
         topic: &str,
         value: &T,
         options: CallOptions,
-    ) -> Result<()> {
+    ) -> Result<crate::broker::Published> {
         let content_type = options.content_type.unwrap_or(self.inner.content_type);
         let mut message = crate::broker::Message::encode(topic, value, content_type)?;
         if let Some(ctx) = &options.context {

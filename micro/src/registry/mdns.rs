@@ -20,6 +20,14 @@ pub const SERVICE_TYPE: &str = "_micro._tcp.local.";
 /// The TTL of a registration that asks for none.
 const DEFAULT_TTL: Duration = Duration::from_secs(90);
 
+/// How long a fresh registry waits for the network's first answers before
+/// a lookup may come back empty. The daemon's first query goes out within
+/// 50 ms of its start and the second a second later; a responder that
+/// announced itself less than a second before stays silent to the first
+/// (RFC 6762's once-a-second multicast limit), so the wait covers the
+/// answer to the second query.
+const WARMUP: Duration = Duration::from_millis(1500);
+
 /// How often nodes that were not renewed in time are dropped.
 const EXPIRE_EVERY: Duration = Duration::from_millis(250);
 
@@ -92,6 +100,7 @@ impl MdnsRegistryBuilder {
             inner: Arc::new(Inner {
                 interfaces,
                 daemon: OnceLock::new(),
+                started: OnceLock::new(),
                 seen: RwLock::default(),
                 own: Mutex::default(),
                 events: broadcast::channel(1024).0,
@@ -104,6 +113,8 @@ struct Inner {
     interfaces: Option<Vec<String>>,
     /// Started on first use.
     daemon: OnceLock<Result<ServiceDaemon, String>>,
+    /// When the daemon sent its first query.
+    started: OnceLock<Instant>,
     /// Every node seen, by DNS-SD instance full name.
     seen: RwLock<HashMap<String, Seen>>,
     /// This process's registrations: node id -> instance full name.
@@ -159,6 +170,25 @@ impl MdnsRegistry {
             .map_err(|e| RegistryError::Backend(format!("mdns: {e}")))
     }
 
+    /// In the first moments after the daemon started, waits until `found`
+    /// holds or the network has had time to answer ([`WARMUP`]): a fresh
+    /// process's first lookup must not answer from an empty table, or a
+    /// first publish reaches nobody and a first call fails.
+    async fn settle(&self, found: impl Fn() -> bool) {
+        let Some(started) = self.inner.started.get() else {
+            return;
+        };
+        let until = *started + WARMUP;
+        if Instant::now() >= until {
+            return;
+        }
+        let mut events = self.inner.events.subscribe();
+        while !found() && Instant::now() < until {
+            // Any change may be the one awaited; a lag only means more.
+            let _ = tokio::time::timeout_at(until.into(), events.recv()).await;
+        }
+    }
+
     /// The records of every version of `name` (or of every service).
     fn records(&self, name: Option<&str>) -> Vec<Service> {
         let seen = self.inner.seen.read().unwrap_or_else(|e| e.into_inner());
@@ -192,6 +222,7 @@ fn start_daemon(inner: &Arc<Inner>) -> Result<ServiceDaemon, String> {
         }
     }
     let events = daemon.browse(SERVICE_TYPE).map_err(|e| e.to_string())?;
+    let _ = inner.started.set(Instant::now());
     let weak = Arc::downgrade(inner);
     std::thread::Builder::new()
         .name("micro-mdns".into())
@@ -601,6 +632,7 @@ impl Registry for MdnsRegistry {
     ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
         Box::pin(async move {
             self.daemon()?;
+            self.settle(|| !self.records(Some(name)).is_empty()).await;
             let found = self.records(Some(name));
             if found.is_empty() {
                 Err(RegistryError::NotFound(name.to_owned()))
@@ -613,6 +645,8 @@ impl Registry for MdnsRegistry {
     fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>> {
         Box::pin(async move {
             self.daemon()?;
+            // Nothing says when every node has answered: the whole warm-up.
+            self.settle(|| false).await;
             Ok(self.records(None))
         })
     }
