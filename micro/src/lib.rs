@@ -78,6 +78,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+mod backend;
 pub mod broker;
 pub mod client;
 pub mod codec;

@@ -49,7 +49,11 @@ impl Greeter {
         Self { child, addr, lines }
     }
 
-    /// Sends `signal` to the process.
+    /// The process's standard error, if the command piped it; once.
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -426,3 +426,58 @@ async fn idle_streams_are_cheap() {
     println!("idle streams: {before} KiB -> {after} KiB, {per_stream:.1} KiB a stream");
     assert!(per_stream < 40.0, "{per_stream:.1} KiB a stream");
 }
+
+/// When the server runs out of file descriptors, it says so (at warn, not
+/// once per failed accept) and serves again once they are free.
+#[test]
+fn accept_errors_are_logged() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(GREETER);
+    cmd.stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Process::spawn_command(cmd, &[("MICRO_REGISTRY", "memory"), ("GREETER_LOG", "1")]);
+    let stderr = server.take_stderr().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    let logged = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server logs the failed accepts");
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("accepting a connection failed"), "{logged}");
+    assert!(logged.contains("Too many open files"), "{logged}");
+    drop(held);
+    // Once the fds are free, it serves again.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answered = runtime.block_on(async {
+        let greeter = GreeterClient::new("greeter", client());
+        let opts = CallOptions::new()
+            .address(server.addr.clone())
+            .timeout(Duration::from_secs(10));
+        greeter.echo_with("back".into(), opts).await
+    });
+    assert_eq!(answered.unwrap(), "back");
+    // One line, not one per failed accept.
+    let more: Vec<String> = lines.try_iter().collect();
+    assert!(more.len() <= 2, "{more:?}");
+}

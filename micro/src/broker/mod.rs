@@ -523,9 +523,14 @@ pub fn default_broker() -> Arc<dyn Broker> {
                 Arc::new(HttpBroker::new(crate::registry::default_registry()))
             }
             Some(other) => {
-                tracing::warn!(
-                    broker = other,
-                    "unknown MICRO_BROKER, expected one of: http, memory; using http"
+                let choices = [
+                    crate::backend::Choice::built_in("http"),
+                    crate::backend::Choice::built_in("memory"),
+                    crate::backend::Choice::feature("nats", cfg!(feature = "nats")),
+                ];
+                tracing::error!(
+                    "{}",
+                    crate::backend::unusable("MICRO_BROKER", other, &choices, "http")
                 );
                 Arc::new(HttpBroker::new(crate::registry::default_registry()))
             }

@@ -343,9 +343,13 @@ pub fn default_registry() -> Arc<dyn Registry> {
             Some("memory") => Arc::new(MemoryRegistry::new()),
             None | Some("" | "mdns") => Arc::new(MdnsRegistry::new()),
             Some(other) => {
-                tracing::warn!(
-                    registry = other,
-                    "unknown MICRO_REGISTRY, expected one of: mdns, memory; using mdns"
+                let choices = [
+                    crate::backend::Choice::built_in("mdns"),
+                    crate::backend::Choice::built_in("memory"),
+                ];
+                tracing::error!(
+                    "{}",
+                    crate::backend::unusable("MICRO_REGISTRY", other, &choices, "mdns")
                 );
                 Arc::new(MdnsRegistry::new())
             }

@@ -19,6 +19,12 @@ fn millis(var: &str) -> Option<Duration> {
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
+    if std::env::var_os("GREETER_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .init();
+    }
     let mut service = micro::Service::new("greeter")
         .address("127.0.0.1:0")
         .handle(Greeter);
