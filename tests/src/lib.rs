@@ -159,19 +159,16 @@ pub fn python_has(module: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether a test that needs an optional tool (a Python module, a browser)
-/// runs. With `env` set, as `.ci/run` sets it, the tool must be there and
-/// its absence fails the test; without, the test says that it skips.
-pub fn optional_tool(available: bool, env: &str, what: &str, install: &str) -> bool {
-    if available {
-        return true;
-    }
+/// Checks that a tool a test needs is there. Such tests are ignored unless
+/// `env` is set (see `build.rs`); once it is, a missing tool fails them.
+///
+/// # Panics
+/// If the tool is not available.
+pub fn require_tool(available: bool, env: &str, what: &str, install: &str) {
     assert!(
-        std::env::var_os(env).is_none(),
+        available,
         "{env} is set but {what} is not available ({install})"
     );
-    println!("SKIPPED: {what} is not available ({install})");
-    false
 }
 
 /// A reply as it came off the wire.

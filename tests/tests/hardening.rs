@@ -448,7 +448,8 @@ fn accept_errors_are_logged() {
             Ok(())
         });
     }
-    let mut server = Process::spawn_command(cmd, &[("MICRO_REGISTRY", "memory"), ("GREETER_LOG", "1")]);
+    let mut server =
+        Process::spawn_command(cmd, &[("MICRO_REGISTRY", "memory"), ("GREETER_LOG", "1")]);
     let stderr = server.take_stderr().expect("piped");
     let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -480,4 +481,60 @@ fn accept_errors_are_logged() {
     // One line, not one per failed accept.
     let more: Vec<String> = lines.try_iter().collect();
     assert!(more.len() <= 2, "{more:?}");
+}
+
+/// The same 8 MiB message from Python's websockets: the close code 4413
+/// arrives every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(micro_test_websockets),
+    ignore = "needs python3 with websockets: set MICRO_TEST_WEBSOCKETS=1"
+)]
+async fn python_hears_4413_every_time() {
+    micro_tests::require_tool(
+        micro_tests::python_has("websockets.sync.client"),
+        "MICRO_TEST_WEBSOCKETS",
+        "python3 websockets",
+        "pip install websockets",
+    );
+    let svc = greeter().await;
+    let script = r#"
+import sys
+from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
+
+codes = []
+for _ in range(10):
+    with connect(f"ws://{sys.argv[1]}/?endpoint=Greeter.Talk", max_size=None) as ws:
+        ws.recv()
+        try:
+            ws.send("z" * (8 << 20))
+            ws.recv()
+            codes.append("no close")
+        except ConnectionClosed as e:
+            codes.append(e.rcvd.code if e.rcvd else None)
+print(" ".join(str(c) for c in codes))
+"#;
+    let addr = svc.local_addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &addr])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = stdout.split_whitespace().filter(|c| *c == "4413").count();
+    println!(
+        "python websockets: close 4413 in {got} of 10 ({})",
+        stdout.trim()
+    );
+    assert_eq!(got, 10, "{stdout}");
+    svc.stop().await.unwrap();
 }

@@ -102,6 +102,10 @@ impl Traffic {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn three_instances_are_found_by_name_and_balanced() {
     isolated(|| async {
         let started = Instant::now();
@@ -145,6 +149,10 @@ fn three_instances_are_found_by_name_and_balanced() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn streams_find_their_service_by_name_and_spread_over_processes() {
     isolated(|| async {
         let nodes: Vec<Greeter> = (0..3).map(|_| greeter(&[])).collect();
@@ -194,6 +202,10 @@ fn streams_find_their_service_by_name_and_spread_over_processes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn kill_9_loses_no_call_and_the_node_expires_with_its_ttl() {
     isolated(|| async {
         let ttl = [("GREETER_TTL_MS", "2000"), ("GREETER_INTERVAL_MS", "500")];
@@ -225,6 +237,10 @@ fn kill_9_loses_no_call_and_the_node_expires_with_its_ttl() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn rolling_restart_loses_no_call() {
     isolated(|| async {
         let mut nodes: Vec<Greeter> = (0..3).map(|_| greeter(&[])).collect();
@@ -274,6 +290,10 @@ fn rolling_restart_loses_no_call() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn a_service_with_300_endpoints_round_trips() {
     isolated(|| async {
         let endpoints: Vec<Endpoint> = (0..300)
@@ -303,6 +323,10 @@ fn a_service_with_300_endpoints_round_trips() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn two_hosts_over_a_veth_pair() {
     let hosts = TwoHosts::new(91);
     let server_env = [
@@ -331,16 +355,18 @@ fn two_hosts_over_a_veth_pair() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(micro_test_root, micro_test_zeroconf)),
+    ignore = "needs root and python3 with zeroconf: set MICRO_TEST_ZEROCONF=1"
+)]
 fn a_standard_dns_sd_browser_lists_micro_services() {
     let have = micro_tests::python_has("zeroconf");
-    if !micro_tests::optional_tool(
+    micro_tests::require_tool(
         have,
         "MICRO_TEST_ZEROCONF",
         "python3 zeroconf",
         "pip install zeroconf",
-    ) {
-        return;
-    }
+    );
     isolated(|| async {
         let node = greeter(&[]);
         let registry = registry();

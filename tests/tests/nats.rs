@@ -1,5 +1,5 @@
 //! The NATS broker against a real nats-server at `MICRO_TEST_NATS`
-//! (skipped, saying so, when it is not set).
+//! (ignored, saying so in the summary, when it is not set).
 #![cfg(feature = "nats")]
 
 use std::sync::{Arc, Mutex};
@@ -12,14 +12,12 @@ use micro::codec::ContentType;
 use micro_tests::numbers_seen_by;
 use micro_tests::process::Greeter as Process;
 
-fn server() -> Option<String> {
-    match std::env::var("MICRO_TEST_NATS") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            println!("SKIPPED: MICRO_TEST_NATS is not set");
-            None
-        }
-    }
+/// The server these tests use; they are ignored unless it is set.
+fn server() -> String {
+    std::env::var("MICRO_TEST_NATS")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("set MICRO_TEST_NATS=nats://host:port to run the NATS tests")
 }
 
 /// A topic of its own for each test run.
@@ -94,8 +92,12 @@ async fn publish(url: &str, topic: &str, n: u32) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
 async fn broadcast_reaches_every_subscriber_once() {
-    let Some(url) = server() else { return };
+    let url = server();
     let topic = topic("broadcast");
     let mut subs = Vec::new();
     for _ in 0..3 {
@@ -109,8 +111,12 @@ async fn broadcast_reaches_every_subscriber_once() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
 async fn queue_groups_map_to_nats_queue_groups() {
-    let Some(url) = server() else { return };
+    let url = server();
     let topic = topic("queue");
     let mut workers = Vec::new();
     for _ in 0..3 {
@@ -136,8 +142,12 @@ async fn queue_groups_map_to_nats_queue_groups() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
 async fn a_plain_nats_client_reads_and_writes_micro_messages() {
-    let Some(url) = server() else { return };
+    let url = server();
     assert!(
         micro_tests::python_has("nats"),
         "MICRO_TEST_NATS is set but python3 cannot import nats (pip install nats-py)"
@@ -243,8 +253,12 @@ async fn wait_processes(addrs: &[&str], n: usize) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
 async fn broadcast_to_three_processes_over_nats() {
-    let Some(url) = server() else { return };
+    let url = server();
     let topic = topic("proc-broadcast");
     let procs: Vec<Process> = (0..3)
         .map(|_| subscriber_process(&url, &topic, None))
@@ -260,8 +274,12 @@ async fn broadcast_to_three_processes_over_nats() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
 async fn queue_groups_across_processes_over_nats() {
-    let Some(url) = server() else { return };
+    let url = server();
     let topic = topic("proc-queue");
     let workers: Vec<Process> = (0..3)
         .map(|_| subscriber_process(&url, &topic, Some("workers")))

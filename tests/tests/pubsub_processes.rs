@@ -63,6 +63,10 @@ fn clients() -> (Arc<MdnsRegistry>, Client) {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn broadcast_to_three_processes_exactly_once() {
     isolated(|| async {
         let subs: Vec<Process> = (0..3).map(|_| subscriber("fanout", None)).collect();
@@ -80,6 +84,10 @@ fn broadcast_to_three_processes_exactly_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn queue_groups_across_processes() {
     isolated(|| async {
         let workers: Vec<Process> = (0..3)
@@ -113,6 +121,10 @@ fn queue_groups_across_processes() {
 /// first answers instead of answering from an empty cache, and each
 /// publish says how many subscribers took it.
 #[test]
+#[cfg_attr(
+    not(micro_test_root),
+    ignore = "needs root: it makes network namespaces for mDNS"
+)]
 fn a_fresh_publisher_loses_nothing() {
     isolated(|| async {
         let sub = subscriber("fresh", None);

@@ -889,16 +889,18 @@ async fn a_closing_client_gets_its_close_answered() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_websockets),
+    ignore = "needs python3 with websockets: set MICRO_TEST_WEBSOCKETS=1"
+)]
 async fn a_python_websockets_client_drives_streams() {
     let have = micro_tests::python_has("websockets.sync.client");
-    if !micro_tests::optional_tool(
+    micro_tests::require_tool(
         have,
         "MICRO_TEST_WEBSOCKETS",
         "python3 websockets",
         "pip install websockets",
-    ) {
-        return;
-    }
+    );
     let setup = Setup::new(1).await;
     let script = r#"
 import json, sys
@@ -971,6 +973,10 @@ with connect(f"ws://{addr}/?endpoint=Chat.FailAfter") as ws:
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(micro_test_browser),
+    ignore = "needs chromium: set MICRO_TEST_BROWSER=1"
+)]
 async fn a_browser_drives_a_stream() {
     let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
         std::process::Command::new(c)
@@ -979,14 +985,12 @@ async fn a_browser_drives_a_stream() {
             .is_ok_and(|o| o.status.success())
     });
     let available = chromium.is_some();
-    if !micro_tests::optional_tool(
+    micro_tests::require_tool(
         available,
         "MICRO_TEST_BROWSER",
         "chromium",
         "apt-get install chromium",
-    ) {
-        return;
-    }
+    );
     let chromium = chromium.expect("checked above");
     let setup = Setup::new(1).await;
     // The page reports its result by loading an image from here.
