@@ -3,7 +3,7 @@
 //! Every failure a caller can see, from a bad request body to a dead node, is
 //! an [`Error`]: a status `code` (HTTP semantics), the `id` of the service
 //! that produced it, and a human `detail`. On the wire it is the JSON of
-//! WIRE.md:
+//! docs/wire.md:
 //!
 //! ```json
 //! {"id":"helloworld","code":404,"detail":"endpoint Helloworld.Nope not found","status":"Not Found"}
@@ -44,7 +44,7 @@ pub struct Error {
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
-/// The JSON form, with the fields in WIRE.md's order.
+/// The JSON form, with the fields in docs/wire.md's order.
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
     #[serde(default, borrow)]

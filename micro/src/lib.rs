@@ -69,7 +69,7 @@
 //! | retries | [`client::RetryPolicy`] | 2, on another node, one deadline | yes |
 //! | broker, `#[subscribe]` | [`broker`] | HTTP; memory; NATS (feature `nats`) | yes |
 //! | streams: bidirectional, client, server | [`stream`] | WebSocket on the service port | yes |
-//! | errors | [`Error`] | WIRE.md JSON | yes |
+//! | errors | [`Error`] | docs/wire.md JSON | yes |
 //!
 //! Cargo features: `macros` (default) re-exports `#[service]`,
 //! `#[handler]` and `#[subscribe]` from `micro-macros`; `nats` adds the

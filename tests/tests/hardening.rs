@@ -538,3 +538,29 @@ print(" ".join(str(c) for c in codes))
     assert_eq!(got, 10, "{stdout}");
     svc.stop().await.unwrap();
 }
+
+/// HTTP/2 without TLS (prior knowledge) on the same port as HTTP/1.1,
+/// from curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_and_http1_share_the_port() {
+    let svc = greeter().await;
+    let url = format!("http://{}/", svc.local_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        let curl = |extra: &[&str]| {
+            let mut cmd = std::process::Command::new("curl");
+            cmd.args(["-sS", "-XPOST", "-H", "Content-Type: application/json"])
+                .args(["-H", "Micro-Endpoint: Greeter.Hello"])
+                .args(["-d", r#"{"name":"h2"}"#, "-w", " %{http_version}"])
+                .args(extra)
+                .arg(&url);
+            let out = cmd.output().expect("curl runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        (curl(&["--http2-prior-knowledge"]), curl(&["--http1.1"]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, r#"{"message":"Hello h2"} 2"#);
+    assert_eq!(out.1, r#"{"message":"Hello h2"} 1.1"#);
+    svc.stop().await.unwrap();
+}

@@ -2,7 +2,7 @@
 //!
 //! A [`Client`] finds a node of the service through the registry and the
 //! selector (or takes the address it is given), encodes the request with the
-//! chosen codec, POSTs it as WIRE.md describes over a pooled keep-alive HTTP
+//! chosen codec, POSTs it as docs/wire.md describes over a pooled keep-alive HTTP
 //! connection, and decodes the reply or the error JSON. `#[service]`
 //! generates a typed client on top of it; [`Client::call`] is the untyped
 //! way in.

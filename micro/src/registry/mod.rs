@@ -49,7 +49,7 @@ pub use memory::MemoryRegistry;
 
 /// A service's record: name, version, metadata, endpoints and nodes.
 ///
-/// Its JSON is the registry record of WIRE.md.
+/// Its JSON is the registry record of docs/wire.md.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Service {

@@ -1,7 +1,7 @@
 //! The server: a service's endpoints over HTTP, on axum.
 //!
 //! One port serves HTTP/1.1 and h2c. `POST /` with a `Micro-Endpoint`
-//! header is an RPC (see WIRE.md); `GET /` with a WebSocket upgrade opens
+//! header is an RPC (see docs/wire.md); `GET /` with a WebSocket upgrade opens
 //! a stream (see [`stream`](crate::stream)); `GET /health`, `/health/live` and
 //! `/health/ready` report health. Everything else is a 404 or 405 in the
 //! error JSON.

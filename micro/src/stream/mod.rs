@@ -1,7 +1,7 @@
 //! Streams: many messages each way over one WebSocket.
 //!
 //! A streaming endpoint is opened with a WebSocket upgrade on the service's
-//! own port (WIRE.md, "Streams"). One message is one WebSocket message:
+//! own port (docs/wire.md, "Streams"). One message is one WebSocket message:
 //! text frames for JSON, binary frames for MessagePack. An empty frame ends
 //! one direction (a half-close), and an error closes the socket with close
 //! code `4000 + code` and the error's detail as the reason.
