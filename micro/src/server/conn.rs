@@ -53,6 +53,10 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// such as running out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a connection being closed for a timeout or a stop may take to
+/// end by itself (an HTTP/2 GOAWAY) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
+
 /// At most one accept error a this long is logged; the others are counted.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -199,6 +203,10 @@ async fn connection(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut closing = false;
+    // When a connection that is being closed is dropped if it has not
+    // finished by itself: an HTTP/2 connection ends on its GOAWAY, but
+    // HTTP/1.1 has no way to stop a peer halfway through a request head.
+    let mut drop_at: Option<Instant> = None;
     // The timeouts are checked a few times per period rather than timed
     // exactly: one timer per connection, never one per request, at the
     // price of closing up to a quarter of the timeout late.
@@ -206,6 +214,12 @@ async fn connection(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let until_drop = async {
+            match drop_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -213,21 +227,26 @@ async fn connection(
                 }
                 return;
             }
+            () = until_drop => return,
             _ = stop.wait_for(|stop| *stop), if !closing => {
                 closing = true;
+                conn.as_mut().graceful_shutdown();
                 if activity.reading_head() {
                     // It has not sent a complete request: nothing to finish.
-                    return;
+                    drop_at = Some(Instant::now() + CLOSE_GRACE);
                 }
-                conn.as_mut().graceful_shutdown();
             }
             _ = ticks.tick() => match activity.expired(timeouts) {
-                Some(Expired::Header) => {
+                Some(Expired::Header) if drop_at.is_none() => {
                     tracing::debug!(
                         timeout = ?timeouts.header_read,
                         "request head not complete in time; closing the connection"
                     );
-                    return;
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    drop_at = Some(Instant::now() + CLOSE_GRACE);
                 }
                 Some(Expired::Idle) if !closing => {
                     closing = true;
