@@ -159,6 +159,32 @@ pub fn python_has(module: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Runs a Python script with `args` (off the async runtime's threads),
+/// and returns what it printed.
+///
+/// # Panics
+/// If python3 cannot run or the script fails; the message has both of its
+/// outputs.
+pub async fn python(script: &'static str, args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("the python task");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Checks that a tool a test needs is there. Such tests are ignored unless
 /// `env` is set (see `build.rs`); once it is, a missing tool fails them.
 ///

@@ -515,21 +515,7 @@ for _ in range(10):
             codes.append(e.rcvd.code if e.rcvd else None)
 print(" ".join(str(c) for c in codes))
 "#;
-    let addr = svc.local_addr().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script, &addr])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = micro_tests::python(script, vec![svc.local_addr().to_string()]).await;
     let got = stdout.split_whitespace().filter(|c| *c == "4413").count();
     println!(
         "python websockets: close 4413 in {got} of 10 ({})",

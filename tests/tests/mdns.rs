@@ -391,20 +391,7 @@ for name, info in found.items():
     print(name, info.port if info else None, props.get("service"), props.get("version"))
 zc.close()
 "#;
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("python3")
-                .args(["-c", script])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = micro_tests::python(script, Vec::new()).await;
         let port = node.addr.rsplit(':').next().unwrap();
         let line = stdout
             .lines()

@@ -945,21 +945,7 @@ with connect(f"ws://{addr}/?endpoint=Chat.FailAfter") as ws:
     got = [json.loads(ws.recv()) for _ in range(2)]
     print("fail", got, closed(ws))
 "#;
-    let addr = setup.addr().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script, &addr])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = micro_tests::python(script, vec![setup.addr().to_string()]).await;
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
