@@ -41,7 +41,9 @@ use crate::codec::ContentType;
 use crate::context::new_id;
 use crate::registry::{Node, Registry, default_registry};
 use crate::selector::{Filter, Random, Selector};
-use crate::server::rpc::{MICRO_ENDPOINT, MICRO_ERROR, MICRO_ID, MICRO_SERVICE, TIMEOUT};
+use crate::wire::{
+    MICRO_ENDPOINT, MICRO_ERROR, MICRO_ID, MICRO_QUEUE, MICRO_SERVICE, MICRO_TOPIC, TIMEOUT,
+};
 use crate::{Error, Result};
 
 /// A boxed error, as tower layers produce.
@@ -592,13 +594,10 @@ impl Client {
         };
         headers.insert(CONTENT_TYPE, message.content_type.header_value());
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
-        headers.insert(
-            crate::server::rpc::MICRO_TOPIC.clone(),
-            value(&message.topic)?,
-        );
+        headers.insert(MICRO_TOPIC.clone(), value(&message.topic)?);
         headers.insert(MICRO_ID.clone(), value(&message.id)?);
         if let Some(queue) = queue {
-            headers.insert(crate::server::rpc::MICRO_QUEUE.clone(), value(queue)?);
+            headers.insert(MICRO_QUEUE.clone(), value(queue)?);
         }
         let deadline = Instant::now() + self.inner.timeout;
         let exchange = self.exchange(parts, message.body.clone(), &who, address);

@@ -184,7 +184,7 @@ async fn connection(
         async move {
             let response = match check_framing(&req) {
                 Err(err) => {
-                    let mut r = super::rpc::error_response(&err.or_id(&shared.name));
+                    let mut r = crate::wire::error_response(&err.or_id(&shared.name));
                     r.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),

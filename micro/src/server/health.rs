@@ -13,8 +13,8 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::Shared;
-use super::rpc::json_response;
 use crate::Result;
+use crate::wire::json_response;
 
 /// How long one health check may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);

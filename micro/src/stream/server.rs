@@ -29,8 +29,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{Frames, Sender, Socket, Stream, Streaming};
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
-use crate::server::rpc::{self, MICRO_ID};
+use crate::server::rpc;
 use crate::server::{Route, Shared};
+use crate::wire::{self, MICRO_ID};
 use crate::{Context, Error, Result};
 
 /// Messages the reader may hold for a handler that has not asked for them
@@ -491,12 +492,12 @@ impl Drop for Open {
 
 /// Serves `GET /`: a WebSocket upgrade opens a stream.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, mut req: Request) -> Response {
-    let (id, id_header) = rpc::request_id(req.headers());
+    let (id, id_header) = wire::request_id(req.headers());
     let mut response = match accept(&shared, &mut req, id) {
         Ok(response) => response,
         Err(err) => {
             let upgrade_required = err.code() == 426;
-            let mut response = rpc::error_response(&err.or_id(&shared.name));
+            let mut response = wire::error_response(&err.or_id(&shared.name));
             if upgrade_required {
                 response
                     .headers_mut()
@@ -587,7 +588,7 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
     }
 
     let query = req.uri().query();
-    let endpoint = rpc::endpoint_header(headers)
+    let endpoint = wire::endpoint_header(headers)
         .map(Cow::Borrowed)
         .or_else(|| query_param(query, "endpoint"))
         .ok_or_else(|| {
@@ -608,7 +609,7 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
         None => ContentType::for_request(query_param(query, "content_type").as_deref()),
     }
     .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
-    let deadline = rpc::deadline(headers, Instant::now())?;
+    let deadline = wire::deadline(headers, Instant::now())?;
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(Error::bad_request(
             "this connection cannot be upgraded: open streams over HTTP/1.1",
@@ -766,7 +767,7 @@ impl Pending {
             outcome = &mut handling => Some(match outcome {
                 Ok(result) => result,
                 Err(panic) => {
-                    let message = rpc::panic_message(&*panic);
+                    let message = wire::panic_message(&*panic);
                     tracing::error!(endpoint = &*endpoint, message, "stream handler panicked");
                     Err(Error::internal(format!("handler {endpoint} panicked: {message}")))
                 }

@@ -1,0 +1,198 @@
+//! The wire protocol's shared pieces, at the bottom of the crate: header
+//! names, the request id, the deadline from `Timeout`, the error reply in
+//! its three forms, and the panic message. docs/wire.md is the protocol;
+//! client, server, streams and brokers all speak it through this module
+//! and not through each other.
+
+use std::any::Any;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::context::new_id;
+use crate::{Error, Result};
+
+pub(crate) static MICRO_ENDPOINT: HeaderName = HeaderName::from_static("micro-endpoint");
+pub(crate) static MICRO_METHOD: HeaderName = HeaderName::from_static("micro-method");
+pub(crate) static MICRO_SERVICE: HeaderName = HeaderName::from_static("micro-service");
+pub(crate) static MICRO_ID: HeaderName = HeaderName::from_static("micro-id");
+pub(crate) static MICRO_ERROR: HeaderName = HeaderName::from_static("micro-error");
+pub(crate) static TIMEOUT: HeaderName = HeaderName::from_static("timeout");
+pub(crate) static MICRO_TOPIC: HeaderName = HeaderName::from_static("micro-topic");
+pub(crate) static MICRO_QUEUE: HeaderName = HeaderName::from_static("micro-queue");
+pub(crate) static X_MICRO_TOPIC: HeaderName = HeaderName::from_static("x-micro-topic");
+pub(crate) static X_MICRO_QUEUE: HeaderName = HeaderName::from_static("x-micro-queue");
+pub(crate) static X_MICRO_ENDPOINT: HeaderName = HeaderName::from_static("x-micro-endpoint");
+pub(crate) static X_MICRO_METHOD: HeaderName = HeaderName::from_static("x-micro-method");
+pub(crate) static X_MICRO_ID: HeaderName = HeaderName::from_static("x-micro-id");
+
+/// The first of `names` present in `headers`, as text.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, names: &[&HeaderName]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n))
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The endpoint a request names, by `Micro-Endpoint` or an alias.
+pub(crate) fn endpoint_header(headers: &HeaderMap) -> Option<&str> {
+    header(
+        headers,
+        &[
+            &MICRO_ENDPOINT,
+            &MICRO_METHOD,
+            &X_MICRO_ENDPOINT,
+            &X_MICRO_METHOD,
+        ],
+    )
+}
+
+/// The request id: the caller's `Micro-Id`, or a new one; as text and as
+/// the header value to echo.
+pub(crate) fn request_id(headers: &HeaderMap) -> (String, HeaderValue) {
+    let given = [&MICRO_ID, &X_MICRO_ID]
+        .into_iter()
+        .find_map(|n| headers.get(n))
+        .and_then(|v| Some((v.to_str().ok()?.to_owned(), v.clone())))
+        .filter(|(id, _)| !id.is_empty());
+    given.unwrap_or_else(|| {
+        let id = new_id();
+        let value = HeaderValue::from_str(&id).expect("a UUID is a valid header value");
+        (id, value)
+    })
+}
+
+/// The deadline from the `Timeout` header (decimal nanoseconds).
+pub(crate) fn deadline(headers: &HeaderMap, now: Instant) -> Result<Option<Instant>> {
+    let Some(value) = headers.get(&TIMEOUT) else {
+        return Ok(None);
+    };
+    let nanos = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "invalid Timeout header {value:?}: expected decimal nanoseconds"
+            ))
+        })?;
+    Ok(Some(now + Duration::from_nanos(nanos)))
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// The error reply: status `code`, the JSON in the body and in
+/// `Micro-Error`.
+pub(crate) fn error_response(err: &Error) -> Response {
+    let json = err.to_json();
+    let header = error_header(&json);
+    let mut response = Response::new(Body::from(json));
+    *response.status_mut() = err.http_status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(MICRO_ERROR.clone(), header);
+    response
+}
+
+/// The `Micro-Error` copy of the error JSON. A header value cannot hold
+/// DEL or other control bytes, and non-ASCII is read differently by
+/// different clients, so those characters are written as JSON `\u`
+/// escapes: the same JSON value, in printable ASCII.
+pub(crate) fn error_header(json: &str) -> HeaderValue {
+    if json.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        if let Ok(v) = HeaderValue::from_str(json) {
+            return v;
+        }
+    }
+    let mut ascii = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if (' '..='~').contains(&c) {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&ascii).expect("printable ASCII is a valid header value")
+}
+
+/// A JSON reply with `status`, as the health endpoints send.
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_header() {
+        let now = Instant::now();
+        let mut h = HeaderMap::new();
+        assert_eq!(deadline(&h, now).unwrap(), None);
+        h.insert(&TIMEOUT, HeaderValue::from_static("1500000000"));
+        assert_eq!(
+            deadline(&h, now).unwrap(),
+            Some(now + Duration::from_millis(1500))
+        );
+        h.insert(&TIMEOUT, HeaderValue::from_static("5s"));
+        assert_eq!(
+            deadline(&h, now).unwrap_err().detail(),
+            "invalid Timeout header \"5s\": expected decimal nanoseconds"
+        );
+    }
+
+    #[test]
+    fn request_id_aliases() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_MICRO_ID, HeaderValue::from_static("abc"));
+        assert_eq!(request_id(&h).0, "abc");
+        h.insert(&MICRO_ID, HeaderValue::from_static("def"));
+        assert_eq!(
+            request_id(&h),
+            ("def".to_owned(), HeaderValue::from_static("def"))
+        );
+        assert_eq!(request_id(&HeaderMap::new()).0.len(), 36);
+    }
+
+    #[test]
+    fn error_header_escapes_what_a_header_cannot_hold() {
+        let err = Error::bad_request("endpoint Chat.\u{7f} caf\u{e9} \u{1f600}").with_id("svc");
+        let r = error_response(&err);
+        let header = r.headers()[&MICRO_ERROR].to_str().unwrap();
+        assert_eq!(
+            header,
+            r#"{"id":"svc","code":400,"detail":"endpoint Chat.\u007f caf\u00e9 \ud83d\ude00","status":"Bad Request"}"#
+        );
+        let back = Error::from_json(header.as_bytes()).unwrap();
+        assert_eq!(back.detail(), err.detail());
+    }
+
+    #[test]
+    fn error_response_carries_json_three_ways() {
+        let r = error_response(&Error::not_found("nope").with_id("svc"));
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            r.headers()[&MICRO_ERROR],
+            r#"{"id":"svc","code":404,"detail":"nope","status":"Not Found"}"#
+        );
+    }
+}
