@@ -110,6 +110,8 @@ struct Targets {
 type Raw = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One open stream of a row.
+// One per stream, a few at a time: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Conn {
     Raw(Raw),
     Micro(ClientStream<Request, Response>),

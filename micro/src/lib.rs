@@ -121,8 +121,9 @@ pub mod __private {
     pub use crate::client::{CallOptions, Client, ClientStream};
     pub use crate::codec::ContentType;
     pub use crate::registry::Endpoint;
+    pub use crate::server::StreamCall;
     pub use crate::server::{Call, Handler, Reply};
-    pub use crate::stream::{Sender, Stream, StreamCall, StreamKind, Streaming};
+    pub use crate::stream::{Sender, Stream, StreamKind, Streaming};
     pub use crate::{Context, Error, Result};
 
     /// A handler's future must be `Send`, so the server can run it on any

@@ -382,7 +382,7 @@ impl Service {
             ready: AtomicBool::new(true),
             checks: self.checks,
             broker: broker.clone(),
-            streams: Arc::new(crate::stream::server::Streams::new(
+            streams: Arc::new(crate::server::streams::Streams::new(
                 self.max_streams,
                 self.stream_idle_timeout,
             )),

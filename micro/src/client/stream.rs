@@ -29,7 +29,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::{BoxError, CallOptions, Client, Failure, read_reply, reply_error};
 use crate::codec::CodecError;
-use crate::stream::{Frames, Outbound, Sender, Socket, Streaming, close_error};
+use crate::stream::{
+    FrameSink, FrameSource, Frames, Outbound, Sender, Socket, Streaming, close_error,
+};
 use crate::{Error, Result};
 
 /// A stream opened by a client: send `Req` messages, receive `Rsp`
@@ -179,8 +181,8 @@ pub(crate) struct ClientInbound {
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl ClientInbound {
-    pub(crate) fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
+impl FrameSource for ClientInbound {
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
         if poll_expired(&mut self.deadline, cx) {
             return Poll::Ready(Some(Err(self.peer.expired())));
         }
@@ -209,7 +211,7 @@ impl ClientInbound {
         }
     }
 
-    pub(crate) fn undecodable(&self, err: CodecError) -> Error {
+    fn undecodable(&self, err: CodecError) -> Error {
         Error::internal(format!(
             "stream message from {} {} does not decode: {err}",
             self.peer.service, self.peer.endpoint
@@ -225,8 +227,8 @@ pub(crate) struct ClientOutbound {
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl ClientOutbound {
-    pub(crate) fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+impl FrameSink for ClientOutbound {
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         if poll_expired(&mut self.deadline, cx) {
             return Poll::Ready(Err(self.peer.expired()));
         }
@@ -235,13 +237,13 @@ impl ClientOutbound {
             .map_err(|e| self.peer.broken(&e))
     }
 
-    pub(crate) fn start_send(&mut self, message: Message) -> Result<()> {
+    fn start_send(&mut self, message: Message) -> Result<()> {
         self.sink
             .start_send_unpin(message)
             .map_err(|e| self.peer.broken(&e))
     }
 
-    pub(crate) fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         if poll_expired(&mut self.deadline, cx) {
             return Poll::Ready(Err(self.peer.expired()));
         }
@@ -304,7 +306,7 @@ impl Client {
         let sleep = || stream_deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
         let (sink, source) = (*socket).split();
         let sender = Sender::new(
-            Outbound::Client(ClientOutbound {
+            Outbound::new(ClientOutbound {
                 sink,
                 peer: peer.clone(),
                 deadline: sleep(),
@@ -312,7 +314,7 @@ impl Client {
             content_type,
         );
         let receiver = Streaming::from_frames(
-            Frames::Client(ClientInbound {
+            Frames::new(ClientInbound {
                 socket: source,
                 peer,
                 deadline: sleep(),

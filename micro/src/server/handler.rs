@@ -61,7 +61,7 @@ pub trait Handler: Send + Sync + 'static {
     fn stream(
         self: Arc<Self>,
         index: usize,
-        call: crate::stream::StreamCall,
+        call: super::StreamCall,
     ) -> BoxFuture<'static, Result<()>> {
         drop(call);
         let err = Error::not_found(format!(

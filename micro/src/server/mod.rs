@@ -14,6 +14,7 @@ pub(crate) mod conn;
 mod handler;
 mod health;
 pub(crate) mod rpc;
+pub(crate) mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,11 +25,11 @@ use axum::routing::{get, post};
 
 use crate::stream::StreamKind;
 
-pub use crate::stream::StreamCall;
 pub use conn::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 pub use futures_util::future::BoxFuture;
 pub use handler::{Call, Handler, Reply};
 pub use health::HealthCheck;
+pub use streams::StreamCall;
 
 /// The default limit on streams open at once: 10,000.
 pub const DEFAULT_MAX_STREAMS: usize = 10_000;
@@ -58,7 +59,7 @@ pub(crate) struct Shared {
     /// Takes the events that arrive on this port.
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
     /// The open streams, which a graceful stop waits for and then ends.
-    pub(crate) streams: Arc<crate::stream::server::Streams>,
+    pub(crate) streams: Arc<streams::Streams>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -88,7 +89,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/",
             post(rpc::serve)
-                .get(crate::stream::server::serve)
+                .get(streams::serve)
                 .fallback(rpc::method_not_allowed),
         )
         .route("/health", get(health::health))

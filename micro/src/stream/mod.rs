@@ -78,8 +78,6 @@
 //! # }
 //! ```
 
-pub(crate) mod server;
-
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
@@ -101,10 +99,6 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use crate::codec::ContentType;
 use crate::{Context, Error, Result};
-
-pub use crate::client::stream::ClientStream;
-pub(crate) use crate::client::stream::{ClientInbound, ClientOutbound};
-pub use server::StreamCall;
 
 /// A WebSocket on an upgraded HTTP/1.1 connection, either side.
 pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -255,7 +249,7 @@ pub(crate) fn close_error(frame: Option<&CloseFrame>, id: &str) -> Option<Error>
 /// handler returns (build one from any stream with [`Streaming::new`] or
 /// from an iterator with [`Streaming::iter`]), what a server-streaming call
 /// returns to the caller, and the receiving half of a split [`Stream`] or
-/// [`ClientStream`].
+/// [`ClientStream`](crate::client::ClientStream).
 pub struct Streaming<T> {
     inner: Inbound<T>,
 }
@@ -271,29 +265,37 @@ enum Inbound<T> {
     Local(BoxStream<'static, Result<T>>),
 }
 
-/// Where encoded messages come from: the server's reader, or the client's
-/// half of the socket. `None` is the end of the peer's direction.
-pub(crate) enum Frames {
-    Server(server::Inbound),
-    Client(ClientInbound),
+/// Where a stream's encoded messages come from: the server's reader or the
+/// client's half of the socket, each in its own module.
+pub(crate) trait FrameSource: Send + Sync + 'static {
+    /// The next message; `None` is the end of the peer's direction.
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>>;
+
+    /// The error for a message that does not decode.
+    fn undecodable(&self, err: crate::codec::CodecError) -> Error;
 }
 
+/// Where a stream's encoded messages go.
+pub(crate) trait FrameSink: Send + Sync + 'static {
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>>;
+    fn start_send(&mut self, message: Message) -> Result<()>;
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>>;
+}
+
+/// A [`FrameSource`], boxed once per stream.
+pub(crate) struct Frames(Box<dyn FrameSource>);
+
 impl Frames {
-    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
-        match self {
-            Frames::Server(s) => s.poll_frame(cx),
-            Frames::Client(c) => c.poll_frame(cx),
-        }
+    pub(crate) fn new(source: impl FrameSource) -> Self {
+        Self(Box::new(source))
     }
 
-    /// The error for a message that does not decode: the peer's fault.
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
+        self.0.poll_frame(cx)
+    }
+
     fn undecodable(&self, err: crate::codec::CodecError) -> Error {
-        match self {
-            Frames::Server(_) => {
-                Error::bad_request(format!("stream message does not decode: {err}"))
-            }
-            Frames::Client(c) => c.undecodable(err),
-        }
+        self.0.undecodable(err)
     }
 }
 
@@ -418,33 +420,24 @@ pub struct Sender<T> {
     _message: PhantomData<fn(T)>,
 }
 
-/// Where encoded messages go: the server's writer, or the client's half
-/// of the socket.
-pub(crate) enum Outbound {
-    Server(server::Outbound),
-    Client(ClientOutbound),
-}
+/// A [`FrameSink`], boxed once per stream.
+pub(crate) struct Outbound(Box<dyn FrameSink>);
 
 impl Outbound {
+    pub(crate) fn new(sink: impl FrameSink) -> Self {
+        Self(Box::new(sink))
+    }
+
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
-        match self {
-            Outbound::Server(s) => s.poll_ready(cx),
-            Outbound::Client(c) => c.poll_ready(cx),
-        }
+        self.0.poll_ready(cx)
     }
 
     fn start_send(&mut self, message: Message) -> Result<()> {
-        match self {
-            Outbound::Server(s) => s.start_send(message),
-            Outbound::Client(c) => c.start_send(message),
-        }
+        self.0.start_send(message)
     }
 
     fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
-        match self {
-            Outbound::Server(s) => s.poll_flush(cx),
-            Outbound::Client(c) => c.poll_flush(cx),
-        }
+        self.0.poll_flush(cx)
     }
 }
 

@@ -26,11 +26,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Frames, Sender, Socket, Stream, Streaming};
+use super::{Route, Shared, rpc};
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
-use crate::server::rpc;
-use crate::server::{Route, Shared};
+use crate::stream::{
+    FrameSink, FrameSource, Frames, Outbound as Sink, Sender, Socket, Stream, Streaming,
+    data_frame, error_close, socket_config,
+};
 use crate::wire::{self, MICRO_ID};
 use crate::{Context, Error, Result};
 
@@ -87,8 +89,8 @@ impl StreamCall {
     pub fn into_parts<Req, Rsp>(self) -> (Context, Streaming<Req>, Sender<Rsp>) {
         (
             self.context,
-            Streaming::from_frames(Frames::Server(self.inbound), self.content_type),
-            Sender::new(super::Outbound::Server(self.outbound), self.content_type),
+            Streaming::from_frames(Frames::new(self.inbound), self.content_type),
+            Sender::new(Sink::new(self.outbound), self.content_type),
         )
     }
 }
@@ -180,16 +182,16 @@ impl Conn {
                     size,
                     max_size,
                 })))) => {
-                    break Poll::Ready(ReadEnd::Failed(super::error_close(
-                        &Error::payload_too_large(format!(
+                    break Poll::Ready(ReadEnd::Failed(error_close(&Error::payload_too_large(
+                        format!(
                             "stream message of {size} bytes is larger than the limit of {max_size} bytes"
-                        )),
-                    )));
+                        ),
+                    ))));
                 }
                 Poll::Ready(Some(Err(WsError::Protocol(e)))) => {
-                    break Poll::Ready(ReadEnd::Failed(super::error_close(&Error::bad_request(
-                        format!("websocket protocol: {e}"),
-                    ))));
+                    break Poll::Ready(ReadEnd::Failed(error_close(&Error::bad_request(format!(
+                        "websocket protocol: {e}"
+                    )))));
                 }
                 // RFC 6455 section 7.4.1: 1007 for data that is not what
                 // its frame type says, here a text frame that is not UTF-8.
@@ -202,7 +204,7 @@ impl Conn {
                 Poll::Ready(Some(Err(_))) => break Poll::Ready(ReadEnd::Gone),
             };
             if state.ended {
-                break Poll::Ready(ReadEnd::Failed(super::error_close(&Error::bad_request(
+                break Poll::Ready(ReadEnd::Failed(error_close(&Error::bad_request(
                     "message after the half-close: an empty frame ends the client's messages",
                 ))));
             }
@@ -305,8 +307,8 @@ pub(crate) struct Inbound {
     conn: Arc<Conn>,
 }
 
-impl Inbound {
-    pub(super) fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
+impl FrameSource for Inbound {
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
         let mut state = self.conn.lock();
         let state = &mut *state;
         if let Some(bytes) = state.inbound.pop_front() {
@@ -329,6 +331,10 @@ impl Inbound {
         }
         set_waker(&mut state.recv_waker, cx);
         Poll::Pending
+    }
+
+    fn undecodable(&self, err: crate::codec::CodecError) -> Error {
+        Error::bad_request(format!("stream message does not decode: {err}"))
     }
 }
 
@@ -375,12 +381,14 @@ impl Outbound {
         }
         polled.map_err(write_error)
     }
+}
 
-    pub(super) fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+impl FrameSink for Outbound {
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         self.poll_socket(cx, |s, cx| s.poll_ready_unpin(cx))
     }
 
-    pub(super) fn start_send(&mut self, message: Message) -> Result<()> {
+    fn start_send(&mut self, message: Message) -> Result<()> {
         let mut state = self.conn.lock();
         if state.finished {
             return Err(finished());
@@ -398,7 +406,7 @@ impl Outbound {
         Ok(())
     }
 
-    pub(super) fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         self.poll_socket(cx, |s, cx| s.poll_flush_unpin(cx))
     }
 }
@@ -652,7 +660,7 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Respons
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let config = super::socket_config(stream.max_message_size);
+                let config = socket_config(stream.max_message_size);
                 let socket = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
@@ -792,7 +800,7 @@ impl Pending {
             None => tracing::debug!(endpoint = &*endpoint, "stream client went away"),
             Some(Ok(())) => {
                 if !conn.lock().sent_end {
-                    pending.push(super::data_frame(content_type, Bytes::new()));
+                    pending.push(data_frame(content_type, Bytes::new()));
                 }
                 pending.push(Message::Close(Some(CloseFrame {
                     code: CloseCode::Normal,
@@ -801,7 +809,7 @@ impl Pending {
             }
             Some(Err(err)) => {
                 tracing::debug!(endpoint = &*endpoint, error = %err, "stream ended with an error");
-                pending.push(Message::Close(Some(super::error_close(err))));
+                pending.push(Message::Close(Some(error_close(err))));
             }
         }
         let failed = !pending.is_empty() && outcome.is_none();
