@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use micro::broker::Publisher;
-use micro::client::CallOptions;
+use micro::client::{CallOptions, Publisher};
 use micro::{Context, Result, service, subscribe};
 use serde::{Deserialize, Serialize};
 

@@ -90,6 +90,7 @@ pub mod selector;
 pub mod server;
 mod service;
 pub mod stream;
+pub(crate) mod transport;
 pub(crate) mod wire;
 
 pub use client::Client;

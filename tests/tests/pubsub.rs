@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use micro::broker::{MemoryBroker, Publisher};
+use micro::broker::MemoryBroker;
 use micro::client::CallOptions;
+use micro::client::Publisher;
 use micro::codec::ContentType;
 use micro::registry::MemoryRegistry;
 use micro::{Client, Context, Error, Result, service, subscribe};

@@ -2,6 +2,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Request};
 
 use futures_util::future::{BoxFuture, join_all};
 
@@ -11,7 +15,17 @@ use super::{
     metadata_key,
 };
 use crate::registry::{Node, Registry};
-use crate::{Client, Error, Result};
+use crate::transport::{Failure, Stack, USER_AGENT_VALUE, reply_error};
+use crate::wire::{MICRO_ID, MICRO_QUEUE, MICRO_TOPIC};
+use crate::{Error, Result};
+
+/// How long one delivery may take: sending the event and the subscriber's
+/// handlers running it.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest reply a subscriber may send (it sends an empty one, or the
+/// error JSON).
+const MAX_REPLY: usize = 64 * 1024;
 
 /// Go Micro's default broker: no broker process at all. Each event is
 /// POSTed with `Micro-Topic` to the subscribing nodes, on their own service
@@ -32,28 +46,79 @@ pub struct HttpBroker {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     registry: Arc<dyn Registry>,
-    /// Delivers events; it publishes through nothing itself.
-    client: Client,
+    /// Sends the events.
+    transport: Stack,
     local: Arc<Local>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpBroker")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpBroker {
     /// A broker that finds subscribers in `registry`.
     pub fn new(registry: Arc<dyn Registry>) -> Self {
-        let client = Client::builder()
-            .registry(registry.clone())
-            .broker(Arc::new(super::MemoryBroker::new()))
-            .build();
         Self {
             inner: Arc::new(Inner {
                 registry,
-                client,
+                transport: Stack::direct(),
                 local: Arc::default(),
             }),
         }
+    }
+
+    /// Delivers an event to the node at `address` (docs/wire.md, "Events
+    /// over HTTP"): `POST /` with `Micro-Topic`, and `Micro-Queue` when it
+    /// is for a queue group.
+    async fn deliver(
+        &self,
+        address: &str,
+        message: &Message,
+        queue: Option<&str>,
+    ) -> Result<(), Error> {
+        let who = format!("subscriber at {address}");
+        let uri = format!("http://{address}/");
+        let mut parts = Request::post(uri.as_str())
+            .body(())
+            .map_err(|e| Error::bad_request(format!("invalid node address \"{address}\": {e}")))?
+            .into_parts()
+            .0;
+        let headers = &mut parts.headers;
+        message.metadata.write_headers(headers);
+        let value = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| Error::bad_request(format!("invalid header value \"{v}\"")))
+        };
+        headers.insert(CONTENT_TYPE, message.content_type.header_value());
+        headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
+        headers.insert(MICRO_TOPIC.clone(), value(&message.topic)?);
+        headers.insert(MICRO_ID.clone(), value(&message.id)?);
+        if let Some(queue) = queue {
+            headers.insert(MICRO_QUEUE.clone(), value(queue)?);
+        }
+        let deadline = Instant::now() + DELIVERY_TIMEOUT;
+        let exchange =
+            self.inner
+                .transport
+                .exchange(parts, message.body.clone(), MAX_REPLY, &who, address);
+        let (parts, bytes) = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(result) => result.map_err(|e: Failure| e.into_error().or_id(&who))?,
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "delivering to {who} took longer than {DELIVERY_TIMEOUT:?}"
+                )));
+            }
+        };
+        if parts.status.is_success() {
+            return Ok(());
+        }
+        Err(reply_error(&parts, &bytes, &who, address).or_id(&who))
     }
 
     /// The nodes subscribed to `topic`: those without a queue, and the
@@ -102,12 +167,7 @@ impl HttpBroker {
         let mut last = None;
         for i in 0..members.len() {
             let node = &members[(start + i) % members.len()];
-            match self
-                .inner
-                .client
-                .deliver(&node.address, message, Some(queue))
-                .await
-            {
+            match self.deliver(&node.address, message, Some(queue)).await {
                 Ok(()) => return Ok(()),
                 Err(e) if matches!(e.code(), 404 | 408 | 502 | 503 | 504) => {
                     last = Some((node.address.clone(), e))
@@ -130,12 +190,7 @@ impl Broker for HttpBroker {
             let (broadcast, groups) = self.subscribers(&message.topic).await?;
             let message = &message;
             let to_all = broadcast.iter().map(|node| async move {
-                match self
-                    .inner
-                    .client
-                    .deliver(&node.address, message, None)
-                    .await
-                {
+                match self.deliver(&node.address, message, None).await {
                     Ok(()) => Ok(true),
                     // A node that stopped or unsubscribed meanwhile is not
                     // a failed delivery: it no longer wants the event.

@@ -12,10 +12,10 @@
 
 mod cache;
 mod options;
+mod publisher;
 mod retry;
 pub(crate) mod stream;
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,16 +24,14 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+pub use crate::transport::{BoxError, DEFAULT_MAX_RESPONSE_SIZE, Transport};
 pub use options::CallOptions;
+pub use publisher::Publisher;
 pub use retry::{Backoff, RetryPolicy};
 pub use stream::ClientStream;
 
@@ -41,36 +39,12 @@ use crate::codec::ContentType;
 use crate::context::new_id;
 use crate::registry::{Node, Registry, default_registry};
 use crate::selector::{Filter, Random, Selector};
-use crate::wire::{
-    MICRO_ENDPOINT, MICRO_ERROR, MICRO_ID, MICRO_QUEUE, MICRO_SERVICE, MICRO_TOPIC, TIMEOUT,
-};
+use crate::transport::{Failure, Stack, USER_AGENT_VALUE, reply_error};
+use crate::wire::{MICRO_ENDPOINT, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
-
-/// A boxed error, as tower layers produce.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The HTTP service a client sends its requests through; layers wrap it.
-pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
-
-/// How requests leave: straight into hyper's pooled client, or through the
-/// user's layers. The direct path saves boxing a service and two bodies per
-/// call when there are no layers.
-#[derive(Clone)]
-// One per client, inside its `Arc`: the size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Stack {
-    Direct(HyperClient<HttpConnector, Full<Bytes>>),
-    Layered(Transport),
-}
 
 /// The default deadline of a call: 5 s, as in Go Micro.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The default limit on a reply body: 4 MiB.
-pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 4 * 1024 * 1024;
-
-static USER_AGENT_VALUE: HeaderValue =
-    HeaderValue::from_static(concat!("micro-rs/", env!("CARGO_PKG_VERSION")));
 
 /// Calls services. Cheap to clone: clones share the connection pool, the
 /// registry and the selector.
@@ -518,7 +492,11 @@ impl Client {
                 return Ok(Outcome::Socket(Box::new(socket), address.to_owned()));
             }
         };
-        let (parts, bytes) = self.exchange(parts, body, service, address).await?;
+        let (parts, bytes) = self
+            .inner
+            .transport
+            .exchange(parts, body, self.inner.max_response_size, service, address)
+            .await?;
         let reply_type = parts
             .headers
             .get(CONTENT_TYPE)
@@ -532,112 +510,6 @@ impl Client {
             &parts, &bytes, service, address,
         )))
     }
-
-    /// Sends one request through the transport and reads the whole reply.
-    async fn exchange(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-        service: &str,
-        address: &str,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        let transport_error = |e: &(dyn StdError + 'static)| {
-            Failure::Transport(Error::unavailable(format!(
-                "calling {service} at {address}: {}",
-                chain(e)
-            )))
-        };
-        let limit = self.inner.max_response_size;
-        match &self.inner.transport {
-            Stack::Direct(client) => {
-                let request = Request::from_parts(parts, Full::new(body));
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| transport_error(&e))?;
-                read_reply(response, limit, service, address).await
-            }
-            Stack::Layered(transport) => {
-                let request = Request::from_parts(parts, Body::from(body));
-                let response = transport
-                    .clone()
-                    .oneshot(request)
-                    .await
-                    .map_err(|e| transport_error(&*e))?;
-                read_reply(response, limit, service, address).await
-            }
-        }
-    }
-
-    /// Delivers an event to the node at `address` (the HTTP broker's
-    /// wire): `POST /` with `Micro-Topic`, and `Micro-Queue` when it is for
-    /// a queue group.
-    pub(crate) async fn deliver(
-        &self,
-        address: &str,
-        message: &crate::broker::Message,
-        queue: Option<&str>,
-    ) -> Result<(), Error> {
-        let who = format!("subscriber at {address}");
-        let failure = |e: Failure| e.into_error().or_id(&who);
-        let uri = format!("http://{address}/");
-        let mut parts = Request::post(uri.as_str())
-            .body(())
-            .map_err(|e| Error::bad_request(format!("invalid node address \"{address}\": {e}")))?
-            .into_parts()
-            .0;
-        let headers = &mut parts.headers;
-        message.metadata.write_headers(headers);
-        let value = |v: &str| {
-            HeaderValue::from_str(v)
-                .map_err(|_| Error::bad_request(format!("invalid header value \"{v}\"")))
-        };
-        headers.insert(CONTENT_TYPE, message.content_type.header_value());
-        headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
-        headers.insert(MICRO_TOPIC.clone(), value(&message.topic)?);
-        headers.insert(MICRO_ID.clone(), value(&message.id)?);
-        if let Some(queue) = queue {
-            headers.insert(MICRO_QUEUE.clone(), value(queue)?);
-        }
-        let deadline = Instant::now() + self.inner.timeout;
-        let exchange = self.exchange(parts, message.body.clone(), &who, address);
-        let (parts, bytes) = match tokio::time::timeout_at(deadline.into(), exchange).await {
-            Ok(result) => result.map_err(failure)?,
-            Err(_) => {
-                return Err(Error::timeout(format!(
-                    "delivering to {who} took longer than {:?}",
-                    self.inner.timeout
-                )));
-            }
-        };
-        if parts.status.is_success() {
-            return Ok(());
-        }
-        Err(reply_error(&parts, &bytes, &who, address).or_id(&who))
-    }
-}
-
-/// The error a non-2xx reply carries: its error JSON (header or body), or
-/// a description of what came back.
-fn reply_error(
-    parts: &http::response::Parts,
-    bytes: &Bytes,
-    service: &str,
-    address: &str,
-) -> Error {
-    parts
-        .headers
-        .get(&MICRO_ERROR)
-        .and_then(|v| Error::from_json(v.as_bytes()))
-        .or_else(|| Error::from_json(bytes))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(bytes);
-            let detail = match text.trim() {
-                "" => format!("{service} at {address} answered {}", parts.status),
-                t => t.chars().take(512).collect(),
-            };
-            Error::new("", parts.status.as_u16(), detail)
-        })
 }
 
 /// The node a call goes to: borrowed from the cached records, or a copy
@@ -656,30 +528,6 @@ impl Picked {
     }
 }
 
-/// Reads a whole reply body, refusing more than `limit` bytes.
-async fn read_reply<B>(
-    response: Response<B>,
-    limit: usize,
-    service: &str,
-    address: &str,
-) -> Result<(http::response::Parts, Bytes), Failure>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (parts, body) = response.into_parts();
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(e) if e.is::<LengthLimitError>() => Err(Failure::Reply(Error::bad_gateway(format!(
-            "reply from {service} at {address} is larger than the limit of {limit} bytes"
-        )))),
-        Err(e) => Err(Failure::Transport(Error::unavailable(format!(
-            "reading reply from {service} at {address}: {}",
-            chain(&*e)
-        )))),
-    }
-}
-
 /// What one attempt sends.
 enum Attempt {
     /// A request with its encoded body.
@@ -693,42 +541,6 @@ enum Outcome {
     Reply(ContentType, Bytes),
     /// The stream's socket and the address of the node it reached.
     Socket(Box<crate::stream::Socket>, String),
-}
-
-/// Why one attempt failed: before reaching a handler (the node is marked)
-/// or with a reply.
-enum Failure {
-    Transport(Error),
-    Reply(Error),
-}
-
-impl Failure {
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Transport(e) | Failure::Reply(e) => e,
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Reply(e)
-    }
-}
-
-/// An error and its sources, joined with `": "`, without repeats.
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Builds a [`Client`].
@@ -881,7 +693,9 @@ impl ClientBuilder {
         ResBody: http_body::Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let base = self.transport.unwrap_or_else(hyper_transport);
+        let base = self
+            .transport
+            .unwrap_or_else(crate::transport::hyper_transport);
         let layered = layer
             .layer(base)
             .map_response(|r: Response<ResBody>| r.map(Body::new))
@@ -896,7 +710,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 transport: match self.transport {
                     Some(layered) => Stack::Layered(layered),
-                    None => Stack::Direct(hyper_client()),
+                    None => Stack::direct(),
                 },
                 broker: self.broker.unwrap_or_else(crate::broker::default_broker),
                 lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
@@ -914,34 +728,6 @@ impl ClientBuilder {
     }
 }
 
-/// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
-fn hyper_client<B>() -> HyperClient<HttpConnector, B>
-where
-    B: http_body::Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
-}
-
-/// The hyper client as a tower service, for layers to wrap.
-fn hyper_transport() -> Transport {
-    let client: HyperClient<HttpConnector, Body> = hyper_client();
-    let service = tower::service_fn(move |req: Request<Body>| {
-        let client = client.clone();
-        async move {
-            let response = client.request(req).await?;
-            Ok::<_, BoxError>(response.map(Body::new))
-        }
-    });
-    BoxCloneSyncService::new(service)
-}
 #[cfg(test)]
 mod size_probe {
     #[test]

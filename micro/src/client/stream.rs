@@ -15,7 +15,7 @@ use futures_util::{Sink, SinkExt, StreamExt};
 use http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,11 +27,12 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::{BoxError, CallOptions, Client, Failure, read_reply, reply_error};
+use super::{CallOptions, Client};
 use crate::codec::CodecError;
 use crate::stream::{
     FrameSink, FrameSource, Frames, Outbound, Sender, Socket, Streaming, close_error,
 };
+use crate::transport::{Failure, Reply, chain, reply_error};
 use crate::{Error, Result};
 
 /// A stream opened by a client: send `Req` messages, receive `Rsp`
@@ -344,46 +345,31 @@ impl Client {
         let transport_error = |e: &(dyn std::error::Error + 'static)| {
             Failure::Transport(Error::unavailable(format!(
                 "opening a stream to {service} at {address}: {}",
-                super::chain(e)
+                chain(e)
             )))
         };
         let limit = self.inner.max_response_size;
-        match &self.inner.transport {
-            super::Stack::Direct(client) => {
-                let request =
-                    http::Request::from_parts(parts, http_body_util::Full::new(Bytes::new()));
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| transport_error(&e))?;
-                finish_upgrade(response, &key, limit, service, address).await
-            }
-            super::Stack::Layered(transport) => {
-                let request = http::Request::from_parts(parts, axum::body::Body::empty());
-                let response = tower::ServiceExt::oneshot(transport.clone(), request)
-                    .await
-                    .map_err(|e| transport_error(&*e))?;
-                finish_upgrade(response, &key, limit, service, address).await
-            }
-        }
+        let reply = self
+            .inner
+            .transport
+            .send(parts, Bytes::new())
+            .await
+            .map_err(|e| transport_error(&*e))?;
+        finish_upgrade(reply, &key, limit, service, address).await
     }
 }
 
 /// Checks the reply to an upgrade request and turns the connection into a
 /// WebSocket.
-async fn finish_upgrade<B>(
-    response: Response<B>,
+async fn finish_upgrade(
+    response: Reply,
     key: &str,
     limit: usize,
     service: &str,
     address: &str,
-) -> Result<Socket, Failure>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+) -> Result<Socket, Failure> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, bytes) = read_reply(response, limit, service, address).await?;
+        let (parts, bytes) = response.read(limit, service, address).await?;
         return Err(Failure::Reply(reply_error(
             &parts, &bytes, service, address,
         )));
@@ -397,7 +383,7 @@ where
             "{service} at {address} answered the stream upgrade without a valid Sec-WebSocket-Accept"
         ))));
     }
-    let upgraded = hyper::upgrade::on(response).await.map_err(|e| {
+    let upgraded = response.upgrade().await.map_err(|e| {
         Failure::Transport(Error::unavailable(format!(
             "opening a stream to {service} at {address}: {e}"
         )))

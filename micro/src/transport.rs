@@ -1,0 +1,244 @@
+//! The one HTTP client of the crate: hyper's pooled keep-alive client, or
+//! the user's tower layers around it, one request and its whole reply, and
+//! the error a reply carries. The client's calls and streams and the HTTP
+//! broker's deliveries all go through it.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::Error;
+use crate::wire::MICRO_ERROR;
+
+/// A boxed error, as tower layers produce.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The HTTP service a client sends its requests through; layers wrap it.
+pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// How requests leave: straight into hyper's pooled client, or through the
+/// user's layers. The direct path saves boxing a service and two bodies per
+/// call when there are no layers.
+#[derive(Clone)]
+// One per client, inside its `Arc`: the size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Stack {
+    Direct(HyperClient<HttpConnector, Full<Bytes>>),
+    Layered(Transport),
+}
+
+/// The default limit on a reply body: 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The `User-Agent` of every request micro sends.
+pub(crate) static USER_AGENT_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("micro-rs/", env!("CARGO_PKG_VERSION")));
+
+impl Stack {
+    /// hyper's pooled client, with no layers.
+    pub(crate) fn direct() -> Self {
+        Stack::Direct(hyper_client())
+    }
+
+    /// Sends one request; the reply's body is still to be read.
+    pub(crate) async fn send(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<Reply, BoxError> {
+        match self {
+            Stack::Direct(client) => {
+                let request = Request::from_parts(parts, Full::new(body));
+                Ok(Reply::Direct(client.request(request).await?))
+            }
+            Stack::Layered(transport) => {
+                let request = Request::from_parts(parts, Body::from(body));
+                Ok(Reply::Layered(transport.clone().oneshot(request).await?))
+            }
+        }
+    }
+
+    /// Sends one request and reads its whole reply, refusing more than
+    /// `limit` bytes; `service` and `address` name the peer in errors.
+    pub(crate) async fn exchange(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        limit: usize,
+        service: &str,
+        address: &str,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let reply = self.send(parts, body).await.map_err(|e| {
+            Failure::Transport(Error::unavailable(format!(
+                "calling {service} at {address}: {}",
+                chain(&*e)
+            )))
+        })?;
+        reply.read(limit, service, address).await
+    }
+}
+
+/// A reply whose body is still to be read, from either path.
+pub(crate) enum Reply {
+    Direct(Response<Incoming>),
+    Layered(Response<Body>),
+}
+
+impl Reply {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Reply::Direct(r) => r.status(),
+            Reply::Layered(r) => r.status(),
+        }
+    }
+
+    pub(crate) fn headers(&self) -> &http::HeaderMap {
+        match self {
+            Reply::Direct(r) => r.headers(),
+            Reply::Layered(r) => r.headers(),
+        }
+    }
+
+    /// The whole reply, refusing a body over `limit` bytes.
+    pub(crate) async fn read(
+        self,
+        limit: usize,
+        service: &str,
+        address: &str,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        match self {
+            Reply::Direct(r) => read_reply(r, limit, service, address).await,
+            Reply::Layered(r) => read_reply(r, limit, service, address).await,
+        }
+    }
+
+    /// The connection, once the reply switched protocols.
+    pub(crate) async fn upgrade(self) -> hyper::Result<hyper::upgrade::Upgraded> {
+        match self {
+            Reply::Direct(r) => hyper::upgrade::on(r).await,
+            Reply::Layered(r) => hyper::upgrade::on(r).await,
+        }
+    }
+}
+
+/// The error a non-2xx reply carries: its error JSON (header or body), or
+/// a description of what came back.
+pub(crate) fn reply_error(
+    parts: &http::response::Parts,
+    bytes: &Bytes,
+    service: &str,
+    address: &str,
+) -> Error {
+    parts
+        .headers
+        .get(&MICRO_ERROR)
+        .and_then(|v| Error::from_json(v.as_bytes()))
+        .or_else(|| Error::from_json(bytes))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(bytes);
+            let detail = match text.trim() {
+                "" => format!("{service} at {address} answered {}", parts.status),
+                t => t.chars().take(512).collect(),
+            };
+            Error::new("", parts.status.as_u16(), detail)
+        })
+}
+
+/// Reads a whole reply body, refusing more than `limit` bytes.
+async fn read_reply<B>(
+    response: Response<B>,
+    limit: usize,
+    service: &str,
+    address: &str,
+) -> Result<(http::response::Parts, Bytes), Failure>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e) if e.is::<LengthLimitError>() => Err(Failure::Reply(Error::bad_gateway(format!(
+            "reply from {service} at {address} is larger than the limit of {limit} bytes"
+        )))),
+        Err(e) => Err(Failure::Transport(Error::unavailable(format!(
+            "reading reply from {service} at {address}: {}",
+            chain(&*e)
+        )))),
+    }
+}
+
+/// Why one attempt failed: before reaching a handler (the node is marked)
+/// or with a reply.
+pub(crate) enum Failure {
+    Transport(Error),
+    Reply(Error),
+}
+
+impl Failure {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Failure::Transport(e) | Failure::Reply(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Reply(e)
+    }
+}
+
+/// An error and its sources, joined with `": "`, without repeats.
+pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
+fn hyper_client<B>() -> HyperClient<HttpConnector, B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// The hyper client as a tower service, for layers to wrap.
+pub(crate) fn hyper_transport() -> Transport {
+    let client: HyperClient<HttpConnector, Body> = hyper_client();
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let client = client.clone();
+        async move {
+            let response = client.request(req).await?;
+            Ok::<_, BoxError>(response.map(Body::new))
+        }
+    });
+    BoxCloneSyncService::new(service)
+}
