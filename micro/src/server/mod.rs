@@ -17,11 +17,19 @@ pub(crate) mod rpc;
 pub(crate) mod streams;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::registry::Endpoint;
+use crate::{Error, Result};
 
 use crate::stream::StreamKind;
 
@@ -97,4 +105,197 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health/ready", get(health::ready))
         .fallback(rpc::no_route)
         .with_state(shared)
+}
+
+/// How long the streams still open when the grace period ends get to send
+/// their close frames.
+const STREAM_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A layer the user put around the router.
+pub(crate) type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// What a [`Server`] is made of; [`Service`](crate::Service) fills it in.
+pub(crate) struct Config {
+    /// The service name: the `id` of the errors the server produces.
+    pub(crate) name: String,
+    /// Where to listen.
+    pub(crate) address: String,
+    pub(crate) handlers: Vec<Arc<dyn Handler>>,
+    pub(crate) max_body_size: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) timeouts: conn::Timeouts,
+    pub(crate) max_streams: usize,
+    pub(crate) stream_idle_timeout: Option<Duration>,
+    pub(crate) checks: Vec<HealthCheck>,
+    pub(crate) broker: Arc<dyn crate::broker::Broker>,
+    pub(crate) layers: Vec<RouterLayer>,
+}
+
+/// A running server: it binds, serves, and drains on a graceful stop.
+/// Registration and subscriptions are the [`Service`](crate::Service)'s.
+pub(crate) struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// The endpoints it serves, for the registry record.
+    endpoints: Vec<Endpoint>,
+    /// Set to true to close the listener and drain the connections.
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Checks the handlers, binds the address and starts serving.
+    ///
+    /// # Errors
+    /// 500 if two handlers share a name or an endpoint, or the address
+    /// cannot be bound.
+    pub(crate) async fn start(config: Config) -> Result<Self> {
+        let name = config.name;
+        let mut endpoints = HashMap::new();
+        let mut records = Vec::new();
+        let mut handler_names = Vec::new();
+        for handler in &config.handlers {
+            let handler_name = handler.name().to_owned();
+            if handler_names.contains(&handler_name) {
+                return Err(Error::internal(format!(
+                    "two handlers are named {handler_name}: handler names must be unique in a service"
+                ))
+                .with_id(name));
+            }
+            for (index, endpoint) in handler.endpoints().into_iter().enumerate() {
+                let route = Route {
+                    handler: handler.clone(),
+                    index,
+                    name: Arc::from(endpoint.name.as_str()),
+                    stream: StreamKind::of(&endpoint),
+                };
+                if endpoints.insert(endpoint.name.clone(), route).is_some() {
+                    return Err(Error::internal(format!(
+                        "endpoint {} is defined twice",
+                        endpoint.name
+                    ))
+                    .with_id(name));
+                }
+                records.push(endpoint);
+            }
+            handler_names.push(handler_name);
+        }
+        let listener = TcpListener::bind(&config.address).await.map_err(|e| {
+            Error::internal(format!("listening on {}: {e}", config.address)).with_id(name.clone())
+        })?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            name,
+            endpoints,
+            handlers: handler_names,
+            max_body_size: config.max_body_size,
+            body_timeout: config.body_timeout,
+            ready: AtomicBool::new(true),
+            checks: config.checks,
+            broker: config.broker,
+            streams: Arc::new(streams::Streams::new(
+                config.max_streams,
+                config.stream_idle_timeout,
+            )),
+        });
+        let mut router = router(shared.clone());
+        for layer in config.layers {
+            router = layer(router);
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let serving = tokio::spawn(conn::serve(
+            listener,
+            router,
+            shared.clone(),
+            config.timeouts,
+            stop_rx,
+        ));
+        Ok(Self {
+            local_addr,
+            shared,
+            endpoints: records,
+            stop,
+            serving,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The endpoints served, for the registry record.
+    pub(crate) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The first step of a graceful stop: readiness reports down, new
+    /// requests get 503, stream handlers see `Context::stopping`.
+    pub(crate) fn begin_stop(&self) {
+        self.shared.ready.store(false, Ordering::SeqCst);
+        self.shared.streams.stopping();
+    }
+
+    /// Stops at once, when the service could not start.
+    pub(crate) fn abort(self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolves if the server stops by itself, which it should not: with
+    /// the error that says why.
+    pub(crate) async fn failed(&mut self) -> Error {
+        server_exit(&self.shared.name, (&mut self.serving).await)
+    }
+
+    /// Closes the listener and waits up to `grace` for in-flight requests
+    /// and open streams; then drops the requests and ends the streams
+    /// with 503.
+    ///
+    /// # Errors
+    /// 500 if the server had already failed.
+    pub(crate) async fn drain(self, grace: Duration) -> Result<()> {
+        let name = self.shared.name.clone();
+        let _ = self.stop.send(true);
+        let mut serving = self.serving;
+        // Upgraded connections are not the HTTP server's to wait for: open
+        // streams are counted apart and get the same grace period.
+        let streams = self.shared.streams.clone();
+        let drain = async {
+            let result = (&mut serving).await;
+            streams.idle().await;
+            result
+        };
+        match tokio::time::timeout(grace, drain).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(result) => Err(server_exit(&name, result)),
+            Err(_) => {
+                tracing::warn!(
+                    service = %name,
+                    grace_period = ?grace,
+                    streams = streams.len(),
+                    "grace period over, dropping in-flight requests and ending open streams"
+                );
+                serving.abort();
+                // Each open stream ends with 503, so its client hears why.
+                streams.close_all();
+                let _ = tokio::time::timeout(STREAM_CLOSE_TIMEOUT, streams.idle()).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn server_exit(
+    name: &str,
+    result: std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Error {
+    let detail = match result {
+        Ok(Ok(())) => "server stopped unexpectedly".to_owned(),
+        Ok(Err(e)) => format!("server failed: {e}"),
+        Err(e) => format!("server task failed: {e}"),
+    };
+    Error::internal(detail).with_id(name.to_owned())
 }

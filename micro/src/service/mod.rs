@@ -1,29 +1,23 @@
 //! The service: a name, its handlers, a server and a registration.
 
-use std::collections::{BTreeMap, HashMap};
+mod registration;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::Route as AxumRoute;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service as TowerService};
 
-use crate::registry::{self, Node, RegisterOptions, Registry};
-use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, Route, Shared};
+use crate::registry::{self, RegisterOptions, Registry};
+use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, RouterLayer, Server};
 use crate::{Error, Result};
-
-/// How long the streams still open when the grace period ends get to send
-/// their close frames.
-const STREAM_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The default grace period for in-flight requests on a graceful stop.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -36,8 +30,6 @@ pub const DEFAULT_REGISTER_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The default TTL of a registration: 90 s, three missed intervals.
 pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(90);
-
-type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// A micro service: handlers served over HTTP under a name, registered so
 /// that clients find it.
@@ -334,76 +326,28 @@ impl Service {
             .filter(|a| !a.is_empty())
             .or(self.address)
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
-        let listener = TcpListener::bind(&address).await.map_err(|e| {
-            Error::internal(format!("listening on {address}: {e}")).with_id(self.name.clone())
-        })?;
-        let local_addr = listener.local_addr()?;
-
-        let mut endpoints = HashMap::new();
-        let mut records = Vec::new();
-        let mut handler_names = Vec::new();
-        for handler in &self.handlers {
-            let name = handler.name().to_owned();
-            if handler_names.contains(&name) {
-                return Err(Error::internal(format!(
-                    "two handlers are named {name}: handler names must be unique in a service"
-                ))
-                .with_id(self.name.clone()));
-            }
-            for (index, endpoint) in handler.endpoints().into_iter().enumerate() {
-                let route = Route {
-                    handler: handler.clone(),
-                    index,
-                    name: Arc::from(endpoint.name.as_str()),
-                    stream: crate::stream::StreamKind::of(&endpoint),
-                };
-                if endpoints.insert(endpoint.name.clone(), route).is_some() {
-                    return Err(Error::internal(format!(
-                        "endpoint {} is defined twice",
-                        endpoint.name
-                    ))
-                    .with_id(self.name.clone()));
-                }
-                records.push(endpoint);
-            }
-            handler_names.push(name);
-        }
-
         let broker = self
             .broker
             .clone()
             .unwrap_or_else(crate::broker::default_broker);
-        let shared = Arc::new(Shared {
+        let server = Server::start(server::Config {
             name: self.name.clone(),
-            endpoints,
-            handlers: handler_names,
+            address,
+            handlers: self.handlers.clone(),
             max_body_size: self.max_body_size,
             body_timeout: self.body_timeout,
-            ready: AtomicBool::new(true),
+            timeouts: server::conn::Timeouts {
+                header_read: self.header_read_timeout,
+                idle: self.idle_timeout,
+            },
+            max_streams: self.max_streams,
+            stream_idle_timeout: self.stream_idle_timeout,
             checks: self.checks,
             broker: broker.clone(),
-            streams: Arc::new(crate::server::streams::Streams::new(
-                self.max_streams,
-                self.stream_idle_timeout,
-            )),
-        });
-        let mut router = server::router(shared.clone());
-        for layer in self.layers {
-            router = layer(router);
-        }
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let timeouts = server::conn::Timeouts {
-            header_read: self.header_read_timeout,
-            idle: self.idle_timeout,
-        };
-        let serving = tokio::spawn(server::conn::serve(
-            listener,
-            router,
-            shared.clone(),
-            timeouts,
-            stop_rx,
-        ));
+            layers: self.layers,
+        })
+        .await?;
+        let local_addr = server.local_addr();
 
         // Subscribe before registering, so that publishers who find this
         // node find its subscriptions ready.
@@ -417,7 +361,7 @@ impl Service {
             match broker.subscribe(&sub.topic, sub.handler, sub.options).await {
                 Ok(s) => subscriptions.push(s),
                 Err(e) => {
-                    let _ = stop_tx.send(true);
+                    server.abort();
                     for s in subscriptions {
                         let _ = s.unsubscribe().await;
                     }
@@ -433,42 +377,23 @@ impl Service {
             .or(self.advertise)
         {
             Some(a) => a,
-            None => advertise_address(local_addr).to_string(),
+            None => registration::advertise_address(local_addr).to_string(),
         };
-        let node = Node::new(
-            format!("{}-{}", self.name, uuid::Uuid::new_v4()),
-            advertised,
-        )
-        .with_metadata("protocol", "http")
-        .with_metadata("transport", "http")
-        .with_metadata("server", "http")
-        .with_metadata("registry", registry.name())
-        .with_metadata("broker", broker.name());
-        let mut by_topic: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
-        for s in &subscriptions {
-            by_topic.entry(s.topic()).or_default().push(s.queue());
-        }
-        let node = by_topic.into_iter().fold(node, |node, (topic, queues)| {
-            node.with_metadata(
-                crate::broker::metadata_key(topic),
-                crate::broker::metadata_value(queues.into_iter()),
-            )
-        });
+        let node = registration::node(&self.name, advertised, &*registry, &*broker, &subscriptions);
         let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
-        record.endpoints = records;
+        record.endpoints = server.endpoints().to_vec();
         record.nodes.push(node);
         let ttl = RegisterOptions::with_ttl(self.register_ttl);
-        if let Err(e) = register_with_retries(&*registry, &record, &ttl).await {
-            let _ = stop_tx.send(true);
+        if let Err(e) = registration::register_with_retries(&*registry, &record, &ttl).await {
+            server.abort();
             return Err(Error::from(e).or_id(&self.name));
         }
-        let renewing = tokio::spawn(renew(
+        let renewing = tokio::spawn(registration::renew(
             registry.clone(),
             record.clone(),
             ttl,
             self.register_interval,
-            stop_tx.subscribe(),
         ));
         tracing::info!(
             service = %self.name,
@@ -478,12 +403,9 @@ impl Service {
             "service started"
         );
         Ok(ServiceHandle {
-            local_addr,
             record,
             registry,
-            shared,
-            stop: stop_tx,
-            serving,
+            server,
             renewing,
             subscriptions,
             grace_period: self.grace_period,
@@ -509,88 +431,10 @@ impl Service {
         let mut handle = self.start().await?;
         tokio::select! {
             () = signal => {}
-            result = &mut handle.serving => {
-                return Err(server_exit(&handle.shared.name, result));
-            }
+            err = handle.server.failed() => return Err(err),
         }
         handle.stop().await
     }
-}
-
-fn server_exit(
-    name: &str,
-    result: std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
-) -> Error {
-    let detail = match result {
-        Ok(Ok(())) => "server stopped unexpectedly".to_owned(),
-        Ok(Err(e)) => format!("server failed: {e}"),
-        Err(e) => format!("server task failed: {e}"),
-    };
-    Error::internal(detail).with_id(name.to_owned())
-}
-
-/// Registers, retrying a failing registry three times with backoff.
-async fn register_with_retries(
-    registry: &dyn Registry,
-    record: &registry::Service,
-    options: &RegisterOptions,
-) -> std::result::Result<(), registry::RegistryError> {
-    let mut pause = Duration::from_millis(100);
-    for _ in 0..3 {
-        match registry.register(record, options.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(service = %record.name, error = %e, "registering failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-    }
-    registry.register(record, options.clone()).await
-}
-
-/// Renews the registration every `interval` until `stop` turns true.
-async fn renew(
-    registry: Arc<dyn Registry>,
-    record: registry::Service,
-    options: RegisterOptions,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        if let Err(e) = registry.register(&record, options.clone()).await {
-            tracing::warn!(service = %record.name, error = %e, "renewing the registration failed");
-        }
-    }
-}
-
-/// The address to advertise for a listener: an unspecified bind address
-/// (`0.0.0.0`, `::`) becomes this host's first non-loopback address of the
-/// same family, or loopback on a host that has none.
-fn advertise_address(local: SocketAddr) -> SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    let ip = local.ip();
-    if !ip.is_unspecified() {
-        return local;
-    }
-    let found = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .find(|a| {
-            !a.is_loopback()
-                && a.is_ipv4() == ip.is_ipv4()
-                && !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
-        });
-    let ip = found.unwrap_or(match ip {
-        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-    });
-    SocketAddr::new(ip, local.port())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
@@ -622,13 +466,9 @@ pub async fn shutdown_signal() {
 /// Dropping the handle leaves the service running until the runtime shuts
 /// down; call [`stop`](Self::stop) for a graceful stop.
 pub struct ServiceHandle {
-    local_addr: SocketAddr,
     record: registry::Service,
     registry: Arc<dyn Registry>,
-    shared: Arc<Shared>,
-    /// Set to true to begin the graceful stop of the server task.
-    stop: watch::Sender<bool>,
-    serving: JoinHandle<std::io::Result<()>>,
+    server: Server,
     /// Renews the registration until the stop begins.
     renewing: JoinHandle<()>,
     /// Ended after the deregistration, before the drain.
@@ -640,7 +480,7 @@ pub struct ServiceHandle {
 impl fmt::Debug for ServiceHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceHandle")
-            .field("local_addr", &self.local_addr)
+            .field("local_addr", &self.server.local_addr())
             .field("record", &self.record)
             .finish_non_exhaustive()
     }
@@ -649,7 +489,7 @@ impl fmt::Debug for ServiceHandle {
 impl ServiceHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// The registry record of this node: name, version, endpoints and the
@@ -667,9 +507,8 @@ impl ServiceHandle {
     /// # Errors
     /// 500 if the server had already failed.
     pub async fn stop(mut self) -> Result<()> {
-        let name = self.shared.name.clone();
-        self.shared.ready.store(false, Ordering::SeqCst);
-        self.shared.streams.stopping();
+        let name = self.server.name().to_owned();
+        self.server.begin_stop();
         // No renewal may race the deregistration below.
         self.renewing.abort();
         let _ = (&mut self.renewing).await;
@@ -684,35 +523,8 @@ impl ServiceHandle {
         if !self.shutdown_delay.is_zero() {
             tokio::time::sleep(self.shutdown_delay).await;
         }
-        let _ = self.stop.send(true);
-        let mut serving = self.serving;
-        // Upgraded connections are not the HTTP server's to wait for: open
-        // streams are counted apart and get the same grace period.
-        let streams = self.shared.streams.clone();
-        let drain = async {
-            let result = (&mut serving).await;
-            streams.idle().await;
-            result
-        };
-        match tokio::time::timeout(self.grace_period, drain).await {
-            Ok(Ok(Ok(()))) => {
-                tracing::info!(service = %name, "service stopped");
-                Ok(())
-            }
-            Ok(result) => Err(server_exit(&name, result)),
-            Err(_) => {
-                tracing::warn!(
-                    service = %name,
-                    grace_period = ?self.grace_period,
-                    streams = streams.len(),
-                    "grace period over, dropping in-flight requests and ending open streams"
-                );
-                serving.abort();
-                // Each open stream ends with 503, so its client hears why.
-                streams.close_all();
-                let _ = tokio::time::timeout(STREAM_CLOSE_TIMEOUT, streams.idle()).await;
-                Ok(())
-            }
-        }
+        self.server.drain(self.grace_period).await?;
+        tracing::info!(service = %name, "service stopped");
+        Ok(())
     }
 }

@@ -1,0 +1,98 @@
+//! A service's registration: its node record, registering with retries,
+//! renewing, and the address it advertises.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::registry::{self, Node, RegisterOptions, Registry};
+
+/// The node record of a service listening at `advertised`: its metadata
+/// says how it is reached and, for each topic it subscribes to, the queue
+/// groups (docs/wire.md, "Events over HTTP").
+pub(super) fn node(
+    service: &str,
+    advertised: String,
+    registry: &dyn Registry,
+    broker: &dyn crate::broker::Broker,
+    subscriptions: &[crate::broker::Subscription],
+) -> Node {
+    let node = Node::new(format!("{service}-{}", uuid::Uuid::new_v4()), advertised)
+        .with_metadata("protocol", "http")
+        .with_metadata("transport", "http")
+        .with_metadata("server", "http")
+        .with_metadata("registry", registry.name())
+        .with_metadata("broker", broker.name());
+    let mut by_topic: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
+    for s in subscriptions {
+        by_topic.entry(s.topic()).or_default().push(s.queue());
+    }
+    by_topic.into_iter().fold(node, |node, (topic, queues)| {
+        node.with_metadata(
+            crate::broker::metadata_key(topic),
+            crate::broker::metadata_value(queues.into_iter()),
+        )
+    })
+}
+
+/// Registers, retrying a failing registry three times with backoff.
+pub(super) async fn register_with_retries(
+    registry: &dyn Registry,
+    record: &registry::Service,
+    options: &RegisterOptions,
+) -> std::result::Result<(), registry::RegistryError> {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..3 {
+        match registry.register(record, options.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(service = %record.name, error = %e, "registering failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    registry.register(record, options.clone()).await
+}
+
+/// Renews the registration every `interval`, until the task is aborted
+/// (a graceful stop aborts it before it deregisters).
+pub(super) async fn renew(
+    registry: Arc<dyn Registry>,
+    record: registry::Service,
+    options: RegisterOptions,
+    interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(e) = registry.register(&record, options.clone()).await {
+            tracing::warn!(service = %record.name, error = %e, "renewing the registration failed");
+        }
+    }
+}
+
+/// The address to advertise for a listener: an unspecified bind address
+/// (`0.0.0.0`, `::`) becomes this host's first non-loopback address of the
+/// same family, or loopback on a host that has none.
+pub(super) fn advertise_address(local: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = local.ip();
+    if !ip.is_unspecified() {
+        return local;
+    }
+    let found = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|a| {
+            !a.is_loopback()
+                && a.is_ipv4() == ip.is_ipv4()
+                && !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
+        });
+    let ip = found.unwrap_or(match ip {
+        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    });
+    SocketAddr::new(ip, local.port())
+}
