@@ -57,8 +57,43 @@ struct Wire<'a> {
     status: Cow<'a, str>,
 }
 
+/// The codes micro's own errors use, by name (an [`Error`]'s code is any
+/// `u16`; a handler may choose others).
+pub mod code {
+    /// 400: the request is malformed or does not decode.
+    pub const BAD_REQUEST: u16 = 400;
+    /// 401: no credentials, or credentials that are not valid.
+    pub const UNAUTHORIZED: u16 = 401;
+    /// 403: the caller is known but not allowed.
+    pub const FORBIDDEN: u16 = 403;
+    /// 404: no such endpoint, record or resource.
+    pub const NOT_FOUND: u16 = 404;
+    /// 405: the HTTP method is not supported here.
+    pub const METHOD_NOT_ALLOWED: u16 = 405;
+    /// 408: the deadline passed.
+    pub const TIMEOUT: u16 = 408;
+    /// 409: the request conflicts with the current state.
+    pub const CONFLICT: u16 = 409;
+    /// 413: the body is larger than the server accepts.
+    pub const PAYLOAD_TOO_LARGE: u16 = 413;
+    /// 415: the content type has no codec.
+    pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
+    /// 426: `GET /` without a WebSocket upgrade.
+    pub const UPGRADE_REQUIRED: u16 = 426;
+    /// 500: the handler failed without saying why, or panicked.
+    pub const INTERNAL: u16 = 500;
+    /// 501: not implemented, or a transfer coding the server does not take.
+    pub const NOT_IMPLEMENTED: u16 = 501;
+    /// 502: an upstream answered with something that is not a reply.
+    pub const BAD_GATEWAY: u16 = 502;
+    /// 503: no node could take the request.
+    pub const UNAVAILABLE: u16 = 503;
+    /// 504: an upstream did not answer in time.
+    pub const GATEWAY_TIMEOUT: u16 = 504;
+}
+
 macro_rules! constructors {
-    ($($(#[$doc:meta])* $name:ident => $code:literal;)*) => {
+    ($($(#[$doc:meta])* $name:ident => $code:expr;)*) => {
         $(
             $(#[$doc])*
             pub fn $name(detail: impl Into<Cow<'static, str>>) -> Self {
@@ -87,33 +122,43 @@ impl Error {
 
     constructors! {
         /// 400: the request is malformed or does not decode.
-        bad_request => 400;
+        bad_request => code::BAD_REQUEST;
         /// 401: no credentials, or credentials that are not valid.
-        unauthorized => 401;
+        unauthorized => code::UNAUTHORIZED;
         /// 403: the caller is known but not allowed.
-        forbidden => 403;
+        forbidden => code::FORBIDDEN;
         /// 404: no such endpoint, record or resource.
-        not_found => 404;
+        not_found => code::NOT_FOUND;
         /// 405: the HTTP method is not supported here.
-        method_not_allowed => 405;
+        method_not_allowed => code::METHOD_NOT_ALLOWED;
         /// 408: the deadline passed.
-        timeout => 408;
+        timeout => code::TIMEOUT;
         /// 409: the request conflicts with the current state.
-        conflict => 409;
+        conflict => code::CONFLICT;
         /// 413: the body is larger than the server accepts.
-        payload_too_large => 413;
+        payload_too_large => code::PAYLOAD_TOO_LARGE;
         /// 415: the content type has no codec.
-        unsupported_media_type => 415;
+        unsupported_media_type => code::UNSUPPORTED_MEDIA_TYPE;
         /// 500: the handler failed without saying why, or panicked.
-        internal => 500;
+        internal => code::INTERNAL;
         /// 501: the endpoint exists but is not implemented.
-        not_implemented => 501;
+        not_implemented => code::NOT_IMPLEMENTED;
         /// 502: an upstream answered with something that is not a reply.
-        bad_gateway => 502;
+        bad_gateway => code::BAD_GATEWAY;
         /// 503: no node could take the request.
-        unavailable => 503;
+        unavailable => code::UNAVAILABLE;
         /// 504: an upstream did not answer in time.
-        gateway_timeout => 504;
+        gateway_timeout => code::GATEWAY_TIMEOUT;
+    }
+
+    /// Whether the request failed before a handler could have run it, on
+    /// a node another node could stand in for: 502, 503 or 504. Failover
+    /// retries these on another node; every other code is the answer.
+    pub fn is_node_failure(&self) -> bool {
+        matches!(
+            self.code,
+            code::BAD_GATEWAY | code::UNAVAILABLE | code::GATEWAY_TIMEOUT
+        )
     }
 
     /// Sets the id of the service that raised the error.
@@ -273,6 +318,23 @@ pub(crate) fn reason_phrase(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_failures_are_the_codes_failover_retries() {
+        for c in [code::BAD_GATEWAY, code::UNAVAILABLE, code::GATEWAY_TIMEOUT] {
+            assert!(Error::new("", c, "").is_node_failure(), "{c}");
+        }
+        for c in [
+            code::BAD_REQUEST,
+            code::TIMEOUT,
+            code::PAYLOAD_TOO_LARGE,
+            code::INTERNAL,
+        ] {
+            assert!(!Error::new("", c, "").is_node_failure(), "{c}");
+        }
+        assert_eq!(Error::payload_too_large("x").code(), 413);
+        assert_eq!(Error::unavailable("x").code(), code::UNAVAILABLE);
+    }
 
     #[test]
     fn json_has_wire_field_order_and_status() {

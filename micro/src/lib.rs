@@ -95,7 +95,7 @@ pub(crate) mod wire;
 
 pub use client::Client;
 pub use context::Context;
-pub use errors::{Error, Result};
+pub use errors::{Error, Result, code};
 pub use service::{
     DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     Service, ServiceHandle, shutdown_signal,

@@ -14,6 +14,7 @@ use super::{
     Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
     metadata_key,
 };
+use crate::code;
 use crate::registry::{Node, Registry};
 use crate::transport::{Failure, Stack, USER_AGENT_VALUE, reply_error};
 use crate::wire::{MICRO_ID, MICRO_QUEUE, MICRO_TOPIC};
@@ -169,7 +170,10 @@ impl HttpBroker {
             let node = &members[(start + i) % members.len()];
             match self.deliver(&node.address, message, Some(queue)).await {
                 Ok(()) => return Ok(()),
-                Err(e) if matches!(e.code(), 404 | 408 | 502 | 503 | 504) => {
+                Err(e)
+                    if e.is_node_failure()
+                        || matches!(e.code(), code::NOT_FOUND | code::TIMEOUT) =>
+                {
                     last = Some((node.address.clone(), e))
                 }
                 Err(e) => return Err((node.address.clone(), e)),
@@ -194,7 +198,7 @@ impl Broker for HttpBroker {
                     Ok(()) => Ok(true),
                     // A node that stopped or unsubscribed meanwhile is not
                     // a failed delivery: it no longer wants the event.
-                    Err(e) if e.code() == 404 => Ok(false),
+                    Err(e) if e.code() == code::NOT_FOUND => Ok(false),
                     Err(e) => Err((node.address.clone(), e)),
                 }
             });

@@ -52,6 +52,7 @@ pub use memory::MemoryBroker;
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::NatsBroker;
 
+use crate::code;
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
 use crate::{Context, Error, Result};
@@ -294,13 +295,13 @@ fn describe(failures: &[(String, Error)]) -> String {
 impl From<BrokerError> for Error {
     fn from(err: BrokerError) -> Self {
         let code = match &err {
-            BrokerError::InvalidTopic(_) => 400,
+            BrokerError::InvalidTopic(_) => code::BAD_REQUEST,
             // The first failure's code says what kind of failure it was.
             BrokerError::Delivery { failures, .. } => {
-                failures.first().map_or(500, |(_, e)| e.code())
+                failures.first().map_or(code::INTERNAL, |(_, e)| e.code())
             }
-            BrokerError::Unavailable(_) => 503,
-            BrokerError::Backend(_) => 500,
+            BrokerError::Unavailable(_) => code::UNAVAILABLE,
+            BrokerError::Backend(_) => code::INTERNAL,
         };
         Error::new("", code, err.to_string()).with_source(err)
     }

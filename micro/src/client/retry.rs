@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
+use crate::code;
 
 type Predicate = dyn Fn(&Error) -> bool + Send + Sync;
 
@@ -91,7 +92,7 @@ impl RetryPolicy {
         }
         match &self.predicate {
             Some(p) => p(err),
-            None => matches!(err.code(), 408 | 502 | 503 | 504),
+            None => err.code() == code::TIMEOUT || err.is_node_failure(),
         }
     }
 }

@@ -44,6 +44,8 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::code;
+
 pub use mdns::{MdnsRegistry, MdnsRegistryBuilder, SERVICE_TYPE};
 pub use memory::MemoryRegistry;
 
@@ -265,9 +267,9 @@ pub enum RegistryError {
 impl From<RegistryError> for crate::Error {
     fn from(err: RegistryError) -> Self {
         let code = match &err {
-            RegistryError::NotFound(_) => 503,
-            RegistryError::Invalid(_) => 400,
-            RegistryError::Lagged(_) | RegistryError::Backend(_) => 500,
+            RegistryError::NotFound(_) => code::UNAVAILABLE,
+            RegistryError::Invalid(_) => code::BAD_REQUEST,
+            RegistryError::Lagged(_) | RegistryError::Backend(_) => code::INTERNAL,
         };
         crate::Error::new("", code, err.to_string()).with_source(err)
     }

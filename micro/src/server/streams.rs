@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Route, Shared, rpc};
+use crate::code;
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
 use crate::stream::{
@@ -504,7 +505,7 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, mut req: Request) -
     let mut response = match accept(&shared, &mut req, id) {
         Ok(response) => response,
         Err(err) => {
-            let upgrade_required = err.code() == 426;
+            let upgrade_required = err.code() == code::UPGRADE_REQUIRED;
             let mut response = wire::error_response(&err.or_id(&shared.name));
             if upgrade_required {
                 response
