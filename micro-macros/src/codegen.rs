@@ -4,7 +4,9 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::model::{Arg, HandlerDef, ServiceDef, Shape, type_name};
+use crate::model::{Arg, HandlerDef, ServiceDef, Shape};
+use crate::subscribe::SubscriberDef;
+use crate::syntax::type_name;
 
 pub(crate) fn expand(def: &ServiceDef) -> TokenStream {
     let item = &def.item;
@@ -222,7 +224,7 @@ fn subscribers_fn(def: &ServiceDef) -> TokenStream {
             }
         };
         let method = &s.ident;
-        let body = crate::subscribe::body(krate, s, quote!(Self::#method), quote!(&*__this,));
+        let body = subscriber_body(krate, s, quote!(Self::#method), quote!(&*__this,));
         let future = quote_spanned! {method.span()=> async move { #body } };
         let assert_send = respan(quote!(#krate::__private::assert_send), method.span());
         quote! {
@@ -465,5 +467,71 @@ fn client_stream_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
         ) -> #krate::__private::Result<#krate::__private::ClientStream<#request, #response>> {
             self.client.stream::<#request, #response>(&self.service, #endpoint, options).await
         }
+    }
+}
+
+/// The body that decodes a message and calls the subscriber: `call` is the
+/// path to call, `receiver` any first argument (with its comma).
+pub(crate) fn subscriber_body(
+    krate: &syn::Path,
+    def: &SubscriberDef,
+    call: TokenStream,
+    receiver: TokenStream,
+) -> TokenStream {
+    let decode = def.payload.as_ref().map(|ty| {
+        let decode = quote_spanned! {ty.span()=> __message.decode::<#ty>() };
+        quote! {
+            let __payload = match #decode {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(err) => return ::core::result::Result::Err(err),
+            };
+        }
+    });
+    let args = def.args.iter().map(|is_ctx| {
+        if *is_ctx {
+            quote!(__message.context())
+        } else {
+            quote!(__payload)
+        }
+    });
+    quote! {
+        #decode
+        #krate::__private::acknowledge(#call(#receiver #(#args),*).await)
+    }
+}
+
+/// A free `#[subscribe]` function, and its registration with `inventory`.
+pub(crate) fn free_subscriber(item: &syn::ItemFn, def: &SubscriberDef) -> TokenStream {
+    let krate: syn::Path = syn::parse_quote!(::micro);
+    let ident = &def.ident;
+    let topic = &def.topic;
+    let queue = match &def.queue {
+        Some(q) => quote!(::core::option::Option::Some(#q)),
+        None => quote!(::core::option::Option::None),
+    };
+    let shim = format_ident!("__micro_subscriber_{}", ident);
+    let body = subscriber_body(&krate, def, quote!(#ident), TokenStream::new());
+    let name = ident.to_string();
+    let future = quote_spanned! {ident.span()=> async move { #body } };
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            fn #shim(
+                __message: #krate::__private::Message,
+            ) -> #krate::__private::BoxFuture<'static, #krate::__private::Result<()>> {
+                #krate::__private::Box::pin(#krate::__private::assert_send(#future))
+            }
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::StaticSubscriber {
+                    topic: #topic,
+                    queue: #queue,
+                    name: ::core::concat!(::core::module_path!(), "::", #name),
+                    handler: #shim,
+                }
+            }
+        };
     }
 }

@@ -5,13 +5,22 @@
 //! method and emits, next to the untouched impl, an implementation of
 //! `micro::server::Handler` (one endpoint per handler, `Type.Method`) and a
 //! typed client, `<Type>Client`. See the `micro` crate for examples.
+//!
+//! The expansion runs in passes, each its own module, with the glue here:
+//! `args` parses attribute arguments, `model` (with `subscribe` for
+//! subscribers) reads the item into definitions and checks them, gathering
+//! every error, and `codegen` writes the output; `syntax` answers the
+//! questions about types that all of them ask.
 
 mod args;
 mod codegen;
 mod model;
 mod subscribe;
+mod syntax;
 
-use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::spanned::Spanned;
 
 /// Turns the `#[handler]` methods of an inherent impl block into endpoints
 /// and generates a typed client.
@@ -19,8 +28,11 @@ use proc_macro::TokenStream;
 /// Arguments: `name = "..."` (the handler name, default the type's name) and
 /// `crate = "..."` (the path of the `micro` crate, default `::micro`).
 #[proc_macro_attribute]
-pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
-    model::expand_service(args.into(), input.into()).into()
+pub fn service(
+    args: proc_macro::TokenStream,
+    input: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand_service(args.into(), input.into()).into()
 }
 
 /// Marks a method of a `#[service]` impl block as an endpoint.
@@ -28,8 +40,11 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Argument: `name = "..."`, the method part of the endpoint name (default:
 /// the method's name in UpperCamelCase). Used anywhere else, it is an error.
 #[proc_macro_attribute]
-pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    model::expand_stray_handler(args.into(), input.into()).into()
+pub fn handler(
+    args: proc_macro::TokenStream,
+    input: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand_stray_handler(args.into(), input.into()).into()
 }
 
 /// Subscribes a function to a topic: `#[subscribe("topic")]` or
@@ -42,6 +57,84 @@ pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// message's content type; an optional `Context` gives the message's id and
 /// metadata. Returning `Err` reports the failure.
 #[proc_macro_attribute]
-pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
-    subscribe::expand_free(args.into(), input.into()).into()
+pub fn subscribe(
+    args: proc_macro::TokenStream,
+    input: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand_free(args.into(), input.into()).into()
+}
+
+/// `#[service]`: parse, check, generate. On error, the user's item is
+/// emitted unchanged (its `#[handler]` attributes marked read) with every error,
+/// so one mistake does not cascade.
+fn expand_service(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut item: syn::ItemImpl = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[service]` goes on an inherent impl block: `#[service] impl MyService { ... }`",
+            );
+            let err = err.to_compile_error();
+            return quote!(#err #input);
+        }
+    };
+    match model::build(args, &mut item) {
+        Ok(def) => codegen::expand(&def),
+        Err(err) => {
+            let err = err.to_compile_error();
+            quote!(#item #err)
+        }
+    }
+}
+
+/// `#[handler]` on its own: an error, since only `#[service]` can register
+/// it; on a method `#[service]` has read, nothing.
+fn expand_stray_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    if args.to_string() == syntax::CHECKED {
+        return input;
+    }
+    let span = syn::parse2::<syn::Signature>(input.clone())
+        .map(|s| s.span())
+        .unwrap_or_else(|_| {
+            input
+                .clone()
+                .into_iter()
+                .find(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "fn"))
+                .map_or_else(Span::call_site, |t| t.span())
+        });
+    let err = syn::Error::new(
+        span,
+        "`#[handler]` can only be used on a method inside a `#[service]` impl block",
+    )
+    .to_compile_error();
+    quote!(#err #input)
+}
+
+/// `#[subscribe]` on a free function.
+fn expand_free(args: TokenStream, input: TokenStream) -> TokenStream {
+    if args.to_string() == syntax::CHECKED {
+        return input;
+    }
+    let item: syn::ItemFn = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[subscribe]` goes on an async function, or on a method inside a `#[service]` impl block",
+            )
+            .to_compile_error();
+            return quote!(#err #input);
+        }
+    };
+    let def = subscribe::parse_args(args, Span::call_site())
+        .and_then(|(topic, queue)| subscribe::check(&item.sig, false, topic, queue));
+    let def = match def {
+        Ok(def) => def,
+        Err(err) => {
+            let err = err.to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    codegen::free_subscriber(&item, &def)
 }

@@ -3,7 +3,7 @@
 
 use heck::ToUpperCamelCase;
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{
     Attribute, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments,
@@ -11,7 +11,7 @@ use syn::{
 };
 
 use crate::args::{HandlerArgs, ServiceArgs};
-use crate::codegen;
+use crate::syntax::{CHECKED, is_attr, is_context, is_unit, result_ok_type};
 
 /// A `#[service]` impl block.
 pub(crate) struct ServiceDef {
@@ -133,69 +133,13 @@ impl Errors {
     }
 }
 
-/// `#[service]`: parse, check, generate. On error, the user's item is
-/// emitted unchanged (its `#[handler]` attributes marked read) with every error,
-/// so one mistake does not cascade.
-pub(crate) fn expand_service(args: TokenStream, input: TokenStream) -> TokenStream {
-    let mut item: ItemImpl = match syn::parse2(input.clone()) {
-        Ok(item) => item,
-        Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "`#[service]` goes on an inherent impl block: `#[service] impl MyService { ... }`",
-            );
-            let err = err.to_compile_error();
-            return quote!(#err #input);
-        }
-    };
-    match build(args, &mut item) {
-        Ok(def) => codegen::expand(&def),
-        Err(err) => {
-            let err = err.to_compile_error();
-            quote!(#item #err)
-        }
-    }
-}
-
-/// The argument `#[service]` gives the `#[handler]` attributes it has read.
-/// They stay on the methods, so the user's `use micro::handler` is used, and
-/// expand to nothing.
-pub(crate) const CHECKED: &str = "__micro_checked_by_service";
-
 fn mark_checked(attr: &mut Attribute) {
     let path = attr.path().clone();
     let marker = syn::Ident::new(CHECKED, Span::call_site());
     attr.meta = syn::parse_quote!(#path(#marker));
 }
 
-/// `#[handler]` on its own: an error, since only `#[service]` can register
-/// it; on a method `#[service]` has read, nothing.
-pub(crate) fn expand_stray_handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    if args.to_string() == CHECKED {
-        return input;
-    }
-    let span = syn::parse2::<syn::Signature>(input.clone())
-        .map(|s| s.span())
-        .unwrap_or_else(|_| {
-            input
-                .clone()
-                .into_iter()
-                .find(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "fn"))
-                .map_or_else(Span::call_site, |t| t.span())
-        });
-    let err = syn::Error::new(
-        span,
-        "`#[handler]` can only be used on a method inside a `#[service]` impl block",
-    )
-    .to_compile_error();
-    quote!(#err #input)
-}
-
-fn is_attr(attr: &Attribute, name: &str) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == name)
-}
-
-fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Error> {
+pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef, syn::Error> {
     let mut errors = Errors::default();
     let args = ServiceArgs::parse(args).unwrap_or_else(|e| {
         errors.push(e);
@@ -570,49 +514,4 @@ fn handler(
             .cloned()
             .collect(),
     })
-}
-
-/// Whether a type is micro's `Context` (by its last path segment).
-pub(crate) fn is_context(ty: &Type) -> bool {
-    match ty {
-        Type::Path(p) => p
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Context" && s.arguments.is_none()),
-        _ => false,
-    }
-}
-
-/// Whether a type is `()`.
-fn is_unit(ty: &Type) -> bool {
-    matches!(ty, Type::Tuple(t) if t.elems.is_empty())
-}
-
-/// `T` of a `Result<T>` or `Result<T, E>` return type.
-fn result_ok_type(output: &ReturnType) -> Option<Type> {
-    let ReturnType::Type(_, ty) = output else {
-        return None;
-    };
-    let Type::Path(p) = &**ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match args.args.first()? {
-        GenericArgument::Type(t) => Some(t.clone()),
-        _ => None,
-    }
-}
-
-/// A type's name as the registry shows it: its tokens without spaces.
-pub(crate) fn type_name(ty: &Type) -> String {
-    ty.to_token_stream()
-        .to_string()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect()
 }

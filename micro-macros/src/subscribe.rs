@@ -2,12 +2,11 @@
 //! subscriber, on a free function or a method of a `#[service]` impl.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::quote;
 use syn::parse::{ParseStream, Parser};
-use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, LitStr, Path, ReturnType, Signature, Token, Type};
+use syn::{FnArg, LitStr, Path, ReturnType, Signature, Token, Type};
 
-use crate::model::is_context;
+use crate::syntax::is_context;
 
 /// A checked subscriber.
 pub(crate) struct SubscriberDef {
@@ -164,93 +163,4 @@ pub(crate) fn check(
         args,
         payload,
     })
-}
-
-/// The body that decodes a message and calls the subscriber: `call` is the
-/// path to call, `receiver` any first argument (with its comma).
-pub(crate) fn body(
-    krate: &Path,
-    def: &SubscriberDef,
-    call: TokenStream,
-    receiver: TokenStream,
-) -> TokenStream {
-    let decode = def.payload.as_ref().map(|ty| {
-        let decode = quote_spanned! {ty.span()=> __message.decode::<#ty>() };
-        quote! {
-            let __payload = match #decode {
-                ::core::result::Result::Ok(value) => value,
-                ::core::result::Result::Err(err) => return ::core::result::Result::Err(err),
-            };
-        }
-    });
-    let args = def.args.iter().map(|is_ctx| {
-        if *is_ctx {
-            quote!(__message.context())
-        } else {
-            quote!(__payload)
-        }
-    });
-    quote! {
-        #decode
-        #krate::__private::acknowledge(#call(#receiver #(#args),*).await)
-    }
-}
-
-/// `#[subscribe]` on a free function.
-pub(crate) fn expand_free(args: TokenStream, input: TokenStream) -> TokenStream {
-    if args.to_string() == crate::model::CHECKED {
-        return input;
-    }
-    let item: ItemFn = match syn::parse2(input.clone()) {
-        Ok(item) => item,
-        Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "`#[subscribe]` goes on an async function, or on a method inside a `#[service]` impl block",
-            )
-            .to_compile_error();
-            return quote!(#err #input);
-        }
-    };
-    let def = parse_args(args, Span::call_site())
-        .and_then(|(topic, queue)| check(&item.sig, false, topic, queue));
-    let def = match def {
-        Ok(def) => def,
-        Err(err) => {
-            let err = err.to_compile_error();
-            return quote!(#item #err);
-        }
-    };
-    let krate: Path = syn::parse_quote!(::micro);
-    let ident = &def.ident;
-    let topic = &def.topic;
-    let queue = match &def.queue {
-        Some(q) => quote!(::core::option::Option::Some(#q)),
-        None => quote!(::core::option::Option::None),
-    };
-    let shim = format_ident!("__micro_subscriber_{}", ident);
-    let body = body(&krate, &def, quote!(#ident), TokenStream::new());
-    let name = ident.to_string();
-    let future = quote_spanned! {ident.span()=> async move { #body } };
-    quote! {
-        #item
-
-        #[doc(hidden)]
-        const _: () = {
-            fn #shim(
-                __message: #krate::__private::Message,
-            ) -> #krate::__private::BoxFuture<'static, #krate::__private::Result<()>> {
-                #krate::__private::Box::pin(#krate::__private::assert_send(#future))
-            }
-
-            #krate::__private::inventory::submit! {
-                #krate::__private::StaticSubscriber {
-                    topic: #topic,
-                    queue: #queue,
-                    name: ::core::concat!(::core::module_path!(), "::", #name),
-                    handler: #shim,
-                }
-            }
-        };
-    }
 }
