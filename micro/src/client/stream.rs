@@ -283,7 +283,7 @@ impl Client {
         if let Some(d) = stream_deadline {
             open_deadline = open_deadline.min(d);
         }
-        let attempt = super::Attempt::Open {
+        let attempt = super::attempt::Attempt::Open {
             deadline: stream_deadline,
         };
         let outcome = self
@@ -296,7 +296,7 @@ impl Client {
                 open_deadline,
             )
             .await?;
-        let super::Outcome::Socket(socket, address) = outcome else {
+        let super::attempt::Outcome::Socket(socket, address) = outcome else {
             unreachable!("an opening yields a socket");
         };
         let peer = Arc::new(Peer {

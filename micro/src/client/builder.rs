@@ -1,0 +1,203 @@
+//! [`ClientBuilder`]: the registry, broker, selector, codec, deadline,
+//! retries, filters and layers of a [`Client`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+use super::{Client, DEFAULT_TIMEOUT, Inner, RetryPolicy, cache};
+use crate::codec::ContentType;
+use crate::registry::{Registry, default_registry};
+use crate::selector::{Filter, Random, Selector};
+use crate::transport::{BoxError, DEFAULT_MAX_RESPONSE_SIZE, Stack, Transport};
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use micro::codec::ContentType;
+/// use micro::registry::MemoryRegistry;
+/// use micro::selector::RoundRobin;
+///
+/// let client = micro::Client::builder()
+///     .registry(Arc::new(MemoryRegistry::new()))
+///     .selector(Arc::new(RoundRobin::new()))
+///     .content_type(ContentType::MsgPack)
+///     .timeout(Duration::from_secs(1))
+///     .build();
+/// ```
+pub struct ClientBuilder {
+    broker: Option<Arc<dyn crate::broker::Broker>>,
+    /// The layered transport, once a layer is added; `None` means the
+    /// direct path.
+    transport: Option<Transport>,
+    registry: Option<Arc<dyn Registry>>,
+    selector: Option<Arc<dyn Selector>>,
+    content_type: ContentType,
+    timeout: Duration,
+    max_response_size: usize,
+    retry: RetryPolicy,
+    filters: Vec<Filter>,
+    cooldown: Duration,
+}
+
+/// The default time a node is skipped after a call to it failed at the
+/// connection level: 5 s.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("registry", &self.registry)
+            .field("selector", &self.selector)
+            .field("content_type", &self.content_type)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Self {
+            broker: None,
+            transport: None,
+            registry: None,
+            selector: None,
+            content_type: ContentType::Json,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            retry: RetryPolicy::default(),
+            filters: Vec::new(),
+            cooldown: DEFAULT_COOLDOWN,
+        }
+    }
+
+    /// When failed calls are retried. Default: [`RetryPolicy::default`],
+    /// two retries of failures that happened before a handler ran.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Adds a filter every call of this client applies, such as
+    /// `Filter::version("v2")`. Default: none.
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// How long a node is skipped after a call to it failed at the
+    /// connection level. Default: 5 s.
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// The registry to find services in. Default: [`default_registry`].
+    #[must_use]
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The broker to publish through. Default:
+    /// [`broker::default_broker`](crate::broker::default_broker).
+    #[must_use]
+    pub fn broker(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The selector that picks a node. Default: [`Random`].
+    #[must_use]
+    pub fn selector(mut self, selector: Arc<dyn Selector>) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// The codec for requests. Default: JSON.
+    #[must_use]
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// The deadline of a call that sets none. Default: 5 s.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest reply body accepted. Default: 4 MiB.
+    #[must_use]
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// Wraps the HTTP transport in a tower layer, such as tower-http's
+    /// `SetRequestHeaderLayer` or `TraceLayer`. A layer added later wraps
+    /// the ones added before it, so it sees each request first.
+    #[must_use]
+    pub fn layer<L, ResBody>(mut self, layer: L) -> Self
+    where
+        L: Layer<Transport>,
+        L::Service:
+            Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request<Body>>>::Error: Into<BoxError>,
+        <L::Service as Service<Request<Body>>>::Future: Send + 'static,
+        ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
+        let base = self
+            .transport
+            .unwrap_or_else(crate::transport::hyper_transport);
+        let layered = layer
+            .layer(base)
+            .map_response(|r: Response<ResBody>| r.map(Body::new))
+            .map_err(Into::into);
+        self.transport = Some(BoxCloneSyncService::new(layered));
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                transport: match self.transport {
+                    Some(layered) => Stack::Layered(layered),
+                    None => Stack::direct(),
+                },
+                broker: self.broker.unwrap_or_else(crate::broker::default_broker),
+                lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
+                selector: self.selector.unwrap_or_else(|| Arc::new(Random::new())),
+                content_type: self.content_type,
+                timeout: self.timeout,
+                max_response_size: self.max_response_size,
+                retry: self.retry,
+                filters: self.filters,
+                cooldown: self.cooldown,
+                failed: std::sync::Mutex::default(),
+                failing: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+}
