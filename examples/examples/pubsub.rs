@@ -80,7 +80,7 @@ async fn main() -> Result<()> {
         .start()
         .await?;
     if mode == "subscribe" {
-        micro::shutdown_signal().await;
+        micro::service::shutdown_signal().await;
     } else {
         publish().await?;
     }

@@ -88,7 +88,7 @@ pub mod metadata;
 pub mod registry;
 pub mod selector;
 pub mod server;
-mod service;
+pub mod service;
 pub mod stream;
 pub(crate) mod transport;
 pub(crate) mod wire;
@@ -96,10 +96,7 @@ pub(crate) mod wire;
 pub use client::Client;
 pub use context::Context;
 pub use errors::{Error, Result, code};
-pub use service::{
-    DEFAULT_ADDRESS, DEFAULT_GRACE_PERIOD, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
-    Service, ServiceHandle, shutdown_signal,
-};
+pub use service::{Service, ServiceHandle};
 pub use stream::{Stream, Streaming};
 
 #[cfg(feature = "macros")]
@@ -147,7 +144,7 @@ pub mod __private {
 
     /// A `#[subscribe]` method as a broker handler: `f` gets the handler and
     /// the message.
-    pub fn method_handler<H, F>(handler: Arc<H>, f: F) -> crate::broker::Handler
+    pub fn method_handler<H, F>(handler: Arc<H>, f: F) -> crate::broker::MessageHandler
     where
         H: Send + Sync + 'static,
         F: Fn(Arc<H>, Message) -> BoxFuture<'static, Result<()>> + Send + Sync + 'static,

@@ -11,8 +11,8 @@ use futures_util::future::{BoxFuture, join_all};
 
 use super::local::{Local, run};
 use super::{
-    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
-    metadata_key,
+    Broker, BrokerError, Message, MessageHandler, Published, SubscribeOptions, Subscription,
+    check_topic, metadata_key,
 };
 use crate::code;
 use crate::registry::{Node, Registry};
@@ -224,7 +224,7 @@ impl Broker for HttpBroker {
     fn subscribe<'a>(
         &'a self,
         topic: &'a str,
-        handler: Handler,
+        handler: MessageHandler,
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 
-use super::{Handler, Message, SubscribeOptions, Subscription};
+use super::{Message, MessageHandler, SubscribeOptions, Subscription};
 use crate::{Error, Result};
 
 /// Topic -> subscribers, with turns for queue groups.
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Local {
 pub(crate) struct Sub {
     pub(crate) id: u64,
     pub(crate) queue: Option<String>,
-    pub(crate) handler: Handler,
+    pub(crate) handler: MessageHandler,
 }
 
 impl Local {
@@ -43,7 +43,7 @@ impl Local {
     pub(crate) fn add(
         self: &Arc<Self>,
         topic: &str,
-        handler: Handler,
+        handler: MessageHandler,
         options: SubscribeOptions,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,8 @@ use futures_util::future::BoxFuture;
 
 use super::local::{Local, run};
 use super::{
-    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
+    Broker, BrokerError, Message, MessageHandler, Published, SubscribeOptions, Subscription,
+    check_topic,
 };
 use crate::Error;
 
@@ -49,7 +50,7 @@ impl Broker for MemoryBroker {
     fn subscribe<'a>(
         &'a self,
         topic: &'a str,
-        handler: Handler,
+        handler: MessageHandler,
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {
@@ -70,7 +71,7 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<(String, u32)>>>;
 
-    fn recorder(log: &Log, name: &str) -> Handler {
+    fn recorder(log: &Log, name: &str) -> MessageHandler {
         let (log, name) = (log.clone(), name.to_owned());
         handler(move |msg: Message| {
             let (log, name) = (log.clone(), name.clone());

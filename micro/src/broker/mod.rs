@@ -117,10 +117,10 @@ impl Message {
 /// What a subscription runs for each message. `Err` reports the failure to
 /// the publisher (where the broker can) and does not acknowledge the
 /// message.
-pub type Handler = Arc<dyn Fn(Message) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+pub type MessageHandler = Arc<dyn Fn(Message) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
-/// A [`Handler`] from an async closure.
-pub fn handler<F, Fut>(f: F) -> Handler
+/// A [`MessageHandler`] from an async closure.
+pub fn handler<F, Fut>(f: F) -> MessageHandler
 where
     F: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
@@ -341,7 +341,7 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn subscribe<'a>(
         &'a self,
         topic: &'a str,
-        handler: Handler,
+        handler: MessageHandler,
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>>;
 
@@ -379,12 +379,16 @@ pub struct Subscriber {
     /// The options (queue group).
     pub options: SubscribeOptions,
     /// What runs for each message.
-    pub handler: Handler,
+    pub handler: MessageHandler,
 }
 
 impl Subscriber {
     /// A subscriber of `topic`.
-    pub fn new(topic: impl Into<String>, options: SubscribeOptions, handler: Handler) -> Self {
+    pub fn new(
+        topic: impl Into<String>,
+        options: SubscribeOptions,
+        handler: MessageHandler,
+    ) -> Self {
         Self {
             topic: topic.into(),
             options,

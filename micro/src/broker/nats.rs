@@ -7,7 +7,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
 use super::{
-    Broker, BrokerError, Handler, Message, Published, SubscribeOptions, Subscription, check_topic,
+    Broker, BrokerError, Message, MessageHandler, Published, SubscribeOptions, Subscription,
+    check_topic,
 };
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
@@ -151,7 +152,7 @@ impl Broker for NatsBroker {
     fn subscribe<'a>(
         &'a self,
         topic: &'a str,
-        handler: Handler,
+        handler: MessageHandler,
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {

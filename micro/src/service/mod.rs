@@ -1,4 +1,6 @@
-//! The service: a name, its handlers, a server and a registration.
+//! The service: a name, its handlers, a server and a registration, and
+//! its defaults. [`Service`] and [`ServiceHandle`] are also at the crate
+//! root.
 
 mod registration;
 
@@ -280,7 +282,7 @@ impl Service {
         mut self,
         topic: impl Into<String>,
         options: crate::broker::SubscribeOptions,
-        handler: crate::broker::Handler,
+        handler: crate::broker::MessageHandler,
     ) -> Self {
         self.subscribers
             .push(crate::broker::Subscriber::new(topic, options, handler));

@@ -42,7 +42,7 @@ async fn main() -> micro::Result<()> {
     }
     let running = service.start().await?;
     println!("listening on {}", running.local_addr());
-    micro::shutdown_signal().await;
+    micro::service::shutdown_signal().await;
     println!("stopping");
     running.stop().await?;
     println!("stopped");

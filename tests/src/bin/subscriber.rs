@@ -46,6 +46,6 @@ async fn main() -> micro::Result<()> {
         .start()
         .await?;
     println!("listening on {}", running.local_addr());
-    micro::shutdown_signal().await;
+    micro::service::shutdown_signal().await;
     running.stop().await
 }
