@@ -132,6 +132,7 @@ pub fn seen(ctx: &Context) -> Seen {
     }
 }
 
+pub mod conformance;
 pub mod netns;
 pub mod process;
 
