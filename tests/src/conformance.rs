@@ -185,3 +185,179 @@ pub async fn registry(make: impl Fn() -> Arc<dyn Registry>, prefix: &str) {
         .expect_err("an empty name is refused");
     assert!(matches!(err, RegistryError::Invalid(_)), "{err}");
 }
+
+/// What a broker backend can promise beyond the common contract.
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerTraits {
+    /// A subscriber's error reaches the publisher (brokers that deliver
+    /// themselves; not NATS, which is at most once).
+    pub reports_errors: bool,
+    /// `publish` returns after the subscribers ran (in-process and HTTP
+    /// delivery); otherwise the suite waits for deliveries.
+    pub synchronous: bool,
+}
+
+/// What one subscriber received: (payload, id, `x-tenant` metadata).
+type Seen = Arc<std::sync::Mutex<Vec<(u32, String, Option<String>)>>>;
+
+async fn subscribe(
+    broker: &dyn micro::broker::Broker,
+    topic: &str,
+    queue: Option<&str>,
+) -> (micro::broker::Subscription, Seen) {
+    use micro::broker::{Message, SubscribeOptions, handler};
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let options = queue.map_or_else(SubscribeOptions::default, SubscribeOptions::queue);
+    let sub = broker
+        .subscribe(
+            topic,
+            handler(move |msg: Message| {
+                let log = log.clone();
+                async move {
+                    let n: u32 = msg.decode()?;
+                    if n == 4242 {
+                        return Err(micro::Error::conflict("refusing 4242"));
+                    }
+                    let tenant = msg.metadata.get("x-tenant").map(str::to_owned);
+                    log.lock().unwrap().push((n, msg.id.clone(), tenant));
+                    Ok(())
+                }
+            }),
+            options,
+        )
+        .await
+        .expect("subscribe");
+    (sub, seen)
+}
+
+fn count(seen: &[&Seen]) -> usize {
+    seen.iter().map(|s| s.lock().unwrap().len()).sum()
+}
+
+/// Waits until the subscribers together hold `n` messages (at once for a
+/// synchronous broker), and a moment more to see that no more arrive.
+async fn settle(seen: &[&Seen], n: usize, traits: BrokerTraits) {
+    if !traits.synchronous {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(seen) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(seen), n, "messages delivered");
+}
+
+async fn publish(broker: &dyn micro::broker::Broker, topic: &str, n: u32, from: u32) {
+    use micro::broker::Message;
+    use micro::codec::ContentType;
+    for i in from..from + n {
+        let mut msg = Message::encode(topic, &i, ContentType::Json).unwrap();
+        msg.metadata.insert("x-tenant", "acme");
+        broker.publish(msg).await.expect("publish");
+    }
+}
+
+/// The broker contract (`micro::broker::Broker`): every subscriber
+/// without a queue group gets every message, each group gets it once,
+/// metadata and ids travel, an unsubscribed handler gets nothing, bad
+/// topics are refused, and (where the broker can tell) a subscriber's
+/// error reaches the publisher. `make` gives a connected broker; `prefix`
+/// keeps topics of one run apart.
+///
+/// # Panics
+/// On the first behaviour the backend gets wrong.
+pub async fn broker(
+    make: impl Fn() -> Arc<dyn micro::broker::Broker>,
+    prefix: &str,
+    traits: BrokerTraits,
+) {
+    let publisher = make();
+    let subscriber = make();
+    let topic = |t: &str| format!("{prefix}.{t}");
+
+    // Broadcast: each subscriber without a group gets every message once,
+    // with its id and metadata.
+    let all = topic("broadcast");
+    let (s1, a) = subscribe(&*subscriber, &all, None).await;
+    let (s2, b) = subscribe(&*subscriber, &all, None).await;
+    publish(&*publisher, &all, 20, 0).await;
+    settle(&[&a, &b], 40, traits).await;
+    for seen in [&a, &b] {
+        let mut got: Vec<u32> = seen.lock().unwrap().iter().map(|m| m.0).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..20).collect::<Vec<_>>());
+        assert!(
+            seen.lock()
+                .unwrap()
+                .iter()
+                .all(|m| m.2.as_deref() == Some("acme") && !m.1.is_empty())
+        );
+    }
+    let ids: std::collections::HashSet<String> =
+        a.lock().unwrap().iter().map(|m| m.1.clone()).collect();
+    assert_eq!(ids.len(), 20, "each message has its own id");
+
+    // Queue groups: each group gets each message once, shared among its
+    // members; another group gets its own copy.
+    let jobs = topic("jobs");
+    let (w1s, w1) = subscribe(&*subscriber, &jobs, Some("workers")).await;
+    let (w2s, w2) = subscribe(&*make(), &jobs, Some("workers")).await;
+    let (aus, audit) = subscribe(&*subscriber, &jobs, Some("audit")).await;
+    publish(&*publisher, &jobs, 40, 0).await;
+    settle(&[&w1, &w2], 40, traits).await;
+    settle(&[&audit], 40, traits).await;
+    let mut shared: Vec<u32> = w1
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(w2.lock().unwrap().iter())
+        .map(|m| m.0)
+        .collect();
+    shared.sort_unstable();
+    assert_eq!(
+        shared,
+        (0..40).collect::<Vec<_>>(),
+        "each job to exactly one worker"
+    );
+
+    // Unsubscribed: nothing more arrives.
+    s2.unsubscribe().await.expect("unsubscribe");
+    publish(&*publisher, &all, 5, 100).await;
+    settle(&[&a], 25, traits).await;
+    assert_eq!(
+        b.lock().unwrap().len(),
+        20,
+        "an unsubscribed handler got a message"
+    );
+
+    // A subscriber's error reaches the publisher, with its code.
+    if traits.reports_errors {
+        use micro::broker::Message;
+        use micro::codec::ContentType;
+        let msg = Message::encode(&all, &4242u32, ContentType::Json).unwrap();
+        let err = publisher
+            .publish(msg)
+            .await
+            .expect_err("the subscriber refused");
+        assert_eq!(micro::Error::from(err).code(), 409);
+    }
+
+    // Bad topics are refused, on both sides.
+    use micro::broker::{Message, SubscribeOptions, handler};
+    use micro::codec::ContentType;
+    let bad = Message::encode("a b", &1u32, ContentType::Json).unwrap();
+    assert!(publisher.publish(bad).await.is_err());
+    let refused = subscriber
+        .subscribe(
+            "",
+            handler(|_| async { Ok(()) }),
+            SubscribeOptions::default(),
+        )
+        .await;
+    assert!(refused.is_err());
+
+    for s in [s1, w1s, w2s, aus] {
+        let _ = s.unsubscribe().await;
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use micro::broker::{Broker, MemoryBroker};
 use micro::registry::{MdnsRegistry, MemoryRegistry};
 use micro_tests::conformance;
 use micro_tests::netns::isolated;
@@ -25,4 +26,42 @@ fn mdns_registry() {
         )
         .await;
     });
+}
+
+#[tokio::test]
+async fn memory_broker() {
+    // One broker for every side: in-process delivery.
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    conformance::broker(
+        || broker.clone(),
+        "memory",
+        conformance::BrokerTraits {
+            reports_errors: true,
+            synchronous: true,
+        },
+    )
+    .await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
+async fn nats_broker() {
+    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
+    let prefix = format!("conformance.{}", std::process::id());
+    conformance::broker(
+        || {
+            let broker = micro::broker::NatsBroker::new(&url);
+            Arc::new(broker) as Arc<dyn Broker>
+        },
+        &prefix,
+        conformance::BrokerTraits {
+            reports_errors: false,
+            synchronous: false,
+        },
+    )
+    .await;
 }
