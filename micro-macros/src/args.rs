@@ -3,8 +3,8 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
-use syn::parse::Parser;
-use syn::{LitStr, Path};
+use syn::parse::{ParseStream, Parser};
+use syn::{LitStr, Path, Token};
 
 /// One parsed `key = "value"`, with the span of its value for errors.
 #[derive(Clone)]
@@ -24,6 +24,13 @@ pub(crate) struct ServiceArgs {
 #[derive(Default)]
 pub(crate) struct HandlerArgs {
     pub(crate) name: Option<Value>,
+}
+
+/// `#[subscribe("topic", ...)]` arguments.
+pub(crate) struct SubscribeArgs {
+    pub(crate) topic: String,
+    pub(crate) queue: Option<String>,
+    pub(crate) krate: Option<(Path, Span)>,
 }
 
 /// Parses `key = "value", ...` with `on_key` deciding each key; reports an
@@ -92,6 +99,59 @@ impl HandlerArgs {
                 value: lit.value(),
                 span: lit.span(),
             });
+            Ok(())
+        })?;
+        Ok(args)
+    }
+}
+
+impl SubscribeArgs {
+    /// `"topic"`, then `queue = "..."` and `crate = "..."`; `span` is where
+    /// to report a missing topic.
+    pub(crate) fn parse(tokens: TokenStream, span: Span) -> syn::Result<Self> {
+        if tokens.is_empty() {
+            return Err(syn::Error::new(
+                span,
+                "`#[subscribe]` needs a topic: `#[subscribe(\"user.created\")]`",
+            ));
+        }
+        let split = |input: ParseStream<'_>| {
+            let topic: LitStr = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`#[subscribe]` takes the topic first, as a string: `#[subscribe(\"user.created\")]`",
+                )
+            })?;
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+            Ok((topic, input.parse::<TokenStream>()?))
+        };
+        let (topic, rest) = split.parse2(tokens)?;
+        if topic.value().is_empty() || topic.value().chars().any(char::is_whitespace) {
+            return Err(syn::Error::new(
+                topic.span(),
+                "the topic must not be empty or contain whitespace",
+            ));
+        }
+        let mut args = SubscribeArgs {
+            topic: topic.value(),
+            queue: None,
+            krate: None,
+        };
+        parse_pairs("subscribe", &["queue", "crate"], rest, |key, lit| {
+            match key {
+                "queue" => {
+                    if lit.value().is_empty() {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "the queue group must not be empty",
+                        ));
+                    }
+                    args.queue = Some(lit.value());
+                }
+                _ => args.krate = Some((lit.parse::<Path>()?, lit.span())),
+            }
             Ok(())
         })?;
         Ok(args)

@@ -501,8 +501,11 @@ pub(crate) fn subscriber_body(
 }
 
 /// A free `#[subscribe]` function, and its registration with `inventory`.
-pub(crate) fn free_subscriber(item: &syn::ItemFn, def: &SubscriberDef) -> TokenStream {
-    let krate: syn::Path = syn::parse_quote!(::micro);
+pub(crate) fn free_subscriber(
+    krate: &syn::Path,
+    item: &syn::ItemFn,
+    def: &SubscriberDef,
+) -> TokenStream {
     let ident = &def.ident;
     let topic = &def.topic;
     let queue = match &def.queue {
@@ -510,7 +513,7 @@ pub(crate) fn free_subscriber(item: &syn::ItemFn, def: &SubscriberDef) -> TokenS
         None => quote!(::core::option::Option::None),
     };
     let shim = format_ident!("__micro_subscriber_{}", ident);
-    let body = subscriber_body(&krate, def, quote!(#ident), TokenStream::new());
+    let body = subscriber_body(krate, def, quote!(#ident), TokenStream::new());
     let name = ident.to_string();
     let future = quote_spanned! {ident.span()=> async move { #body } };
     quote! {

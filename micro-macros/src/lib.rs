@@ -127,14 +127,17 @@ fn expand_free(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote!(#err #input);
         }
     };
-    let def = subscribe::parse_args(args, Span::call_site())
-        .and_then(|(topic, queue)| subscribe::check(&item.sig, false, topic, queue));
-    let def = match def {
+    let def = args::SubscribeArgs::parse(args, Span::call_site()).and_then(|args| {
+        let krate = args.krate.map(|(path, _)| path);
+        subscribe::check(&item.sig, false, args.topic, args.queue).map(|def| (def, krate))
+    });
+    let (def, krate) = match def {
         Ok(def) => def,
         Err(err) => {
             let err = err.to_compile_error();
             return quote!(#item #err);
         }
     };
-    codegen::free_subscriber(&item, &def)
+    let krate = krate.unwrap_or_else(|| syn::parse_quote!(::micro));
+    codegen::free_subscriber(&krate, &item, &def)
 }

@@ -219,10 +219,15 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
                 syn::Meta::List(list) => list.tokens.clone(),
                 _ => TokenStream::new(),
             };
-            let parsed =
-                crate::subscribe::parse_args(tokens, attr.span()).and_then(|(topic, queue)| {
-                    crate::subscribe::check(&method.sig, true, topic, queue)
-                });
+            let parsed = crate::args::SubscribeArgs::parse(tokens, attr.span()).and_then(|args| {
+                if let Some((_, span)) = args.krate {
+                    return Err(syn::Error::new(
+                        span,
+                        "`crate` of a subscriber method comes from its `#[service]`: set it there",
+                    ));
+                }
+                crate::subscribe::check(&method.sig, true, args.topic, args.queue)
+            });
             match parsed {
                 Ok(def) => subscribers.push(def),
                 Err(e) => errors.push(e),

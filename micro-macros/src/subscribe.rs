@@ -1,10 +1,7 @@
-//! `#[subscribe("topic", queue = "group")]`: the model and codegen of a
+//! `#[subscribe("topic", queue = "group")]`: the model of a
 //! subscriber, on a free function or a method of a `#[service]` impl.
 
-use proc_macro2::{Span, TokenStream};
-use quote::quote;
-use syn::parse::{ParseStream, Parser};
-use syn::{FnArg, LitStr, Path, ReturnType, Signature, Token, Type};
+use syn::{FnArg, ReturnType, Signature, Type};
 
 use crate::syntax::is_context;
 
@@ -16,62 +13,6 @@ pub(crate) struct SubscriberDef {
     /// For each argument after any receiver: is it the `Context`?
     pub(crate) args: Vec<bool>,
     pub(crate) payload: Option<Type>,
-}
-
-/// `"topic"` then `queue = "..."`.
-pub(crate) fn parse_args(tokens: TokenStream, span: Span) -> syn::Result<(String, Option<String>)> {
-    if tokens.is_empty() {
-        return Err(syn::Error::new(
-            span,
-            "`#[subscribe]` needs a topic: `#[subscribe(\"user.created\")]`",
-        ));
-    }
-    let parser = |input: ParseStream<'_>| {
-        let topic: LitStr = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "`#[subscribe]` takes the topic first, as a string: `#[subscribe(\"user.created\")]`")
-        })?;
-        if topic.value().is_empty() || topic.value().chars().any(char::is_whitespace) {
-            return Err(syn::Error::new(
-                topic.span(),
-                "the topic must not be empty or contain whitespace",
-            ));
-        }
-        let mut queue: Option<LitStr> = None;
-        while !input.is_empty() {
-            input.parse::<Token![,]>()?;
-            if input.is_empty() {
-                break;
-            }
-            let key: Path = input.call(Path::parse_mod_style)?;
-            let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
-            if name != "queue" {
-                return Err(syn::Error::new_spanned(
-                    &key,
-                    format!(
-                        "unknown `#[subscribe]` argument `{}`, expected one of: `queue`",
-                        quote!(#key).to_string().replace(' ', "")
-                    ),
-                ));
-            }
-            if queue.is_some() {
-                return Err(syn::Error::new_spanned(
-                    &key,
-                    "duplicate `#[subscribe]` argument `queue`",
-                ));
-            }
-            input.parse::<Token![=]>()?;
-            let value: LitStr = input.parse()?;
-            if value.value().is_empty() {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "the queue group must not be empty",
-                ));
-            }
-            queue = Some(value);
-        }
-        Ok((topic.value(), queue.map(|q| q.value())))
-    };
-    parser.parse2(tokens)
 }
 
 /// Checks a subscriber's signature; `method` says whether `&self` comes
