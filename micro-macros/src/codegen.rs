@@ -358,37 +358,103 @@ fn client(def: &ServiceDef) -> TokenStream {
     }
 }
 
+/// One client method's shape-specific parts; [`method_pair`] writes the
+/// `x` and `x_with` pair from them.
+struct Method {
+    /// The request parameter, with its comma, or nothing.
+    param: TokenStream,
+    /// `x`'s forwarding of that parameter to `x_with`.
+    forward: TokenStream,
+    /// What both return, inside `Result`.
+    output: TokenStream,
+    /// The body of `x_with`, which has `options` in scope.
+    body: TokenStream,
+    /// How the docs say what it does: "Calls" or "Opens the stream".
+    verb: &'static str,
+}
+
 fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
-    if h.shape != Shape::Unary {
-        return client_stream_method(krate, h);
-    }
+    let endpoint = &h.endpoint;
+    let response = &h.response;
+    let unit: syn::Type = syn::parse_quote!(());
+    let request = h.request.as_ref().unwrap_or(&unit);
+    let (param, forward) = match &h.request {
+        Some(ty) => (quote!(request: #ty,), quote!(request,)),
+        None => (quote!(), quote!()),
+    };
+    let method = match h.shape {
+        Shape::Unary => {
+            let sent = if h.request.is_some() {
+                quote!(&request)
+            } else {
+                quote!(&())
+            };
+            let call = quote_spanned! {response.span()=>
+                self.client.call::<#request, #response>
+            };
+            Method {
+                param,
+                forward,
+                output: quote!(#response),
+                body: quote!(#call(&self.service, #endpoint, #sent, options).await),
+                verb: "Calls",
+            }
+        }
+        Shape::ServerStreaming => {
+            let sent = if h.request.is_some() {
+                quote!(::core::option::Option::Some(&request))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            Method {
+                param,
+                forward,
+                output: quote!(#krate::__private::Streaming<#response>),
+                body: quote! {
+                    #krate::__private::server_streaming::<#request, #response>(
+                        &self.client, &self.service, #endpoint, #sent, options,
+                    )
+                    .await
+                },
+                verb: "Opens the stream",
+            }
+        }
+        Shape::Bidirectional | Shape::BidirectionalStreaming | Shape::ClientStreaming => Method {
+            param: quote!(),
+            forward: quote!(),
+            output: quote!(#krate::__private::ClientStream<#request, #response>),
+            body: quote! {
+                self.client.stream::<#request, #response>(&self.service, #endpoint, options).await
+            },
+            verb: "Opens the stream",
+        },
+    };
+    method_pair(krate, h, method)
+}
+
+/// `x`, which calls `x_with` with the default options, and `x_with`.
+fn method_pair(krate: &syn::Path, h: &HandlerDef, m: Method) -> TokenStream {
     let method = &h.ident;
     let with = format_ident!("{}_with", h.ident);
     let endpoint = &h.endpoint;
-    let response = &h.response;
     let docs = &h.docs;
-    let with_doc = format!("Calls `{endpoint}` with per-call options.");
+    let Method {
+        param,
+        forward,
+        output,
+        body,
+        verb,
+    } = m;
     let default_doc = if docs.is_empty() {
-        let doc = format!("Calls `{endpoint}`.");
+        let doc = format!("{verb} `{endpoint}`.");
         quote!(#[doc = #doc])
     } else {
         quote!(#(#docs)*)
     };
-    let (param, body, request_ty) = match &h.request {
-        Some(ty) => (quote!(request: #ty,), quote!(&request), quote!(#ty)),
-        None => (quote!(), quote!(&()), quote!(())),
-    };
-    let call = quote_spanned! {response.span()=>
-        self.client.call::<#request_ty, #response>
-    };
-    let forward = if h.request.is_some() {
-        quote!(request,)
-    } else {
-        quote!()
-    };
+    let with_doc = format!("{verb} `{endpoint}` with per-call options.");
     quote! {
         #default_doc
-        pub async fn #method(&self, #param) -> #krate::__private::Result<#response> {
+        pub async fn #method(&self, #param) -> #krate::__private::Result<#output> {
             self.#with(#forward ::core::default::Default::default()).await
         }
 
@@ -397,75 +463,8 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
             &self,
             #param
             options: #krate::__private::CallOptions,
-        ) -> #krate::__private::Result<#response> {
-            #call(&self.service, #endpoint, #body, options).await
-        }
-    }
-}
-
-/// The client method of a streaming endpoint: it opens the stream and
-/// returns the typed handle (or, for server streaming, sends the request
-/// and returns the replies).
-fn client_stream_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
-    let method = &h.ident;
-    let with = format_ident!("{}_with", h.ident);
-    let endpoint = &h.endpoint;
-    let response = &h.response;
-    let unit: syn::Type = syn::parse_quote!(());
-    let request = h.request.as_ref().unwrap_or(&unit);
-    let docs = &h.docs;
-    let default_doc = if docs.is_empty() {
-        let doc = format!("Opens the stream `{endpoint}`.");
-        quote!(#[doc = #doc])
-    } else {
-        quote!(#(#docs)*)
-    };
-    let with_doc = format!("Opens the stream `{endpoint}` with per-call options.");
-    if h.shape == Shape::ServerStreaming {
-        let (param, forward, sent) = match &h.request {
-            Some(ty) => (
-                quote!(request: #ty,),
-                quote!(request,),
-                quote!(::core::option::Option::Some(&request)),
-            ),
-            None => (quote!(), quote!(), quote!(::core::option::Option::None)),
-        };
-        return quote! {
-            #default_doc
-            pub async fn #method(
-                &self,
-                #param
-            ) -> #krate::__private::Result<#krate::__private::Streaming<#response>> {
-                self.#with(#forward ::core::default::Default::default()).await
-            }
-
-            #[doc = #with_doc]
-            pub async fn #with(
-                &self,
-                #param
-                options: #krate::__private::CallOptions,
-            ) -> #krate::__private::Result<#krate::__private::Streaming<#response>> {
-                #krate::__private::server_streaming::<#request, #response>(
-                    &self.client, &self.service, #endpoint, #sent, options,
-                )
-                .await
-            }
-        };
-    }
-    quote! {
-        #default_doc
-        pub async fn #method(
-            &self,
-        ) -> #krate::__private::Result<#krate::__private::ClientStream<#request, #response>> {
-            self.#with(::core::default::Default::default()).await
-        }
-
-        #[doc = #with_doc]
-        pub async fn #with(
-            &self,
-            options: #krate::__private::CallOptions,
-        ) -> #krate::__private::Result<#krate::__private::ClientStream<#request, #response>> {
-            self.client.stream::<#request, #response>(&self.service, #endpoint, options).await
+        ) -> #krate::__private::Result<#output> {
+            #body
         }
     }
 }
