@@ -1,6 +1,18 @@
 //! Choosing a part's backend by name from the environment, and saying
 //! clearly when the name cannot be used.
 
+/// The backend chosen for `part` (`REGISTRY`, `BROKER`, …) in the
+/// environment: the kind from `MICRO_<PART>` and the server from
+/// `MICRO_<PART>_ADDRESS`, each `None` when unset or empty. Every part is
+/// chosen this way.
+pub(crate) fn from_env(part: &str) -> (Option<String>, Option<String>) {
+    let var = |name: String| std::env::var(name).ok().filter(|v| !v.is_empty());
+    (
+        var(format!("MICRO_{part}")),
+        var(format!("MICRO_{part}_ADDRESS")),
+    )
+}
+
 /// One backend a part can be given by name.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Choice {

@@ -445,13 +445,11 @@ pub fn static_subscribers() -> Vec<Subscriber> {
 pub fn default_broker() -> Arc<dyn Broker> {
     static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();
     DEFAULT
-        .get_or_init(|| match std::env::var("MICRO_BROKER").ok().as_deref() {
+        .get_or_init(|| match crate::backend::from_env("BROKER").0.as_deref() {
             Some("memory") => Arc::new(MemoryBroker::new()),
             #[cfg(feature = "nats")]
             Some("nats") => Arc::new(NatsBroker::from_env()),
-            None | Some("" | "http") => {
-                Arc::new(HttpBroker::new(crate::registry::default_registry()))
-            }
+            None | Some("http") => Arc::new(HttpBroker::new(crate::registry::default_registry())),
             Some(other) => {
                 let choices = [
                     crate::backend::Choice::built_in("http"),

@@ -58,12 +58,8 @@ impl NatsBroker {
 
     /// A broker for `MICRO_BROKER_ADDRESS`, or `nats://127.0.0.1:4222`.
     pub fn from_env() -> Self {
-        Self::new(
-            std::env::var("MICRO_BROKER_ADDRESS")
-                .ok()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
-        )
+        let (_, address) = crate::backend::from_env("BROKER");
+        Self::new(address.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()))
     }
 
     async fn client(&self) -> Result<&async_nats::Client, BrokerError> {

@@ -341,9 +341,9 @@ fn _assert_dyn(_: &dyn Registry) {}
 pub fn default_registry() -> Arc<dyn Registry> {
     static DEFAULT: OnceLock<Arc<dyn Registry>> = OnceLock::new();
     DEFAULT
-        .get_or_init(|| match std::env::var("MICRO_REGISTRY").ok().as_deref() {
+        .get_or_init(|| match crate::backend::from_env("REGISTRY").0.as_deref() {
             Some("memory") => Arc::new(MemoryRegistry::new()),
-            None | Some("" | "mdns") => Arc::new(MdnsRegistry::new()),
+            None | Some("mdns") => Arc::new(MdnsRegistry::new()),
             Some(other) => {
                 let choices = [
                     crate::backend::Choice::built_in("mdns"),
