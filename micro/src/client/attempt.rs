@@ -53,7 +53,6 @@ impl Client {
                     )
                     .await;
                 let reached = !matches!(result, Err(Failure::Transport(_)));
-                self.note_reached(address, reached);
                 if let Ok(picked) = &node {
                     self.inner.selector.mark(service, picked.node(), reached);
                 }

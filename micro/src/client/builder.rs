@@ -14,7 +14,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::{Client, DEFAULT_TIMEOUT, Inner, RetryPolicy, cache};
 use crate::codec::ContentType;
 use crate::registry::{Registry, default_registry};
-use crate::selector::{Filter, Random, Selector};
+use crate::selector::{Cooldown, Filter, Random, Selector};
 use crate::transport::{BoxError, DEFAULT_MAX_RESPONSE_SIZE, Stack, Transport};
 
 /// Builds a [`Client`].
@@ -103,7 +103,8 @@ impl ClientBuilder {
     }
 
     /// How long a node is skipped after a call to it failed at the
-    /// connection level. Default: 5 s.
+    /// connection level (the selector is wrapped in a
+    /// [`Cooldown`](crate::selector::Cooldown)). Default: 5 s.
     #[must_use]
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
@@ -188,15 +189,16 @@ impl ClientBuilder {
                 },
                 broker: self.broker.unwrap_or_else(crate::broker::default_broker),
                 lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
-                selector: self.selector.unwrap_or_else(|| Arc::new(Random::new())),
+                selector: Arc::new(Cooldown::new(
+                    self.selector.unwrap_or_else(|| Arc::new(Random::new())),
+                    self.cooldown,
+                )),
                 content_type: self.content_type,
                 timeout: self.timeout,
                 max_response_size: self.max_response_size,
                 retry: self.retry,
                 filters: self.filters,
                 cooldown: self.cooldown,
-                failed: std::sync::Mutex::default(),
-                failing: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

@@ -74,12 +74,6 @@ struct Inner {
     retry: RetryPolicy,
     filters: Vec<Filter>,
     cooldown: Duration,
-    /// Node address -> until when it is skipped, after a call to it failed
-    /// at the connection level.
-    failed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
-    /// The number of entries in `failed`, kept under its lock, so that the
-    /// call path takes no lock while no node has failed.
-    failing: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Client {

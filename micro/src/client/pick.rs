@@ -1,8 +1,7 @@
 //! Choosing a node for an attempt: the registry cache, the filters, the
-//! selector, and the cool-down of nodes that could not be reached.
+//! nodes already tried and the selector.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::Client;
 use crate::registry::Node;
@@ -10,26 +9,9 @@ use crate::selector::Filter;
 use crate::{Error, Result};
 
 impl Client {
-    /// Remembers whether `address` could be reached: a node that could not
-    /// is skipped for the cool-down, so a dead node stops getting traffic
-    /// after one failed call rather than when its registration expires.
-    pub(super) fn note_reached(&self, address: &str, reached: bool) {
-        use std::sync::atomic::Ordering;
-        if reached && self.inner.failing.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
-        if reached {
-            failed.remove(address);
-        } else {
-            failed.insert(address.to_owned(), Instant::now() + self.inner.cooldown);
-        }
-        self.inner.failing.store(failed.len(), Ordering::Relaxed);
-    }
-
     /// A node of `service`, through the registry cache, the filters and the
-    /// selector. Nodes this call already tried, and nodes cooling down after
-    /// a failure, are taken only when there is nothing else.
+    /// selector (which skips nodes cooling down after a failure). Nodes
+    /// this call already tried are taken only when there is nothing else.
     pub(super) async fn pick(
         &self,
         service: &str,
@@ -39,16 +21,7 @@ impl Client {
         let records = self.inner.lookup.get(service).await.map_err(Error::from)?;
         let none = || Error::unavailable(format!("service \"{service}\" has no nodes"));
         let unfiltered = filters.is_empty() && self.inner.filters.is_empty();
-        if records.len() == 1
-            && unfiltered
-            && tried.is_empty()
-            && self
-                .inner
-                .failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-        {
+        if records.len() == 1 && unfiltered && tried.is_empty() {
             // The common case borrows from the cached record: no copies.
             let nodes = &records[0].nodes;
             let chosen = self
@@ -76,26 +49,10 @@ impl Client {
                 "no node of service \"{service}\" matches the call's filters"
             )));
         }
-        let now = Instant::now();
-        let cooling: Vec<String> = {
-            let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.retain(|_, until| *until > now);
-            self.inner
-                .failing
-                .store(failed.len(), std::sync::atomic::Ordering::Relaxed);
-            nodes
-                .iter()
-                .filter(|n| failed.contains_key(&n.address))
-                .map(|n| n.address.clone())
-                .collect()
-        };
-        for avoid in [tried, cooling.as_slice()] {
-            if avoid.is_empty() {
-                continue;
-            }
+        if !tried.is_empty() {
             let rest: Vec<Node> = nodes
                 .iter()
-                .filter(|n| !avoid.contains(&n.address))
+                .filter(|n| !tried.contains(&n.address))
                 .cloned()
                 .collect();
             if !rest.is_empty() {

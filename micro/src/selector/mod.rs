@@ -15,6 +15,8 @@
 //! assert_eq!(picks, ["a", "b", "a", "b"]);
 //! ```
 
+mod cooldown;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -62,6 +64,8 @@ pub trait Selector: Send + Sync + fmt::Debug + 'static {
         let _ = (service, node, reached);
     }
 }
+
+pub use cooldown::Cooldown;
 
 fn _assert_dyn(_: &dyn Selector) {}
 
