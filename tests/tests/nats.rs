@@ -1,5 +1,7 @@
-//! The NATS broker against a real nats-server at `MICRO_TEST_NATS`
-//! (ignored, saying so in the summary, when it is not set).
+//! The NATS broker against a real nats-server at `MICRO_TEST_NATS`, beyond
+//! the broker conformance suite (tests/conformance.rs): across processes,
+//! and with a plain NATS client on the other end. Ignored, saying so in
+//! the summary, when the variable is not set.
 #![cfg(feature = "nats")]
 
 use std::sync::{Arc, Mutex};
@@ -89,56 +91,6 @@ async fn publish(url: &str, topic: &str, n: u32) {
         client.publish(topic, &i).await.unwrap();
     }
     client.broker().disconnect().await.unwrap();
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(micro_test_nats),
-    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
-)]
-async fn broadcast_reaches_every_subscriber_once() {
-    let url = server();
-    let topic = topic("broadcast");
-    let mut subs = Vec::new();
-    for _ in 0..3 {
-        subs.push(subscriber(&url, &topic, None).await);
-    }
-    publish(&url, &topic, 1000).await;
-    for (_, seen) in &subs {
-        wait_total(&[seen], 1000).await;
-        assert_eq!(sorted(seen), (0..1000).collect::<Vec<_>>());
-    }
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(micro_test_nats),
-    ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
-)]
-async fn queue_groups_map_to_nats_queue_groups() {
-    let url = server();
-    let topic = topic("queue");
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        workers.push(subscriber(&url, &topic, Some("workers")).await);
-    }
-    let (_audit, audited) = subscriber(&url, &topic, Some("audit")).await;
-    publish(&url, &topic, 1000).await;
-    let seen: Vec<&Seen> = workers.iter().map(|(_, s)| s).collect();
-    wait_total(&seen, 1000).await;
-    wait_total(&[&audited], 1000).await;
-    let mut all: Vec<u32> = seen.iter().flat_map(|s| sorted(s)).collect();
-    all.sort_unstable();
-    assert_eq!(
-        all,
-        (0..1000).collect::<Vec<_>>(),
-        "each message to exactly one worker"
-    );
-    assert!(
-        seen.iter().all(|s| !s.lock().unwrap().is_empty()),
-        "a worker got nothing"
-    );
-    assert_eq!(sorted(&audited), (0..1000).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -104,10 +104,13 @@ impl HttpBroker {
             headers.insert(MICRO_QUEUE.clone(), value(queue)?);
         }
         let deadline = Instant::now() + DELIVERY_TIMEOUT;
-        let exchange =
-            self.inner
-                .transport
-                .exchange(parts, message.body.clone(), MAX_REPLY, &who, address);
+        let exchange = self.inner.transport.exchange(
+            parts,
+            message.body.clone(),
+            MAX_REPLY,
+            "subscriber",
+            address,
+        );
         let (parts, bytes) = match tokio::time::timeout_at(deadline.into(), exchange).await {
             Ok(result) => result.map_err(|e: Failure| e.into_error().or_id(&who))?,
             Err(_) => {
@@ -119,7 +122,7 @@ impl HttpBroker {
         if parts.status.is_success() {
             return Ok(());
         }
-        Err(reply_error(&parts, &bytes, &who, address).or_id(&who))
+        Err(reply_error(&parts, &bytes, "subscriber", address).or_id(&who))
     }
 
     /// The nodes subscribed to `topic`: those without a queue, and the

@@ -179,12 +179,12 @@ async fn connection(
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let busy = requests.begin();
+        let framing = check_framing(&req).map_err(|e| e.or_id(&shared.name));
         let router = router.clone();
-        let shared = shared.clone();
         async move {
-            let response = match check_framing(&req) {
+            let response = match framing {
                 Err(err) => {
-                    let mut r = crate::wire::error_response(&err.or_id(&shared.name));
+                    let mut r = crate::wire::error_response(&err);
                     r.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),

@@ -430,12 +430,6 @@ pub(crate) struct Streams {
     closing: watch::Sender<bool>,
 }
 
-impl Default for Streams {
-    fn default() -> Self {
-        Self::new(crate::server::DEFAULT_MAX_STREAMS, None)
-    }
-}
-
 impl Streams {
     pub(crate) fn new(max: usize, idle_timeout: Option<Duration>) -> Self {
         Self {
