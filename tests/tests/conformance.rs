@@ -10,7 +10,7 @@ use micro_tests::netns::isolated;
 
 #[tokio::test]
 async fn memory_registry() {
-    conformance::registry(|| Arc::new(MemoryRegistry::new()), "memory").await;
+    conformance::registry(|| Arc::new(MemoryRegistry::new()), "memory", true).await;
 }
 
 #[test]
@@ -23,6 +23,7 @@ fn mdns_registry() {
         conformance::registry(
             || Arc::new(MdnsRegistry::builder().interfaces(["lo"]).build()),
             "mdns",
+            false,
         )
         .await;
     });
