@@ -6,9 +6,10 @@
 //!
 //! Rows:
 //! - `raw axum`: an axum handler with `Json` in and out, called by a plain
-//!   hyper client;
+//!   hyper client that encodes the request and decodes the reply with
+//!   serde, as a user of a plain HTTP client would;
 //! - `micro http json|msgpack`: the micro service called by the same hyper
-//!   client with `Micro-Endpoint`;
+//!   client, the same way, with `Micro-Endpoint`;
 //! - `micro typed json|msgpack`: through the generated client, by address;
 //! - `micro typed by name`: through the generated client, found by name
 //!   through mDNS and the selector (the service and the client each have
@@ -19,6 +20,11 @@
 //! watcher. For mDNS the benchmark moves into a network namespace of its own
 //! (it needs root; without it, it falls back to the memory registry and
 //! says so), so no multicast leaves the machine.
+//!
+//! The servers run on a runtime of their own (threads `bench-server`), the
+//! clients on another, so that the CPU each side spends per request shows
+//! apart: `cpu µs/req` is the whole process's, `client µs` the client
+//! side's (everything but the server threads).
 //!
 //! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
 //! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
@@ -42,6 +48,42 @@ use micro_examples::helloworld::{Helloworld, HelloworldClient, Request, Response
 
 type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
 
+/// The system allocator, counting each thread's allocations.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is passed straight to the system allocator; the count
+// is a const-initialised thread local, which does not allocate.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations (and reallocations) this thread made so far.
+fn allocations() -> u64 {
+    ALLOCATIONS.with(std::cell::Cell::get)
+}
+
 /// What one row measured.
 struct Row {
     name: &'static str,
@@ -50,6 +92,10 @@ struct Row {
     elapsed: f64,
     /// CPU seconds the whole process spent (client and server alike).
     cpu: f64,
+    /// CPU seconds the server threads spent.
+    server_cpu: f64,
+    /// Allocations on the client's thread and on the server's.
+    allocs: (u64, u64),
     /// Requests per second in each round.
     rounds: Vec<f64>,
     latencies: Vec<Duration>,
@@ -62,6 +108,10 @@ impl Row {
 
     fn cpu_per_request(&self) -> Duration {
         Duration::from_secs_f64(self.cpu / self.count as f64)
+    }
+
+    fn client_cpu_per_request(&self) -> Duration {
+        Duration::from_secs_f64((self.cpu - self.server_cpu) / self.count as f64)
     }
 
     fn pct(&self, p: f64) -> Duration {
@@ -99,7 +149,13 @@ async fn run(call: &Call, concurrency: usize, dur: Duration) -> (Vec<Duration>, 
 
 /// Measures every row at `concurrency`, interleaved in `ROUNDS` rounds so
 /// that drift in the machine's speed spreads over all rows alike.
-async fn measure(rows: &[(&'static str, Call)], concurrency: usize, secs: f64) -> Vec<Row> {
+async fn measure(
+    rows: &[(&'static str, Call)],
+    concurrency: usize,
+    secs: f64,
+    servers: &tokio::runtime::Handle,
+) -> Vec<Row> {
+    let server_allocs = || async { servers.spawn(async { allocations() }).await.unwrap() };
     const ROUNDS: u32 = 7;
     let slice = Duration::from_secs_f64(secs / f64::from(ROUNDS));
     let mut out: Vec<Row> = rows
@@ -110,6 +166,8 @@ async fn measure(rows: &[(&'static str, Call)], concurrency: usize, secs: f64) -
             count: 0,
             elapsed: 0.0,
             cpu: 0.0,
+            server_cpu: 0.0,
+            allocs: (0, 0),
             rounds: Vec::new(),
             latencies: Vec::new(),
         })
@@ -119,9 +177,13 @@ async fn measure(rows: &[(&'static str, Call)], concurrency: usize, secs: f64) -
     }
     for _ in 0..ROUNDS {
         for (row, (_, call)) in out.iter_mut().zip(rows) {
-            let cpu = cpu_seconds();
+            let (cpu, server) = (cpu_seconds(), server_cpu_seconds());
+            let allocs = (allocations(), server_allocs().await);
             let (lat, elapsed) = run(call, concurrency, slice).await;
             row.cpu += cpu_seconds() - cpu;
+            row.server_cpu += server_cpu_seconds() - server;
+            row.allocs.0 += allocations() - allocs.0;
+            row.allocs.1 += server_allocs().await - allocs.1;
             row.rounds.push(lat.len() as f64 / elapsed);
             row.count += lat.len();
             row.elapsed += elapsed;
@@ -134,18 +196,32 @@ async fn measure(rows: &[(&'static str, Call)], concurrency: usize, secs: f64) -
     out
 }
 
-async fn send(client: &Hyper, addr: SocketAddr, headers: &[(&str, &str)], body: Bytes) {
+/// One call through the plain hyper client: the request encoded with
+/// `codec`, the reply decoded with it, as a user of a plain HTTP client
+/// would do by hand.
+async fn send(client: &Hyper, addr: SocketAddr, headers: &[(&str, &str)], codec: ContentType) {
+    let request = Request {
+        name: "alice".into(),
+    };
+    let body = match codec {
+        ContentType::MsgPack => rmp_serde::to_vec_named(&request).unwrap(),
+        _ => serde_json::to_vec(&request).unwrap(),
+    };
     let mut req = http::Request::post(format!("http://{addr}/"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let rsp = client
-        .request(req.body(Full::new(body)).unwrap())
+        .request(req.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .expect("request");
     assert_eq!(rsp.status(), 200);
     let body = rsp.into_body().collect().await.unwrap().to_bytes();
-    assert!(!body.is_empty());
+    let reply: Response = match codec {
+        ContentType::MsgPack => rmp_serde::from_slice(&body).unwrap(),
+        _ => serde_json::from_slice(&body).unwrap(),
+    };
+    assert_eq!(reply.message, "Hello alice");
 }
 
 async fn raw_axum() -> SocketAddr {
@@ -187,15 +263,38 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread each, as a client process and a server process on a
+    // core each would be.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(SERVER_THREADS.into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tx.send(rt.handle().clone()).unwrap();
+            rt.block_on(std::future::pending::<()>());
+        })
+        .unwrap();
+    let servers = rx.recv().unwrap();
+    let clients = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(bench(secs, mdns));
+    clients.block_on(bench(secs, mdns, servers));
 }
 
-async fn bench(secs: f64, mdns: bool) {
-    let raw_addr = raw_axum().await;
+/// The name of the servers' runtime threads.
+const SERVER_THREADS: &str = "bench-server";
+
+/// The servers under test, started on the servers' runtime.
+struct Servers {
+    raw: SocketAddr,
+    micro: micro::ServiceHandle,
+}
+
+async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
     let (server_registry, registry): (Arc<dyn Registry>, Arc<dyn Registry>) = if mdns {
         let on_lo = || Arc::new(MdnsRegistry::builder().interfaces(["lo"]).build());
         (on_lo(), on_lo())
@@ -204,20 +303,29 @@ async fn bench(secs: f64, mdns: bool) {
         (shared.clone(), shared)
     };
     discovery(&server_registry, &registry).await;
-    let service = micro::Service::new("helloworld")
-        .address("127.0.0.1:0")
-        .registry(server_registry.clone())
-        .handle(Helloworld)
-        .start()
-        .await
-        .unwrap();
+    let started = {
+        let server_registry = server_registry.clone();
+        servers.spawn(async move {
+            let raw = raw_axum().await;
+            let micro = micro::Service::new("helloworld")
+                .address("127.0.0.1:0")
+                .registry(server_registry)
+                .handle(Helloworld)
+                .start()
+                .await
+                .unwrap();
+            Servers { raw, micro }
+        })
+    };
+    let Servers {
+        raw: raw_addr,
+        micro: service,
+    } = started.await.unwrap();
     let micro_addr = service.local_addr();
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let hyper: Hyper = HyperClient::builder(TokioExecutor::new()).build(connector);
-    let json = Bytes::from_static(br#"{"name":"alice"}"#);
-    let msgpack = Bytes::from(rmp_body());
     let typed = HelloworldClient::new(
         "helloworld",
         micro::Client::builder().registry(registry.clone()).build(),
@@ -234,32 +342,37 @@ async fn bench(secs: f64, mdns: bool) {
     }
     let mut rows: Vec<(&'static str, Call)> = Vec::new();
     {
-        let (h, b) = (hyper.clone(), json.clone());
+        let h = hyper.clone();
         rows.push((
             "raw axum",
             Arc::new(move || {
-                let (h, b) = (h.clone(), b.clone());
+                let h = h.clone();
                 Box::pin(async move {
-                    send(&h, raw_addr, &[("content-type", "application/json")], b).await
+                    let headers = [("content-type", "application/json")];
+                    send(&h, raw_addr, &headers, ContentType::Json).await
                 })
             }),
         ));
     }
-    for (name, ct, body) in [
-        ("micro http json", "application/json", json.clone()),
-        ("micro http msgpack", "application/msgpack", msgpack.clone()),
+    for (name, ct, codec) in [
+        ("micro http json", "application/json", ContentType::Json),
+        (
+            "micro http msgpack",
+            "application/msgpack",
+            ContentType::MsgPack,
+        ),
     ] {
         let h = hyper.clone();
         rows.push((
             name,
             Arc::new(move || {
-                let (h, b) = (h.clone(), body.clone());
+                let h = h.clone();
                 Box::pin(async move {
                     let headers = [
                         ("content-type", ct),
                         ("micro-endpoint", "Helloworld.Greeting"),
                     ];
-                    send(&h, micro_addr, &headers, b).await
+                    send(&h, micro_addr, &headers, codec).await
                 })
             }),
         ));
@@ -313,7 +426,7 @@ async fn bench(secs: f64, mdns: bool) {
 
     let mut results = Vec::new();
     for concurrency in [1, 64] {
-        results.extend(measure(&rows, concurrency, secs).await);
+        results.extend(measure(&rows, concurrency, secs, &servers).await);
     }
     service.stop().await.unwrap();
     report(&results);
@@ -367,13 +480,24 @@ async fn discovery(server_registry: &Arc<dyn Registry>, client_registry: &Arc<dy
     );
 }
 
-fn rmp_body() -> Vec<u8> {
-    micro::codec::ContentType::MsgPack
-        .encode(&Request {
-            name: "alice".into(),
-        })
-        .unwrap()
-        .to_vec()
+/// CPU time the server threads spent so far, from the scheduler's
+/// per-thread run time (nanoseconds) in `/proc`.
+fn server_cpu_seconds() -> f64 {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten() {
+        let Ok(task) = task else { continue };
+        let path = task.path();
+        let is_server = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.trim_end().starts_with(SERVER_THREADS));
+        if !is_server {
+            continue;
+        }
+        let ran = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        total += ran.unwrap_or(0);
+    }
+    total as f64 / 1e9
 }
 
 /// User plus system CPU time of this process so far.
@@ -404,8 +528,16 @@ fn ratio(row: &Row, raw: &Row) -> f64 {
 
 fn report(rows: &[Row]) {
     println!(
-        "{:<22} {:>5} {:>10} {:>8} {:>8} {:>11} {:>8}",
-        "row", "conc", "req/s", "p50 µs", "p99 µs", "cpu µs/req", "vs raw"
+        "{:<22} {:>5} {:>10} {:>8} {:>8} {:>11} {:>9} {:>11} {:>8}",
+        "row",
+        "conc",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs/req",
+        "client µs",
+        "allocs c/s",
+        "vs raw"
     );
     for row in rows {
         let raw = rows
@@ -413,13 +545,16 @@ fn report(rows: &[Row]) {
             .find(|r| r.name == "raw axum" && r.concurrency == row.concurrency);
         let ratio = raw.map_or(f64::NAN, |raw| ratio(row, raw));
         println!(
-            "{:<22} {:>5} {:>10.0} {:>8} {:>8} {:>11.1} {:>7.2}x",
+            "{:<22} {:>5} {:>10.0} {:>8} {:>8} {:>11.1} {:>9.1} {:>5.1}/{:<5.1} {:>7.2}x",
             row.name,
             row.concurrency,
             row.rps(),
             row.pct(0.50).as_micros(),
             row.pct(0.99).as_micros(),
             row.cpu_per_request().as_secs_f64() * 1e6,
+            row.client_cpu_per_request().as_secs_f64() * 1e6,
+            row.allocs.0 as f64 / row.count as f64,
+            row.allocs.1 as f64 / row.count as f64,
             ratio
         );
     }
@@ -428,6 +563,12 @@ fn report(rows: &[Row]) {
             rows.iter()
                 .find(|r| r.name == name && r.concurrency == concurrency)
         };
+        if let (Some(typed), Some(plain)) = (find("micro typed json"), find("micro http json")) {
+            println!(
+                "typed client / plain client (json) at {concurrency}: {:.2}x",
+                ratio(typed, plain)
+            );
+        }
         if let (Some(by_name), Some(by_addr)) =
             (find("micro typed by name"), find("micro typed json"))
         {

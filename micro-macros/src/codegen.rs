@@ -327,7 +327,7 @@ fn client(def: &ServiceDef) -> TokenStream {
         #[doc = #doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         pub struct #client {
-            service: #krate::__private::String,
+            service: #krate::__private::ServiceName,
             client: #krate::__private::Client,
         }
 
@@ -340,12 +340,15 @@ fn client(def: &ServiceDef) -> TokenStream {
                 service: impl ::core::convert::Into<#krate::__private::String>,
                 client: #krate::__private::Client,
             ) -> Self {
-                Self { service: ::core::convert::Into::into(service), client }
+                Self {
+                    service: #krate::__private::ServiceName::new(::core::convert::Into::into(service)),
+                    client,
+                }
             }
 
             /// The name of the service this client calls.
             pub fn service(&self) -> &str {
-                &self.service
+                self.service.as_str()
             }
 
             /// The underlying untyped client.
@@ -390,13 +393,13 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
                 quote!(&())
             };
             let call = quote_spanned! {response.span()=>
-                self.client.call::<#request, #response>
+                #krate::__private::typed_call::<#request, #response>
             };
             Method {
                 param,
                 forward,
                 output: quote!(#response),
-                body: quote!(#call(&self.service, #endpoint, #sent, options).await),
+                body: quote!(#call(&self.client, &self.service, #endpoint, #sent, options).await),
                 verb: "Calls",
             }
         }
@@ -412,7 +415,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
                 output: quote!(#krate::__private::Streaming<#response>),
                 body: quote! {
                     #krate::__private::server_streaming::<#request, #response>(
-                        &self.client, &self.service, #endpoint, #sent, options,
+                        &self.client, self.service.as_str(), #endpoint, #sent, options,
                     )
                     .await
                 },
@@ -424,7 +427,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
             forward: quote!(),
             output: quote!(#krate::__private::ClientStream<#request, #response>),
             body: quote! {
-                self.client.stream::<#request, #response>(&self.service, #endpoint, options).await
+                self.client.stream::<#request, #response>(self.service.as_str(), #endpoint, options).await
             },
             verb: "Opens the stream",
         },

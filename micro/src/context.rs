@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
+
 use crate::metadata::Metadata;
 
 /// What a handler knows about the request it serves, and what a caller
@@ -26,7 +28,9 @@ use crate::metadata::Metadata;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Context {
-    id: String,
+    /// Always non-empty visible ASCII, so that `id()` can borrow it as text;
+    /// kept as a header value so that passing it on copies nothing.
+    id: HeaderValue,
     deadline: Option<Instant>,
     metadata: Metadata,
     endpoint: Option<Arc<str>>,
@@ -46,7 +50,7 @@ impl Context {
     /// metadata.
     pub fn new() -> Self {
         Self {
-            id: new_id(),
+            id: new_id_header(),
             deadline: None,
             metadata: Metadata::new(),
             endpoint: None,
@@ -54,8 +58,9 @@ impl Context {
         }
     }
 
+    /// `id` must be non-empty visible ASCII ([`crate::wire::valid_id`]).
     pub(crate) fn from_parts(
-        id: String,
+        id: HeaderValue,
         deadline: Option<Instant>,
         metadata: Metadata,
         endpoint: Option<Arc<str>>,
@@ -78,6 +83,11 @@ impl Context {
     /// The request id (`Micro-Id`), shared by every call made on behalf of
     /// one original request.
     pub fn id(&self) -> &str {
+        self.id.to_str().unwrap_or_default()
+    }
+
+    /// The request id as the header value a call sends on.
+    pub(crate) fn id_header(&self) -> &HeaderValue {
         &self.id
     }
 
@@ -173,9 +183,33 @@ impl Context {
     }
 
     /// This context with request id `id`.
+    ///
+    /// A request id travels as a header, so it is visible ASCII: any other
+    /// byte is percent-encoded (`café` becomes `caf%C3%A9`), and an empty
+    /// id leaves the current one.
+    ///
+    /// ```
+    /// let ctx = micro::Context::new().with_id("order-42");
+    /// assert_eq!(ctx.id(), "order-42");
+    /// assert_eq!(ctx.with_id("caf\u{e9}").id(), "caf%C3%A9");
+    /// ```
     #[must_use]
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.id = id.into();
+    pub fn with_id(mut self, id: impl AsRef<str>) -> Self {
+        use std::fmt::Write as _;
+
+        let id = id.as_ref();
+        if id.is_empty() {
+            return self;
+        }
+        let mut text = String::with_capacity(id.len());
+        for b in id.bytes() {
+            if b.is_ascii_graphic() || b == b' ' {
+                text.push(char::from(b));
+            } else {
+                let _ = write!(text, "%{b:02X}");
+            }
+        }
+        self.id = HeaderValue::from_str(&text).expect("visible ASCII is a valid header value");
         self
     }
 }
@@ -186,6 +220,19 @@ impl Context {
 /// per-thread xorshift generator seeded from the OS once, rather than a
 /// system call per request.
 pub(crate) fn new_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    new_id_into(&mut buf).to_owned()
+}
+
+/// A fresh request id as a header value, with no `String` on the way.
+pub(crate) fn new_id_header() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = new_id_into(&mut buf);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// Writes a fresh random (v4) UUID into `buf`, hyphenated, lower case.
+fn new_id_into(buf: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &str {
     use std::cell::Cell;
     use std::hash::{BuildHasher, RandomState};
 
@@ -212,7 +259,7 @@ pub(crate) fn new_id() -> String {
     uuid::Builder::from_random_bytes(bits.to_le_bytes())
         .into_uuid()
         .hyphenated()
-        .to_string()
+        .encode_lower(buf)
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub mod __private {
 
     pub use crate::broker::{Message, StaticSubscriber, SubscribeOptions, Subscriber};
     pub use crate::client::stream::server_streaming;
-    pub use crate::client::{CallOptions, Client, ClientStream};
+    pub use crate::client::{CallOptions, Client, ClientStream, ServiceName, typed_call};
     pub use crate::codec::ContentType;
     pub use crate::registry::Endpoint;
     pub use crate::server::StreamCall;

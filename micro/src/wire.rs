@@ -12,7 +12,7 @@ use axum::response::Response;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::context::new_id;
+use crate::context::new_id_header;
 use crate::{Error, Result};
 
 pub(crate) static MICRO_ENDPOINT: HeaderName = HeaderName::from_static("micro-endpoint");
@@ -50,19 +50,20 @@ pub(crate) fn endpoint_header(headers: &HeaderMap) -> Option<&str> {
     )
 }
 
-/// The request id: the caller's `Micro-Id`, or a new one; as text and as
-/// the header value to echo.
-pub(crate) fn request_id(headers: &HeaderMap) -> (String, HeaderValue) {
-    let given = [&MICRO_ID, &X_MICRO_ID]
+/// The request id: the caller's `Micro-Id` if it is non-empty visible
+/// ASCII, or a new one. The header value is the id's storage, shared with
+/// the reply's echo: no copy.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    [&MICRO_ID, &X_MICRO_ID]
         .into_iter()
         .find_map(|n| headers.get(n))
-        .and_then(|v| Some((v.to_str().ok()?.to_owned(), v.clone())))
-        .filter(|(id, _)| !id.is_empty());
-    given.unwrap_or_else(|| {
-        let id = new_id();
-        let value = HeaderValue::from_str(&id).expect("a UUID is a valid header value");
-        (id, value)
-    })
+        .and_then(|v| valid_id(v).then(|| v.clone()))
+        .unwrap_or_else(new_id_header)
+}
+
+/// Whether `value` can be a request id: non-empty visible ASCII.
+pub(crate) fn valid_id(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|id| !id.is_empty())
 }
 
 /// The deadline from the `Timeout` header (decimal nanoseconds).
@@ -163,13 +164,15 @@ mod tests {
     fn request_id_aliases() {
         let mut h = HeaderMap::new();
         h.insert(&X_MICRO_ID, HeaderValue::from_static("abc"));
-        assert_eq!(request_id(&h).0, "abc");
+        assert_eq!(request_id(&h), "abc");
         h.insert(&MICRO_ID, HeaderValue::from_static("def"));
-        assert_eq!(
-            request_id(&h),
-            ("def".to_owned(), HeaderValue::from_static("def"))
+        assert_eq!(request_id(&h), "def");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+        h.insert(
+            &MICRO_ID,
+            HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
         );
-        assert_eq!(request_id(&HeaderMap::new()).0.len(), 36);
+        assert_eq!(request_id(&h).len(), 36, "a non-ASCII id is replaced");
     }
 
     #[test]

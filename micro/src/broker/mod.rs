@@ -110,7 +110,11 @@ impl Message {
 
     /// The context a subscriber sees: the message's id and metadata.
     pub fn context(&self) -> Context {
-        Context::from_parts(self.id.clone(), None, self.metadata.clone(), None)
+        let id = ::http::HeaderValue::from_str(&self.id)
+            .ok()
+            .filter(crate::wire::valid_id)
+            .unwrap_or_else(crate::context::new_id_header);
+        Context::from_parts(id, None, self.metadata.clone(), None)
     }
 }
 

@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, StatusCode};
 
 use super::{CallOptions, Client};
 use crate::codec::ContentType;
-use crate::context::new_id;
+use crate::context::new_id_header;
 use crate::transport::{Failure, USER_AGENT_VALUE, reply_error};
 use crate::wire::{MICRO_ENDPOINT, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
@@ -20,16 +20,18 @@ impl Client {
     /// while the retry policy says so, all within `deadline`.
     pub(super) async fn attempts(
         &self,
-        service: &str,
-        endpoint: &str,
+        target: &Target<'_>,
         content_type: ContentType,
         attempt: &Attempt,
         options: &CallOptions,
         deadline: Instant,
     ) -> Result<Outcome> {
+        let (service, endpoint) = (target.service, target.endpoint);
         let policy = options.retry.as_ref().unwrap_or(&self.inner.retry);
         let budget = deadline.saturating_duration_since(Instant::now());
-        let attempts = async {
+        // Pinned where it is made: handing the large future to the timer
+        // by value would copy it on every call.
+        let attempts = std::pin::pin!(async {
             let mut tried: Vec<String> = Vec::new();
             let mut retry = 0;
             loop {
@@ -42,15 +44,7 @@ impl Client {
                     Err(address) => address,
                 };
                 let result = self
-                    .send(
-                        service,
-                        endpoint,
-                        address,
-                        content_type,
-                        attempt,
-                        options,
-                        deadline,
-                    )
+                    .send(target, address, content_type, attempt, options, deadline)
                     .await;
                 let reached = !matches!(result, Err(Failure::Transport(_)));
                 if let Ok(picked) = &node {
@@ -72,7 +66,7 @@ impl Client {
                     tokio::time::sleep(pause).await;
                 }
             }
-        };
+        });
         match tokio::time::timeout_at(deadline.into(), attempts).await {
             Ok(result) => result.map_err(|e| e.or_id(service)),
             Err(_) => {
@@ -91,29 +85,30 @@ impl Client {
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        service: &str,
-        endpoint: &str,
+        target: &Target<'_>,
         address: &str,
         content_type: ContentType,
         attempt: &Attempt,
         options: &CallOptions,
         deadline: Instant,
     ) -> Result<Outcome, Failure> {
-        let uri = format!("http://{address}/");
-        let builder = match attempt {
-            Attempt::Call { .. } => Request::post(uri.as_str()),
-            Attempt::Open { .. } => Request::get(uri.as_str()),
-        };
-        let mut parts = builder
-            .body(())
-            .map_err(|e| {
+        // The URI's text becomes its storage: one allocation, no copy.
+        let uri = http::Uri::from_maybe_shared(Bytes::from(format!("http://{address}/"))).map_err(
+            |e| {
                 Failure::Reply(Error::bad_request(format!(
                     "invalid node address \"{address}\": {e}"
                 )))
-            })?
-            .into_parts()
-            .0;
+            },
+        )?;
+        let method = match attempt {
+            Attempt::Call { .. } => http::Method::POST,
+            Attempt::Open { .. } => http::Method::GET,
+        };
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = method;
+        parts.uri = uri;
         let headers = &mut parts.headers;
+        headers.reserve(8);
         match &options.context {
             Some(ctx) if !options.metadata.is_empty() => {
                 let mut merged = ctx.metadata().clone();
@@ -125,25 +120,13 @@ impl Client {
         }
         headers.insert(CONTENT_TYPE, content_type.header_value());
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
-        let invalid = |what: &str, value: &str| {
-            Failure::Reply(Error::bad_request(format!("invalid {what} \"{value}\"")))
+        headers.insert(MICRO_ENDPOINT.clone(), target.endpoint_header.clone());
+        headers.insert(MICRO_SERVICE.clone(), target.service_header.clone());
+        let id = match &options.context {
+            Some(ctx) => ctx.id_header().clone(),
+            None => new_id_header(),
         };
-        headers.insert(
-            MICRO_ENDPOINT.clone(),
-            HeaderValue::from_str(endpoint).map_err(|_| invalid("endpoint", endpoint))?,
-        );
-        headers.insert(
-            MICRO_SERVICE.clone(),
-            HeaderValue::from_str(service).map_err(|_| invalid("service name", service))?,
-        );
-        let id = options
-            .context
-            .as_ref()
-            .map_or_else(new_id, |c| c.id().to_owned());
-        headers.insert(
-            MICRO_ID.clone(),
-            HeaderValue::from_str(&id).map_err(|_| invalid("request id", &id))?,
-        );
+        headers.insert(MICRO_ID.clone(), id);
         // A call's budget is what is left of its deadline; a stream's is
         // its own deadline, if it has one.
         let budget = match attempt {
@@ -163,14 +146,20 @@ impl Client {
             Attempt::Open { .. } => {
                 // Boxed: the upgrade's future is large, and inline it would
                 // grow every call's future, which is moved on each call.
-                let socket = Box::pin(self.upgrade(parts, service, address)).await?;
+                let socket = Box::pin(self.upgrade(parts, target.service, address)).await?;
                 return Ok(Outcome::Socket(Box::new(socket), address.to_owned()));
             }
         };
         let (parts, bytes) = self
             .inner
             .transport
-            .exchange(parts, body, self.inner.max_response_size, service, address)
+            .exchange(
+                parts,
+                body,
+                self.inner.max_response_size,
+                target.service,
+                address,
+            )
             .await?;
         let reply_type = parts
             .headers
@@ -182,8 +171,74 @@ impl Client {
             return Ok(Outcome::Reply(reply_type, bytes));
         }
         Err(Failure::Reply(reply_error(
-            &parts, &bytes, service, address,
+            &parts,
+            &bytes,
+            target.service,
+            address,
         )))
+    }
+}
+
+/// What a call is addressed to: its service and endpoint, as text for
+/// errors and as the header values each attempt sends, made once per call
+/// (or, for a typed client, once).
+pub(crate) struct Target<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) endpoint: &'a str,
+    service_header: HeaderValue,
+    endpoint_header: HeaderValue,
+}
+
+impl<'a> Target<'a> {
+    /// # Errors
+    /// 400 when either is not a valid header value.
+    pub(crate) fn new(service: &'a str, endpoint: &'a str) -> Result<Self> {
+        let invalid = |what: &str, value: &str| {
+            Error::bad_request(format!("invalid {what} \"{value}\"")).with_id(service.to_owned())
+        };
+        Ok(Self {
+            service,
+            endpoint,
+            service_header: HeaderValue::from_str(service)
+                .map_err(|_| invalid("service name", service))?,
+            endpoint_header: HeaderValue::from_str(endpoint)
+                .map_err(|_| invalid("endpoint", endpoint))?,
+        })
+    }
+}
+
+/// A service's name with its header value made once, for the typed
+/// clients `#[service]` generates.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct ServiceName {
+    name: String,
+    /// `None` when the name cannot be a header value; each call says so.
+    header: Option<HeaderValue>,
+}
+
+impl ServiceName {
+    pub fn new(name: String) -> Self {
+        let header = HeaderValue::from_str(&name).ok();
+        Self { name, header }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The target `endpoint` of this service; `endpoint` is a generated
+    /// `Type.Method`, always a valid header value.
+    pub(crate) fn target(&self, endpoint: &'static str) -> Result<Target<'_>> {
+        let Some(service_header) = self.header.clone() else {
+            return Target::new(&self.name, endpoint);
+        };
+        Ok(Target {
+            service: &self.name,
+            endpoint,
+            service_header,
+            endpoint_header: HeaderValue::from_static(endpoint),
+        })
     }
 }
 

@@ -39,6 +39,9 @@ use crate::registry::Registry;
 use crate::selector::{Filter, Selector};
 use crate::transport::Stack;
 use crate::{Error, Result};
+#[doc(hidden)]
+pub use attempt::ServiceName;
+use attempt::Target;
 
 /// The default deadline of a call: 5 s, as in Go Micro.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -187,15 +190,29 @@ impl Client {
         Req: Serialize + ?Sized,
         Rsp: DeserializeOwned,
     {
+        self.call_target(&Target::new(service, endpoint)?, request, options)
+            .await
+    }
+
+    /// [`call`](Self::call) to a target already made.
+    pub(crate) async fn call_target<Req, Rsp>(
+        &self,
+        target: &Target<'_>,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Rsp>
+    where
+        Req: Serialize + ?Sized,
+        Rsp: DeserializeOwned,
+    {
+        let service = target.service;
         let content_type = options.content_type.unwrap_or(self.inner.content_type);
         let body = content_type
             .encode(request)
             .map_err(|e| Error::internal(e.to_string()).with_id(service.to_owned()))?;
-        let (reply_type, body) = self
-            .call_raw(service, endpoint, content_type, body, options)
-            .await?;
+        let (reply_type, body) = self.raw_target(target, content_type, body, options).await?;
         reply_type.decode(&body).map_err(|e| {
-            Error::internal(format!("reply from {service} {endpoint}: {e}"))
+            Error::internal(format!("reply from {service} {}: {e}", target.endpoint))
                 .with_id(service.to_owned())
                 .with_source(e)
         })
@@ -214,6 +231,22 @@ impl Client {
         body: Bytes,
         options: CallOptions,
     ) -> Result<(ContentType, Bytes)> {
+        self.raw_target(
+            &Target::new(service, endpoint)?,
+            content_type,
+            body,
+            options,
+        )
+        .await
+    }
+
+    async fn raw_target(
+        &self,
+        target: &Target<'_>,
+        content_type: ContentType,
+        body: Bytes,
+        options: CallOptions,
+    ) -> Result<(ContentType, Bytes)> {
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let mut deadline = Instant::now() + timeout;
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
@@ -221,14 +254,7 @@ impl Client {
         }
         let attempt = attempt::Attempt::Call { body };
         match self
-            .attempts(
-                service,
-                endpoint,
-                content_type,
-                &attempt,
-                &options,
-                deadline,
-            )
+            .attempts(target, content_type, &attempt, &options, deadline)
             .await?
         {
             attempt::Outcome::Reply(content_type, body) => Ok((content_type, body)),
@@ -237,20 +263,21 @@ impl Client {
     }
 }
 
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn call_future_size() {
-        let c = super::Client::builder()
-            .registry(std::sync::Arc::new(crate::registry::MemoryRegistry::new()))
-            .build();
-        let f = c.call_raw(
-            "a",
-            "b",
-            crate::codec::ContentType::Json,
-            bytes::Bytes::new(),
-            super::CallOptions::new(),
-        );
-        println!("call_raw future: {} bytes", std::mem::size_of_val(&f));
-    }
+/// `Client::call` for the typed clients `#[service]` generates: the
+/// service's header value is made once per client, the endpoint's never.
+#[doc(hidden)]
+pub async fn typed_call<Req, Rsp>(
+    client: &Client,
+    service: &ServiceName,
+    endpoint: &'static str,
+    request: &Req,
+    options: CallOptions,
+) -> Result<Rsp>
+where
+    Req: Serialize + ?Sized,
+    Rsp: DeserializeOwned,
+{
+    client
+        .call_target(&service.target(endpoint)?, request, options)
+        .await
 }

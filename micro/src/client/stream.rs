@@ -286,15 +286,9 @@ impl Client {
         let attempt = super::attempt::Attempt::Open {
             deadline: stream_deadline,
         };
+        let target = super::attempt::Target::new(service, endpoint)?;
         let outcome = self
-            .attempts(
-                service,
-                endpoint,
-                content_type,
-                &attempt,
-                &options,
-                open_deadline,
-            )
+            .attempts(&target, content_type, &attempt, &options, open_deadline)
             .await?;
         let super::attempt::Outcome::Socket(socket, address) = outcome else {
             unreachable!("an opening yields a socket");

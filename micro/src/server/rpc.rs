@@ -26,12 +26,12 @@ use crate::{Context, Error, Result};
 
 /// Serves `POST /`.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let (id, id_header) = request_id(req.headers());
+    let id = request_id(req.headers());
     let is_event = header(req.headers(), &[&MICRO_TOPIC, &X_MICRO_TOPIC]).is_some();
     let result = if is_event {
-        receive(&shared, req, id).await.map(|()| None)
+        receive(&shared, req, &id).await.map(|()| None)
     } else {
-        dispatch(&shared, req, id).await.map(Some)
+        dispatch(&shared, req, id.clone()).await.map(Some)
     };
     let mut response = match result {
         Ok(Some((content_type, body))) => {
@@ -43,7 +43,7 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
         Ok(None) => Response::new(Body::empty()),
         Err(err) => error_response(&err.or_id(&shared.name)),
     };
-    response.headers_mut().insert(MICRO_ID.clone(), id_header);
+    response.headers_mut().insert(MICRO_ID.clone(), id);
     if !shared.ready.load(Ordering::Relaxed) {
         // Draining: tell HTTP/1 clients not to reuse this connection.
         response
@@ -53,7 +53,7 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
     response
 }
 
-async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentType, Bytes)> {
+async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(ContentType, Bytes)> {
     if !shared.ready.load(Ordering::Relaxed) {
         return Err(Error::unavailable(format!(
             "service \"{}\" is shutting down",
@@ -112,7 +112,7 @@ async fn dispatch(shared: &Shared, req: Request, id: String) -> Result<(ContentT
 
 /// An event (`POST /` with `Micro-Topic`), for the broker's local
 /// subscribers.
-async fn receive(shared: &Shared, req: Request, id: String) -> Result<()> {
+async fn receive(shared: &Shared, req: Request, id: &HeaderValue) -> Result<()> {
     if !shared.ready.load(Ordering::Relaxed) {
         return Err(Error::unavailable(format!(
             "service \"{}\" is shutting down",
@@ -130,7 +130,7 @@ async fn receive(shared: &Shared, req: Request, id: String) -> Result<()> {
     let deadline = deadline(headers, Instant::now())?;
     let body = read_body(headers, body, shared, deadline).await?;
     let mut message = crate::broker::Message::new(topic, content_type, body);
-    message.id = id;
+    message.id = id.to_str().unwrap_or_default().to_owned();
     message.metadata = Metadata::from_headers(parts.headers);
     shared.broker.receive(message, queue).await
 }

@@ -495,8 +495,8 @@ impl Drop for Open {
 
 /// Serves `GET /`: a WebSocket upgrade opens a stream.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, mut req: Request) -> Response {
-    let (id, id_header) = wire::request_id(req.headers());
-    let mut response = match accept(&shared, &mut req, id) {
+    let id = wire::request_id(req.headers());
+    let mut response = match accept(&shared, &mut req, id.clone()) {
         Ok(response) => response,
         Err(err) => {
             let upgrade_required = err.code() == code::UPGRADE_REQUIRED;
@@ -509,7 +509,7 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, mut req: Request) -
             response
         }
     };
-    response.headers_mut().insert(MICRO_ID.clone(), id_header);
+    response.headers_mut().insert(MICRO_ID.clone(), id);
     response
 }
 
@@ -562,7 +562,7 @@ fn percent_decode(value: &str) -> Cow<'_, str> {
 
 /// Checks the upgrade request and starts the stream's task; the response
 /// is the `101` that completes the handshake.
-fn accept(shared: &Arc<Shared>, req: &mut Request, id: String) -> Result<Response> {
+fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Response> {
     let headers = req.headers();
     if !has_token(headers, &UPGRADE, "websocket") || !has_token(headers, &CONNECTION, "upgrade") {
         return Err(Error::new(
