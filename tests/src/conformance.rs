@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use micro::registry::{
-    EventKind, Node, RegisterOptions, Registry, RegistryError, Service, Watcher,
+    EventKind, Node, RegisterOptions, Registry, Record, RegistryError, Watcher,
 };
 
 /// A record of service `name` (version `version`) with one node.
-fn record(name: &str, version: &str, node: &str, address: &str) -> Service {
-    Service::new(name)
+fn record(name: &str, version: &str, node: &str, address: &str) -> Record {
+    Record::new(name)
         .with_version(version)
         .with_node(Node::new(node, address).with_metadata("protocol", "http"))
 }
@@ -190,7 +190,7 @@ pub async fn registry(
 
     // Invalid records are refused, with a reason.
     let err = registry
-        .register(&Service::new(""), RegisterOptions::default())
+        .register(&Record::new(""), RegisterOptions::default())
         .await
         .expect_err("an empty name is refused");
     assert!(matches!(err, RegistryError::Invalid(_)), "{err}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use micro::Client;
 use micro::registry::{
-    Endpoint, EventKind, MdnsRegistry, Node, RegisterOptions, Registry, Service,
+    Endpoint, EventKind, MdnsRegistry, Node, RegisterOptions, Registry, Record,
 };
 use micro::selector::RoundRobin;
 use micro_tests::GreeterClient;
@@ -299,7 +299,7 @@ fn a_service_with_300_endpoints_round_trips() {
         let endpoints: Vec<Endpoint> = (0..300)
             .map(|i| Endpoint::new(format!("Big.Method{i:03}"), format!("Request{i}"), "Reply"))
             .collect();
-        let mut record = Service::new("big");
+        let mut record = Record::new("big");
         record.endpoints = endpoints.clone();
         record
             .nodes

@@ -6,14 +6,14 @@ use std::sync::{Arc, RwLock, Weak};
 
 use tokio::sync::oneshot;
 
-use crate::registry::{Registry, RegistryError, Service};
+use crate::registry::{Record, Registry, RegistryError};
 
 /// Service records by name, refreshed whenever the registry reports a
 /// change to one of them. If the registry fails, the last records are
 /// served.
 pub(crate) struct Lookup {
     registry: Arc<dyn Registry>,
-    entries: RwLock<HashMap<String, Arc<Vec<Service>>>>,
+    entries: RwLock<HashMap<String, Arc<Vec<Record>>>>,
     /// Held while a watch task runs; dropping the cache drops it, which
     /// ends the task.
     watch: std::sync::Mutex<Option<oneshot::Sender<()>>>,
@@ -36,7 +36,7 @@ impl Lookup {
     pub(crate) async fn get(
         self: &Arc<Self>,
         name: &str,
-    ) -> Result<Arc<Vec<Service>>, RegistryError> {
+    ) -> Result<Arc<Vec<Record>>, RegistryError> {
         if let Some(found) = self.cached(name) {
             return Ok(found);
         }
@@ -46,7 +46,7 @@ impl Lookup {
         Ok(records)
     }
 
-    fn cached(&self, name: &str) -> Option<Arc<Vec<Service>>> {
+    fn cached(&self, name: &str) -> Option<Arc<Vec<Record>>> {
         self.entries
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -54,7 +54,7 @@ impl Lookup {
             .cloned()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Vec<Service>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Vec<Record>>>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 

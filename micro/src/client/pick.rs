@@ -71,7 +71,7 @@ impl Client {
 /// The node a call goes to: borrowed from the cached records, or a copy
 /// when filters or failures narrowed the choice.
 pub(super) enum Picked {
-    Cached(Arc<Vec<crate::registry::Service>>, usize),
+    Cached(Arc<Vec<crate::registry::Record>>, usize),
     Owned(Node),
 }
 

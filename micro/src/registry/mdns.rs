@@ -11,7 +11,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::broadcast;
 
 use super::{
-    Endpoint, Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Service, Watcher,
+    Endpoint, Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Record, Watcher,
 };
 
 /// The DNS-SD service type micro nodes are published under.
@@ -141,7 +141,7 @@ impl Drop for Inner {
 /// One node as last resolved: a record with exactly one node.
 #[derive(Clone, Debug)]
 struct Seen {
-    record: Service,
+    record: Record,
     ttl: Duration,
     renewed: Instant,
 }
@@ -190,9 +190,9 @@ impl MdnsRegistry {
     }
 
     /// The records of every version of `name` (or of every service).
-    fn records(&self, name: Option<&str>) -> Vec<Service> {
+    fn records(&self, name: Option<&str>) -> Vec<Record> {
         let seen = self.inner.seen.read().unwrap_or_else(|e| e.into_inner());
-        let mut grouped: BTreeMap<(String, String), Service> = BTreeMap::new();
+        let mut grouped: BTreeMap<(String, String), Record> = BTreeMap::new();
         let mut ordered: Vec<&Seen> = seen
             .values()
             .filter(|s| name.is_none_or(|n| s.record.name == n))
@@ -276,7 +276,7 @@ fn announce(inner: &Inner, name: &str, version: &str, before: usize, gone: Optio
         (0, None) => return,
         (_, None) => {
             let Some(node) = gone else { return };
-            let mut record = Service::new(name).with_version(version);
+            let mut record = Record::new(name).with_version(version);
             record.nodes.push(node);
             Event {
                 kind: EventKind::Delete,
@@ -295,7 +295,7 @@ fn count(inner: &Inner, name: &str, version: &str) -> usize {
 }
 
 /// Records a resolution; an unchanged node is only renewed.
-fn upsert(inner: &Inner, fullname: &str, record: Service, ttl: Duration) {
+fn upsert(inner: &Inner, fullname: &str, record: Record, ttl: Duration) {
     let (name, version) = (record.name.clone(), record.version.clone());
     let before = count(inner, &name, &version);
     let changed = {
@@ -371,7 +371,7 @@ fn expire(inner: &Inner, now: Instant) {
 
 /// A resolved instance as a one-node record and its TTL; `None` for an
 /// instance that is not a micro node.
-fn parse(resolved: &mdns_sd::ResolvedService) -> Option<(Service, Duration)> {
+fn parse(resolved: &mdns_sd::ResolvedService) -> Option<(Record, Duration)> {
     let props = resolved.get_properties();
     let get = |k: &str| props.get_property_val_str(k);
     let name = get("service")?.to_owned();
@@ -396,7 +396,7 @@ fn parse(resolved: &mdns_sd::ResolvedService) -> Option<(Service, Duration)> {
             .find(|a| matches!(a, IpAddr::V6(v6) if !v6.is_unicast_link_local()))
     })?;
     let mut node = Node::new(id, SocketAddr::new(*ip, resolved.get_port()).to_string());
-    let mut record = Service::new(name).with_version(version);
+    let mut record = Record::new(name).with_version(version);
     let mut chunks: BTreeMap<usize, &str> = BTreeMap::new();
     for prop in props.iter() {
         let (key, value) = (prop.key(), prop.val_str());
@@ -423,7 +423,7 @@ fn parse(resolved: &mdns_sd::ResolvedService) -> Option<(Service, Duration)> {
 }
 
 /// The TXT properties of one node of `service`.
-fn properties(service: &Service, node: &Node, ttl: Duration, seq: u64) -> Vec<(String, String)> {
+fn properties(service: &Record, node: &Node, ttl: Duration, seq: u64) -> Vec<(String, String)> {
     let mut props = vec![
         ("service".to_owned(), service.name.clone()),
         ("version".to_owned(), service.version.clone()),
@@ -550,7 +550,7 @@ impl Registry for MdnsRegistry {
 
     fn register<'a>(
         &'a self,
-        service: &'a Service,
+        service: &'a Record,
         options: RegisterOptions,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
@@ -602,7 +602,7 @@ impl Registry for MdnsRegistry {
         })
     }
 
-    fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn deregister<'a>(&'a self, service: &'a Record) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let daemon = self.daemon()?;
             for node in &service.nodes {
@@ -629,7 +629,7 @@ impl Registry for MdnsRegistry {
     fn get_service<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
+    ) -> BoxFuture<'a, Result<Vec<Record>, RegistryError>> {
         Box::pin(async move {
             self.daemon()?;
             self.settle(|| !self.records(Some(name)).is_empty()).await;
@@ -642,7 +642,7 @@ impl Registry for MdnsRegistry {
         })
     }
 
-    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>> {
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Record>, RegistryError>> {
         Box::pin(async move {
             self.daemon()?;
             // Nothing says when every node has answered: the whole warm-up.
@@ -670,7 +670,7 @@ mod tests {
         let mut events = reg.inner.events.subscribe();
         let fullname = "greeter-1._micro._tcp.local.";
         let record =
-            |address: &str| Service::new("greeter").with_node(Node::new("greeter-1", address));
+            |address: &str| Record::new("greeter").with_node(Node::new("greeter-1", address));
         let ttl = Duration::from_secs(90);
         // IPv6 first…
         upsert(&reg.inner, fullname, record("[fd00::1]:80"), ttl);
@@ -722,9 +722,9 @@ mod tests {
         let endpoints: Vec<Endpoint> = (0..300)
             .map(|i| Endpoint::new(format!("Big.Method{i:03}"), format!("Request{i}"), "Reply"))
             .collect();
-        let service = Service {
+        let service = Record {
             endpoints: endpoints.clone(),
-            ..Service::new("big")
+            ..Record::new("big")
         };
         let node = Node::new("big-1", "10.0.0.1:80").with_metadata("protocol", "http");
         let props = properties(&service, &node, Duration::from_secs(90), 7);

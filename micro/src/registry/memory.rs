@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use super::{Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Service, Watcher};
+use super::{Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Record, Watcher};
 
 /// A registry in this process's memory: for one process, for tests, and as
 /// the stand-in where multicast is not available.
@@ -25,7 +25,7 @@ pub struct MemoryRegistry {
 #[derive(Debug)]
 struct Inner {
     /// name -> version -> record.
-    services: RwLock<HashMap<String, BTreeMap<String, Record>>>,
+    services: RwLock<HashMap<String, BTreeMap<String, Stored>>>,
     events: broadcast::Sender<Event>,
     /// Whether a task is expiring TTL'd nodes; it stops when none is left.
     reaping: std::sync::atomic::AtomicBool,
@@ -45,15 +45,15 @@ impl Default for Inner {
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug)]
-struct Record {
+struct Stored {
     /// The record with no nodes: name, version, metadata, endpoints.
-    service: Service,
+    service: Record,
     /// node id -> (node, expiry).
     nodes: BTreeMap<String, (Node, Option<Instant>)>,
 }
 
-impl Record {
-    fn live(&self, now: Instant) -> Option<Service> {
+impl Stored {
+    fn live(&self, now: Instant) -> Option<Record> {
         let nodes: Vec<Node> = self
             .nodes
             .values()
@@ -75,12 +75,12 @@ impl MemoryRegistry {
         Self::default()
     }
 
-    fn emit(&self, kind: EventKind, service: Service) {
+    fn emit(&self, kind: EventKind, service: Record) {
         // No receivers is fine: nobody is watching.
         let _ = self.inner.events.send(Event { kind, service });
     }
 
-    fn validate(service: &Service) -> Result<(), RegistryError> {
+    fn validate(service: &Record) -> Result<(), RegistryError> {
         if service.name.is_empty() {
             return Err(RegistryError::Invalid("service name is empty".into()));
         }
@@ -99,7 +99,7 @@ impl MemoryRegistry {
 
     fn register_sync(
         &self,
-        service: &Service,
+        service: &Record,
         options: &RegisterOptions,
     ) -> Result<(), RegistryError> {
         Self::validate(service)?;
@@ -114,8 +114,8 @@ impl MemoryRegistry {
             let versions = services.entry(service.name.clone()).or_default();
             let record = versions
                 .entry(service.version.clone())
-                .or_insert_with(|| Record {
-                    service: Service {
+                .or_insert_with(|| Stored {
+                    service: Record {
                         nodes: Vec::new(),
                         ..service.clone()
                     },
@@ -216,7 +216,7 @@ impl MemoryRegistry {
         ttl_left
     }
 
-    fn deregister_sync(&self, service: &Service) {
+    fn deregister_sync(&self, service: &Record) {
         let now = Instant::now();
         let event = {
             let mut services = self
@@ -258,20 +258,20 @@ impl MemoryRegistry {
         }
     }
 
-    fn snapshot(&self, name: Option<&str>) -> Vec<Service> {
+    fn snapshot(&self, name: Option<&str>) -> Vec<Record> {
         let now = Instant::now();
         let services = self
             .inner
             .services
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let records = |versions: &BTreeMap<String, Record>| -> Vec<Service> {
+        let records = |versions: &BTreeMap<String, Stored>| -> Vec<Record> {
             versions.values().filter_map(|r| r.live(now)).collect()
         };
         match name {
             Some(name) => services.get(name).map(records).unwrap_or_default(),
             None => {
-                let mut all: Vec<Service> = services.values().flat_map(records).collect();
+                let mut all: Vec<Record> = services.values().flat_map(records).collect();
                 all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
                 all
             }
@@ -286,14 +286,14 @@ impl Registry for MemoryRegistry {
 
     fn register<'a>(
         &'a self,
-        service: &'a Service,
+        service: &'a Record,
         options: RegisterOptions,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         let result = self.register_sync(service, &options);
         Box::pin(std::future::ready(result))
     }
 
-    fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn deregister<'a>(&'a self, service: &'a Record) -> BoxFuture<'a, Result<(), RegistryError>> {
         self.deregister_sync(service);
         Box::pin(std::future::ready(Ok(())))
     }
@@ -301,7 +301,7 @@ impl Registry for MemoryRegistry {
     fn get_service<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>> {
+    ) -> BoxFuture<'a, Result<Vec<Record>, RegistryError>> {
         let found = self.snapshot(Some(name));
         let result = if found.is_empty() {
             Err(RegistryError::NotFound(name.to_owned()))
@@ -311,7 +311,7 @@ impl Registry for MemoryRegistry {
         Box::pin(std::future::ready(result))
     }
 
-    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>> {
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Record>, RegistryError>> {
         Box::pin(std::future::ready(Ok(self.snapshot(None))))
     }
 
@@ -344,8 +344,8 @@ mod tests {
 
     use super::*;
 
-    fn svc(node: &str) -> Service {
-        Service::new("greeter").with_node(Node::new(node, format!("127.0.0.1:{}", node.len())))
+    fn svc(node: &str) -> Record {
+        Record::new("greeter").with_node(Node::new(node, format!("127.0.0.1:{}", node.len())))
     }
 
     #[tokio::test]
@@ -476,7 +476,7 @@ mod tests {
         let reg = MemoryRegistry::new();
         let err = reg
             .register(
-                &Service::new("x").with_node(Node::new("", "1.2.3.4:5")),
+                &Record::new("x").with_node(Node::new("", "1.2.3.4:5")),
                 RegisterOptions::default(),
             )
             .await
@@ -496,7 +496,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..200 {
                         let node = Node::new(format!("n{t}-{i}"), "127.0.0.1:1");
-                        let svc = Service::new("load").with_node(node);
+                        let svc = Record::new("load").with_node(node);
                         reg.register_sync(&svc, &RegisterOptions::default())
                             .unwrap();
                         assert!(!reg.snapshot(Some("load")).is_empty());

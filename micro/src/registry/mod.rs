@@ -14,11 +14,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use micro::registry::{MemoryRegistry, Node, Registry, RegisterOptions, Service};
+//! use micro::registry::{MemoryRegistry, Node, Registry, RegisterOptions, Record};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = MemoryRegistry::new();
-//! let svc = Service::new("helloworld")
+//! let svc = Record::new("helloworld")
 //!     .with_node(Node::new("helloworld-1", "127.0.0.1:8080"));
 //! registry.register(&svc, RegisterOptions::default()).await?;
 //!
@@ -54,7 +54,7 @@ pub use memory::MemoryRegistry;
 /// Its JSON is the registry record of docs/wire.md.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Service {
+pub struct Record {
     /// The service name, as clients call it (`helloworld`).
     pub name: String,
     /// The version; `latest` unless the service says otherwise.
@@ -71,7 +71,7 @@ pub struct Service {
     pub nodes: Vec<Node>,
 }
 
-impl Service {
+impl Record {
     /// A record for `name`, version `latest`, with no endpoints or nodes.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -210,7 +210,7 @@ pub struct Event {
     /// What happened.
     pub kind: EventKind,
     /// The record it happened to.
-    pub service: Service,
+    pub service: Record,
 }
 
 /// A stream of registry [`Event`]s, from [`Registry::watch`].
@@ -311,21 +311,21 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// Registers (or renews) the nodes of `service`.
     fn register<'a>(
         &'a self,
-        service: &'a Service,
+        service: &'a Record,
         options: RegisterOptions,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
     /// Removes the nodes of `service`.
-    fn deregister<'a>(&'a self, service: &'a Service) -> BoxFuture<'a, Result<(), RegistryError>>;
+    fn deregister<'a>(&'a self, service: &'a Record) -> BoxFuture<'a, Result<(), RegistryError>>;
 
     /// Every version of the service `name`, with its nodes.
     fn get_service<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Service>, RegistryError>>;
+    ) -> BoxFuture<'a, Result<Vec<Record>, RegistryError>>;
 
     /// Every registered service version.
-    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Service>, RegistryError>>;
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Record>, RegistryError>>;
 
     /// A stream of changes from now on.
     fn watch(&self) -> BoxFuture<'_, Result<Watcher, RegistryError>>;

@@ -203,12 +203,12 @@ impl Selector for LeastOutstanding {
 /// Narrows the nodes a call may go to.
 ///
 /// ```
-/// use micro::registry::{Node, Service};
+/// use micro::registry::{Node, Record};
 /// use micro::selector::Filter;
 ///
-/// let v1 = Service::new("greeter").with_version("v1")
+/// let v1 = Record::new("greeter").with_version("v1")
 ///     .with_node(Node::new("a", "127.0.0.1:1").with_metadata("zone", "eu"));
-/// let v2 = Service::new("greeter").with_version("v2")
+/// let v2 = Record::new("greeter").with_version("v2")
 ///     .with_node(Node::new("b", "127.0.0.1:2").with_metadata("zone", "us"));
 /// let nodes = Filter::apply(&[Filter::version("v2")], &[v1.clone(), v2.clone()]);
 /// assert_eq!(nodes[0].id, "b");
@@ -242,7 +242,7 @@ impl Filter {
         Filter::Endpoint(endpoint.into())
     }
 
-    fn keeps_service(&self, service: &crate::registry::Service) -> bool {
+    fn keeps_service(&self, service: &crate::registry::Record) -> bool {
         match self {
             Filter::Version(v) => service.version == *v,
             Filter::Endpoint(e) => service.endpoints.iter().any(|ep| ep.name == *e),
@@ -258,7 +258,7 @@ impl Filter {
     }
 
     /// The nodes of `services` that every filter keeps.
-    pub fn apply(filters: &[Filter], services: &[crate::registry::Service]) -> Vec<Node> {
+    pub fn apply(filters: &[Filter], services: &[crate::registry::Record]) -> Vec<Node> {
         services
             .iter()
             .filter(|s| filters.iter().all(|f| f.keeps_service(s)))
@@ -335,13 +335,13 @@ mod tests {
 
     #[test]
     fn filters_combine() {
-        use crate::registry::{Endpoint, Service};
-        let v1 = Service::new("g")
+        use crate::registry::{Endpoint, Record};
+        let v1 = Record::new("g")
             .with_version("v1")
             .with_endpoint(Endpoint::new("G.Old", "A", "B"))
             .with_node(Node::new("a", "x:1").with_metadata("zone", "eu"))
             .with_node(Node::new("b", "x:2").with_metadata("zone", "us"));
-        let v2 = Service::new("g")
+        let v2 = Record::new("g")
             .with_version("v2")
             .with_endpoint(Endpoint::new("G.New", "A", "B"))
             .with_node(Node::new("c", "x:3").with_metadata("zone", "eu"));

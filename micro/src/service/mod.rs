@@ -382,7 +382,7 @@ impl Service {
             None => registration::advertise_address(local_addr).to_string(),
         };
         let node = registration::node(&self.name, advertised, &*registry, &*broker, &subscriptions);
-        let mut record = registry::Service::new(self.name.clone()).with_version(self.version);
+        let mut record = registry::Record::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = server.endpoints().to_vec();
         record.nodes.push(node);
@@ -468,7 +468,7 @@ pub async fn shutdown_signal() {
 /// Dropping the handle leaves the service running until the runtime shuts
 /// down; call [`stop`](Self::stop) for a graceful stop.
 pub struct ServiceHandle {
-    record: registry::Service,
+    record: registry::Record,
     registry: Arc<dyn Registry>,
     server: Server,
     /// Renews the registration until the stop begins.
@@ -496,7 +496,7 @@ impl ServiceHandle {
 
     /// The registry record of this node: name, version, endpoints and the
     /// node itself.
-    pub fn record(&self) -> &registry::Service {
+    pub fn record(&self) -> &registry::Record {
         &self.record
     }
 

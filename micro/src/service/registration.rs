@@ -39,7 +39,7 @@ pub(super) fn node(
 /// Registers, retrying a failing registry three times with backoff.
 pub(super) async fn register_with_retries(
     registry: &dyn Registry,
-    record: &registry::Service,
+    record: &registry::Record,
     options: &RegisterOptions,
 ) -> std::result::Result<(), registry::RegistryError> {
     let mut pause = Duration::from_millis(100);
@@ -60,7 +60,7 @@ pub(super) async fn register_with_retries(
 /// (a graceful stop aborts it before it deregisters).
 pub(super) async fn renew(
     registry: Arc<dyn Registry>,
-    record: registry::Service,
+    record: registry::Record,
     options: RegisterOptions,
     interval: Duration,
 ) {
