@@ -78,7 +78,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod backend;
+pub mod backend;
 pub mod broker;
 pub mod client;
 pub mod codec;
@@ -93,6 +93,7 @@ pub mod stream;
 pub(crate) mod transport;
 pub(crate) mod wire;
 
+pub use backend::Backends;
 pub use client::Client;
 pub use context::Context;
 pub use errors::{Error, Result, code};

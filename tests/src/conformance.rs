@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use micro::registry::{
-    EventKind, Node, RegisterOptions, Registry, Record, RegistryError, Watcher,
-};
+use micro::registry::{EventKind, Node, Record, RegisterOptions, Registry, RegistryError, Watcher};
 
 /// A record of service `name` (version `version`) with one node.
 fn record(name: &str, version: &str, node: &str, address: &str) -> Record {
@@ -272,18 +270,19 @@ async fn publish(broker: &dyn micro::broker::Broker, topic: &str, n: u32, from: 
 /// without a queue group gets every message, each group gets it once,
 /// metadata and ids travel, an unsubscribed handler gets nothing, bad
 /// topics are refused, and (where the broker can tell) a subscriber's
-/// error reaches the publisher. `make` gives a connected broker; `prefix`
-/// keeps topics of one run apart.
+/// error reaches the publisher. `make` gives a connected broker, one per
+/// side (as another process would have); `prefix` keeps topics of one run
+/// apart.
 ///
 /// # Panics
 /// On the first behaviour the backend gets wrong.
 pub async fn broker(
-    make: impl Fn() -> Arc<dyn micro::broker::Broker>,
+    make: impl AsyncFn() -> Arc<dyn micro::broker::Broker>,
     prefix: &str,
     traits: BrokerTraits,
 ) {
-    let publisher = make();
-    let subscriber = make();
+    let publisher = make().await;
+    let subscriber = make().await;
     let topic = |t: &str| format!("{prefix}.{t}");
 
     // Broadcast: each subscriber without a group gets every message once,
@@ -312,7 +311,7 @@ pub async fn broker(
     // members; another group gets its own copy.
     let jobs = topic("jobs");
     let (w1s, w1) = subscribe(&*subscriber, &jobs, Some("workers")).await;
-    let (w2s, w2) = subscribe(&*make(), &jobs, Some("workers")).await;
+    let (w2s, w2) = subscribe(&*make().await, &jobs, Some("workers")).await;
     let (aus, audit) = subscribe(&*subscriber, &jobs, Some("audit")).await;
     publish(&*publisher, &jobs, 40, 0).await;
     settle(&[&w1, &w2], 40, traits).await;

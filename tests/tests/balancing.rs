@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use micro::client::{CallOptions, RetryPolicy};
 use micro::registry::{
-    MemoryRegistry, Node, RegisterOptions, Registry, Record, RegistryError, Watcher,
+    MemoryRegistry, Node, Record, RegisterOptions, Registry, RegistryError, Watcher,
 };
 use micro::selector::{Filter, LeastOutstanding, RoundRobin};
 use micro::server::BoxFuture;

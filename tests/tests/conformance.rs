@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use micro::broker::{Broker, MemoryBroker};
-use micro::registry::{MdnsRegistry, MemoryRegistry};
+use micro::broker::{Broker, HttpBroker, MemoryBroker};
+use micro::registry::{MdnsRegistry, MemoryRegistry, Registry};
 use micro_tests::conformance;
 use micro_tests::netns::isolated;
 
@@ -34,7 +34,7 @@ async fn memory_broker() {
     // One broker for every side: in-process delivery.
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
     conformance::broker(
-        || broker.clone(),
+        async || broker.clone(),
         "memory",
         conformance::BrokerTraits {
             reports_errors: true,
@@ -42,6 +42,38 @@ async fn memory_broker() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn http_broker() {
+    // Each side is a running service with a broker of its own, as a
+    // process would be; publishers find subscribers in the shared
+    // registry, which each service keeps current as it subscribes.
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let services = std::sync::Mutex::new(Vec::new());
+    conformance::broker(
+        async || {
+            let broker: Arc<dyn Broker> = Arc::new(HttpBroker::new(registry.clone()));
+            let service = micro::Service::new("conformance-http")
+                .address("127.0.0.1:0")
+                .registry(registry.clone())
+                .broker(broker.clone())
+                .start()
+                .await
+                .expect("the service starts");
+            services.lock().unwrap().push(service);
+            broker
+        },
+        "conformance.http",
+        conformance::BrokerTraits {
+            reports_errors: true,
+            synchronous: true,
+        },
+    )
+    .await;
+    for service in services.into_inner().unwrap() {
+        service.stop().await.expect("stop");
+    }
 }
 
 #[cfg(feature = "nats")]
@@ -54,9 +86,17 @@ async fn nats_broker() {
     let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
     let prefix = format!("conformance.{}", std::process::id());
     conformance::broker(
-        || {
-            let broker = micro::broker::NatsBroker::new(&url);
-            Arc::new(broker) as Arc<dyn Broker>
+        // Each side is a bundle of its own, chosen as MICRO_BROKER=nats
+        // chooses it.
+        async || {
+            let backends = micro::Backends::from_vars(|name| match name {
+                "MICRO_REGISTRY" => Some("memory".to_owned()),
+                "MICRO_BROKER" => Some("nats".to_owned()),
+                "MICRO_BROKER_ADDRESS" => Some(url.clone()),
+                _ => None,
+            });
+            assert_eq!(backends.broker().name(), "nats");
+            backends.broker().clone()
         },
         &prefix,
         conformance::BrokerTraits {

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use micro::Client;
-use micro::registry::{
-    Endpoint, EventKind, MdnsRegistry, Node, RegisterOptions, Registry, Record,
-};
+use micro::registry::{Endpoint, EventKind, MdnsRegistry, Node, Record, RegisterOptions, Registry};
 use micro::selector::RoundRobin;
 use micro_tests::GreeterClient;
 use micro_tests::netns::{TwoHosts, isolated};

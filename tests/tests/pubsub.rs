@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use micro::broker::MemoryBroker;
 use micro::client::CallOptions;
@@ -319,4 +320,78 @@ mod http_broker {
         // With every subscriber gone, publishing reaches nobody and is fine.
         publish(&client, "http.errors", 1, 0).await;
     }
+}
+
+/// One bundle of backends for a service and the clients near it: the
+/// typed client finds the service by name, and a subscription made while
+/// the service runs is advertised to publishers, then withdrawn.
+#[tokio::test]
+async fn a_bundle_serves_a_service_and_its_clients_and_later_subscriptions_are_found() {
+    use micro::broker::{HttpBroker, SubscribeOptions, handler};
+    use micro_tests::{Greeter, GreeterClient, Hello};
+
+    let registry: Arc<dyn micro::registry::Registry> = Arc::new(MemoryRegistry::new());
+    let backends = micro::Backends::memory()
+        .with_registry(registry.clone())
+        .with_broker(Arc::new(HttpBroker::new(registry.clone())));
+    let service = micro::Service::new("bundled")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .handle(Greeter)
+        .start()
+        .await
+        .expect("the service starts");
+    let client = Client::builder().backends(&backends).build();
+    let greeting = GreeterClient::new("bundled", client.clone())
+        .hello(Hello {
+            name: "bundle".into(),
+        })
+        .await
+        .expect("found by name in the bundle's registry");
+    assert_eq!(greeting.message, "Hello bundle");
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let subscription = backends
+        .broker()
+        .subscribe(
+            "bundled.later",
+            handler(move |m| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(m.decode::<u32>()?).ok();
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::default(),
+        )
+        .await
+        .expect("subscribe returns once the registration has it");
+    // No waiting: `subscribe` returned after the service re-registered.
+    let report = client
+        .publish("bundled.later", &7u32)
+        .await
+        .expect("publish");
+    assert_eq!(report.delivered, Some(1));
+    assert_eq!(rx.recv().await, Some(7));
+
+    subscription.unsubscribe().await.expect("unsubscribe");
+    let node = |records: Vec<micro::registry::Record>| records[0].nodes[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records = registry.get_service("bundled").await.expect("registered");
+        if !node(records).metadata.contains_key("sub.bundled.later") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription stays advertised"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = client
+        .publish("bundled.later", &8u32)
+        .await
+        .expect("publish");
+    assert_eq!(report.delivered, Some(0), "nobody subscribes any more");
+    service.stop().await.expect("stop");
 }

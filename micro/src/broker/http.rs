@@ -9,6 +9,7 @@ use http::{HeaderValue, Request};
 
 use futures_util::future::{BoxFuture, join_all};
 
+use super::advert::Adverts;
 use super::local::{Local, run};
 use super::{
     Broker, BrokerError, Message, MessageHandler, Published, SubscribeOptions, Subscription,
@@ -52,6 +53,7 @@ struct Inner {
     /// Sends the events.
     transport: Stack,
     local: Arc<Local>,
+    adverts: Adverts,
 }
 
 impl std::fmt::Debug for Inner {
@@ -70,6 +72,7 @@ impl HttpBroker {
                 registry,
                 transport: Stack::direct(),
                 local: Arc::default(),
+                adverts: Adverts::default(),
             }),
         }
     }
@@ -232,8 +235,24 @@ impl Broker for HttpBroker {
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
         Box::pin(async move {
             check_topic(topic)?;
-            Ok(self.inner.local.add(topic, handler, options))
+            let subscription = self.inner.local.add(topic, handler, options);
+            // Publishers find subscribers in the registry: return once the
+            // running service has registered this one.
+            let version = self.inner.local.version();
+            if !self.inner.adverts.wait_registered(version).await {
+                let _ = subscription.unsubscribe().await;
+                return Err(BrokerError::Unavailable(format!(
+                    "subscribing to \"{topic}\": the service did not register the \
+                     subscription within {:?}, so publishers could not find it",
+                    super::advert::REGISTER_WAIT
+                )));
+            }
+            Ok(subscription)
         })
+    }
+
+    fn advertisement(&self) -> Option<super::Advertisement> {
+        Some(self.inner.adverts.advertise(&self.inner.local))
     }
 
     fn receive(&self, message: Message, queue: Option<String>) -> BoxFuture<'_, Result<()>> {

@@ -1,24 +1,37 @@
 //! Subscriptions held in this process: the table the memory and HTTP
 //! brokers share.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures_util::FutureExt;
 use futures_util::future::join_all;
+use tokio::sync::watch;
 
 use super::{Message, MessageHandler, SubscribeOptions, Subscription};
 use crate::{Error, Result};
 
 /// Topic -> subscribers, with turns for queue groups.
-#[derive(Default)]
 pub(crate) struct Local {
     topics: RwLock<HashMap<String, Vec<Sub>>>,
     next_id: AtomicU64,
     /// Turns for queue groups, so members share the load evenly.
     turn: AtomicUsize,
+    /// Counts changes to the table, for advertisements to follow.
+    version: watch::Sender<u64>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            topics: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            turn: AtomicUsize::new(0),
+            version: watch::channel(0).0,
+        }
+    }
 }
 
 impl std::fmt::Debug for Local {
@@ -57,6 +70,7 @@ impl Local {
                 queue: options.queue.clone(),
                 handler,
             });
+        self.version.send_modify(|v| *v += 1);
         let local = self.clone();
         let owned = topic.to_owned();
         Subscription::new(topic, options.queue, move || async move {
@@ -67,8 +81,34 @@ impl Local {
                     topics.remove(&owned);
                 }
             }
+            drop(topics);
+            local.version.send_modify(|v| *v += 1);
             Ok(())
         })
+    }
+
+    /// The version of the table now.
+    pub(crate) fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Follows the table's version.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// The table as node metadata: `sub.<topic>` → its queue groups.
+    pub(crate) fn advertised(&self) -> BTreeMap<String, String> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .iter()
+            .map(|(topic, subs)| {
+                (
+                    super::metadata_key(topic),
+                    super::metadata_value(subs.iter().map(|s| s.queue.as_deref())),
+                )
+            })
+            .collect()
     }
 
     /// The next turn, for choosing among queue members.

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod advert;
 mod http;
 mod local;
 mod memory;
@@ -46,8 +47,11 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use advert::Advertisement;
 pub use http::HttpBroker;
 pub use memory::MemoryBroker;
+#[cfg(feature = "nats")]
+pub(crate) use nats::NATS_DEFAULT_URL;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::NatsBroker;
@@ -349,6 +353,14 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>>;
 
+    /// For a broker whose publishers find subscribers in the registry: the
+    /// node metadata that advertises this process's subscriptions, which
+    /// the service registers and keeps current. The default is `None`: the
+    /// service then lists its own subscriptions, for information.
+    fn advertisement(&self) -> Option<Advertisement> {
+        None
+    }
+
     /// Hands an event that arrived on the service's own port (`POST /`
     /// with `Micro-Topic`) to the local subscribers: all those without a
     /// queue, or one member of `queue`. Only brokers that deliver over the
@@ -442,37 +454,12 @@ pub fn static_subscribers() -> Vec<Subscriber> {
         .collect()
 }
 
-/// The process-wide default broker, shared by services and clients built
-/// without an explicit one. Chosen once, from `MICRO_BROKER`: `http` (the
-/// default, over the default registry), `memory`, or `nats` (with the
-/// `nats` feature, at `MICRO_BROKER_ADDRESS`).
-pub fn default_broker() -> Arc<dyn Broker> {
-    static DEFAULT: std::sync::OnceLock<Arc<dyn Broker>> = std::sync::OnceLock::new();
-    DEFAULT
-        .get_or_init(|| match crate::backend::from_env("BROKER").0.as_deref() {
-            Some("memory") => Arc::new(MemoryBroker::new()),
-            #[cfg(feature = "nats")]
-            Some("nats") => Arc::new(NatsBroker::from_env()),
-            None | Some("http") => Arc::new(HttpBroker::new(crate::registry::default_registry())),
-            Some(other) => {
-                let choices = [
-                    crate::backend::Choice::built_in("http"),
-                    crate::backend::Choice::built_in("memory"),
-                    crate::backend::Choice::feature("nats", cfg!(feature = "nats")),
-                ];
-                tracing::error!(
-                    "{}",
-                    crate::backend::unusable("MICRO_BROKER", other, &choices, "http")
-                );
-                Arc::new(HttpBroker::new(crate::registry::default_registry()))
-            }
-        })
-        .clone()
-}
+/// What the node metadata keys that advertise subscriptions begin with.
+pub(crate) const METADATA_PREFIX: &str = "sub.";
 
 /// The node metadata key that advertises subscriptions to `topic`.
 pub(crate) fn metadata_key(topic: &str) -> String {
-    format!("sub.{topic}")
+    format!("{METADATA_PREFIX}{topic}")
 }
 
 /// What a node's subscriptions to one topic look like in its metadata:

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use tokio::sync::OnceCell;
 
 use super::{
     Broker, BrokerError, Message, MessageHandler, Published, SubscribeOptions, Subscription,
     check_topic,
 };
+use crate::backend::nats::NatsConnection;
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
 
@@ -36,43 +36,43 @@ use crate::metadata::Metadata;
 /// ```
 #[derive(Clone, Debug)]
 pub struct NatsBroker {
-    inner: Arc<Inner>,
+    connection: Arc<NatsConnection>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    url: String,
-    client: OnceCell<async_nats::Client>,
-}
+/// The server a NATS backend uses when given none.
+pub(crate) const NATS_DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 impl NatsBroker {
-    /// A broker for the NATS server at `url` (`nats://host:port`).
+    /// A broker for the NATS server at `url` (`nats://host:port`), on a
+    /// connection of its own. [`Backends`](crate::Backends) chosen with
+    /// `MICRO_BROKER=nats` share theirs with the bundle's other parts.
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                url: url.into(),
-                client: OnceCell::new(),
-            }),
-        }
+        Self::on(NatsConnection::new(url))
     }
 
-    /// A broker for `MICRO_BROKER_ADDRESS`, or `nats://127.0.0.1:4222`.
+    /// A broker on a client the caller opened, shared with the caller's
+    /// own use of it.
+    pub fn with_client(client: async_nats::Client) -> Self {
+        Self::on(NatsConnection::from_client(client))
+    }
+
+    /// A broker for `MICRO_BROKER_ADDRESS`, or `nats://127.0.0.1:4222`, on
+    /// a connection of its own.
     pub fn from_env() -> Self {
         let (_, address) = crate::backend::from_env("BROKER");
-        Self::new(address.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()))
+        Self::new(address.unwrap_or_else(|| NATS_DEFAULT_URL.to_owned()))
+    }
+
+    /// A broker on `connection`, which other parts may share.
+    pub(crate) fn on(connection: Arc<NatsConnection>) -> Self {
+        Self { connection }
     }
 
     async fn client(&self) -> Result<&async_nats::Client, BrokerError> {
-        self.inner
-            .client
-            .get_or_try_init(|| async {
-                async_nats::connect(self.inner.url.as_str())
-                    .await
-                    .map_err(|e| {
-                        BrokerError::Unavailable(format!("nats at {}: {e}", self.inner.url))
-                    })
-            })
+        self.connection
+            .client()
             .await
+            .map_err(BrokerError::Unavailable)
     }
 }
 
@@ -116,7 +116,7 @@ impl Broker for NatsBroker {
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
-            if let Some(client) = self.inner.client.get() {
+            if let Some(client) = self.connection.connected() {
                 client
                     .flush()
                     .await

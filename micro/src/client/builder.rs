@@ -12,8 +12,9 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use super::{Client, DEFAULT_TIMEOUT, Inner, RetryPolicy, cache};
+use crate::Backends;
 use crate::codec::ContentType;
-use crate::registry::{Registry, default_registry};
+use crate::registry::Registry;
 use crate::selector::{Cooldown, Filter, Random, Selector};
 use crate::transport::{BoxError, DEFAULT_MAX_RESPONSE_SIZE, Stack, Transport};
 
@@ -34,6 +35,7 @@ use crate::transport::{BoxError, DEFAULT_MAX_RESPONSE_SIZE, Stack, Transport};
 ///     .build();
 /// ```
 pub struct ClientBuilder {
+    backends: Option<Backends>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     /// The layered transport, once a layer is added; `None` means the
     /// direct path.
@@ -73,6 +75,7 @@ impl ClientBuilder {
     /// A builder with the defaults.
     pub fn new() -> Self {
         Self {
+            backends: None,
             broker: None,
             transport: None,
             registry: None,
@@ -111,15 +114,27 @@ impl ClientBuilder {
         self
     }
 
-    /// The registry to find services in. Default: [`default_registry`].
+    /// The backends to use: the registry to find services in and the
+    /// broker to publish through (a [`registry`](Self::registry) or
+    /// [`broker`](Self::broker) set alone wins over the bundle's). Default:
+    /// [`Backends::default`], chosen from the environment.
+    #[must_use]
+    pub fn backends(mut self, backends: &Backends) -> Self {
+        self.backends = Some(backends.clone());
+        self
+    }
+
+    /// The registry to find services in, over the
+    /// [`backends`](Self::backends)'. Default: that of [`Backends::default`].
     #[must_use]
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = Some(registry);
         self
     }
 
-    /// The broker to publish through. Default:
-    /// [`broker::default_broker`](crate::broker::default_broker).
+    /// The broker to publish through, over the
+    /// [`backends`](Self::backends)'. Default: that of
+    /// [`Backends::default`].
     #[must_use]
     pub fn broker(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
         self.broker = Some(broker);
@@ -181,14 +196,17 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(self) -> Client {
+        let backends = self.backends.unwrap_or_default();
         Client {
             inner: Arc::new(Inner {
                 transport: match self.transport {
                     Some(layered) => Stack::Layered(layered),
                     None => Stack::direct(),
                 },
-                broker: self.broker.unwrap_or_else(crate::broker::default_broker),
-                lookup: cache::Lookup::new(self.registry.unwrap_or_else(default_registry)),
+                broker: self.broker.unwrap_or_else(|| backends.broker().clone()),
+                lookup: cache::Lookup::new(
+                    self.registry.unwrap_or_else(|| backends.registry().clone()),
+                ),
                 selector: Arc::new(Cooldown::new(
                     self.selector.unwrap_or_else(|| Arc::new(Random::new())),
                     self.cooldown,

@@ -11,7 +11,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::broadcast;
 
 use super::{
-    Endpoint, Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Record, Watcher,
+    Endpoint, Event, EventKind, Node, Record, RegisterOptions, Registry, RegistryError, Watcher,
 };
 
 /// The DNS-SD service type micro nodes are published under.

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use super::{Event, EventKind, Node, RegisterOptions, Registry, RegistryError, Record, Watcher};
+use super::{Event, EventKind, Node, Record, RegisterOptions, Registry, RegistryError, Watcher};
 
 /// A registry in this process's memory: for one process, for tests, and as
 /// the stand-in where multicast is not available.

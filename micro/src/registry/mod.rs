@@ -7,8 +7,8 @@
 //!
 //! [`MdnsRegistry`], the default, finds services on the local network with
 //! multicast DNS and needs no server. [`MemoryRegistry`] serves one process,
-//! tests, and places without multicast. The process-wide default is
-//! returned by [`default_registry`] and chosen by `MICRO_REGISTRY`.
+//! tests, and places without multicast. The process-wide default is that
+//! of [`Backends::default`](crate::Backends), chosen by `MICRO_REGISTRY`.
 //!
 //! # Example
 //!
@@ -36,7 +36,6 @@ mod memory;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -332,29 +331,3 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
 }
 
 fn _assert_dyn(_: &dyn Registry) {}
-
-/// The process-wide default registry, shared by every [`Service`](crate::Service)
-/// and [`Client`](crate::Client) built without an explicit one.
-///
-/// Chosen once, from `MICRO_REGISTRY`: `mdns` (the default) or `memory`.
-/// An unknown value falls back to mDNS with a warning.
-pub fn default_registry() -> Arc<dyn Registry> {
-    static DEFAULT: OnceLock<Arc<dyn Registry>> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| match crate::backend::from_env("REGISTRY").0.as_deref() {
-            Some("memory") => Arc::new(MemoryRegistry::new()),
-            None | Some("mdns") => Arc::new(MdnsRegistry::new()),
-            Some(other) => {
-                let choices = [
-                    crate::backend::Choice::built_in("mdns"),
-                    crate::backend::Choice::built_in("memory"),
-                ];
-                tracing::error!(
-                    "{}",
-                    crate::backend::unusable("MICRO_REGISTRY", other, &choices, "mdns")
-                );
-                Arc::new(MdnsRegistry::new())
-            }
-        })
-        .clone()
-}

@@ -17,6 +17,7 @@ use axum::routing::Route as AxumRoute;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service as TowerService};
 
+use crate::Backends;
 use crate::registry::{self, RegisterOptions, Registry};
 use crate::server::{self, DEFAULT_MAX_BODY_SIZE, Handler, HealthCheck, RouterLayer, Server};
 use crate::{Error, Result};
@@ -70,6 +71,7 @@ pub struct Service {
     body_timeout: Duration,
     max_streams: usize,
     stream_idle_timeout: Option<Duration>,
+    backends: Option<Backends>,
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
@@ -124,6 +126,7 @@ impl Service {
             body_timeout: server::DEFAULT_BODY_TIMEOUT,
             max_streams: server::DEFAULT_MAX_STREAMS,
             stream_idle_timeout: None,
+            backends: None,
             registry: None,
             broker: None,
             subscribers: Vec::new(),
@@ -259,16 +262,27 @@ impl Service {
         self
     }
 
-    /// The registry to register in. Default:
-    /// [`registry::default_registry`].
+    /// The backends to run on: the registry to register in and the broker
+    /// to subscribe through (a [`registry`](Self::registry) or
+    /// [`broker`](Self::broker) set alone wins over the bundle's). Default:
+    /// [`Backends::default`], chosen from the environment.
+    #[must_use]
+    pub fn backends(mut self, backends: &Backends) -> Self {
+        self.backends = Some(backends.clone());
+        self
+    }
+
+    /// The registry to register in, over the [`backends`](Self::backends)'.
+    /// Default: that of [`Backends::default`].
     #[must_use]
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = Some(registry);
         self
     }
 
-    /// The broker the service subscribes through. Default:
-    /// [`broker::default_broker`](crate::broker::default_broker).
+    /// The broker the service subscribes through, over the
+    /// [`backends`](Self::backends)'. Default: that of
+    /// [`Backends::default`].
     #[must_use]
     pub fn broker(mut self, broker: Arc<dyn crate::broker::Broker>) -> Self {
         self.broker = Some(broker);
@@ -328,10 +342,11 @@ impl Service {
             .filter(|a| !a.is_empty())
             .or(self.address)
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
+        let backends = self.backends.clone().unwrap_or_default();
         let broker = self
             .broker
             .clone()
-            .unwrap_or_else(crate::broker::default_broker);
+            .unwrap_or_else(|| backends.broker().clone());
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
@@ -372,7 +387,7 @@ impl Service {
             }
         }
 
-        let registry = self.registry.unwrap_or_else(registry::default_registry);
+        let registry = self.registry.unwrap_or_else(|| backends.registry().clone());
         let advertised = match std::env::var("MICRO_SERVER_ADVERTISE")
             .ok()
             .filter(|a| !a.is_empty())
@@ -381,7 +396,22 @@ impl Service {
             Some(a) => a,
             None => registration::advertise_address(local_addr).to_string(),
         };
-        let node = registration::node(&self.name, advertised, &*registry, &*broker, &subscriptions);
+        let mut node = registration::node(&self.name, advertised, &*registry, &*broker);
+        // A broker whose publishers look subscribers up in the registry
+        // advertises them, and keeps the registration current as they
+        // change; for others the service lists its own, for information.
+        let mut advert = broker.advertisement();
+        let version = match &mut advert {
+            Some(a) => {
+                let (version, entries) = a.current();
+                registration::set_subscriptions(&mut node, entries);
+                Some(version)
+            }
+            None => {
+                registration::set_subscriptions(&mut node, registration::listed(&subscriptions));
+                None
+            }
+        };
         let mut record = registry::Record::new(self.name.clone()).with_version(self.version);
         record.metadata = self.metadata;
         record.endpoints = server.endpoints().to_vec();
@@ -391,11 +421,15 @@ impl Service {
             server.abort();
             return Err(Error::from(e).or_id(&self.name));
         }
+        if let (Some(a), Some(version)) = (&advert, version) {
+            a.registered(version);
+        }
         let renewing = tokio::spawn(registration::renew(
             registry.clone(),
             record.clone(),
             ttl,
             self.register_interval,
+            advert,
         ));
         tracing::info!(
             service = %self.name,

@@ -6,34 +6,49 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::Advertisement;
 use crate::registry::{self, Node, RegisterOptions, Registry};
 
 /// The node record of a service listening at `advertised`: its metadata
-/// says how it is reached and, for each topic it subscribes to, the queue
-/// groups (docs/wire.md, "Events over HTTP").
+/// says how it is reached; [`set_subscriptions`] adds what it subscribes
+/// to.
 pub(super) fn node(
     service: &str,
     advertised: String,
     registry: &dyn Registry,
     broker: &dyn crate::broker::Broker,
-    subscriptions: &[crate::broker::Subscription],
 ) -> Node {
-    let node = Node::new(format!("{service}-{}", uuid::Uuid::new_v4()), advertised)
+    Node::new(format!("{service}-{}", uuid::Uuid::new_v4()), advertised)
         .with_metadata("protocol", "http")
         .with_metadata("transport", "http")
         .with_metadata("server", "http")
         .with_metadata("registry", registry.name())
-        .with_metadata("broker", broker.name());
+        .with_metadata("broker", broker.name())
+}
+
+/// The metadata that lists `subscriptions`: for each topic, its queue
+/// groups (docs/wire.md, "Events over HTTP").
+pub(super) fn listed(subscriptions: &[crate::broker::Subscription]) -> BTreeMap<String, String> {
     let mut by_topic: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
     for s in subscriptions {
         by_topic.entry(s.topic()).or_default().push(s.queue());
     }
-    by_topic.into_iter().fold(node, |node, (topic, queues)| {
-        node.with_metadata(
-            crate::broker::metadata_key(topic),
-            crate::broker::metadata_value(queues.into_iter()),
-        )
-    })
+    by_topic
+        .into_iter()
+        .map(|(topic, queues)| {
+            (
+                crate::broker::metadata_key(topic),
+                crate::broker::metadata_value(queues.into_iter()),
+            )
+        })
+        .collect()
+}
+
+/// Replaces the node's subscription entries (`sub.*`) with `entries`.
+pub(super) fn set_subscriptions(node: &mut Node, entries: BTreeMap<String, String>) {
+    node.metadata
+        .retain(|key, _| !key.starts_with(crate::broker::METADATA_PREFIX));
+    node.metadata.extend(entries);
 }
 
 /// Registers, retrying a failing registry three times with backoff.
@@ -56,18 +71,47 @@ pub(super) async fn register_with_retries(
     registry.register(record, options.clone()).await
 }
 
-/// Renews the registration every `interval`, until the task is aborted
-/// (a graceful stop aborts it before it deregisters).
+/// Renews the registration every `interval`, and at once when the
+/// broker's advertised subscriptions change, until the task is aborted (a
+/// graceful stop aborts it before it deregisters).
 pub(super) async fn renew(
     registry: Arc<dyn Registry>,
-    record: registry::Record,
+    mut record: registry::Record,
     options: RegisterOptions,
     interval: Duration,
+    mut advert: Option<Advertisement>,
 ) {
+    let mut next = tokio::time::Instant::now() + interval;
     loop {
-        tokio::time::sleep(interval).await;
-        if let Err(e) = registry.register(&record, options.clone()).await {
-            tracing::warn!(service = %record.name, error = %e, "renewing the registration failed");
+        let changed = async {
+            match &mut advert {
+                Some(a) => a.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => next += interval,
+            alive = changed => {
+                if !alive {
+                    advert = None;
+                    continue;
+                }
+            }
+        }
+        let version = advert.as_mut().map(|a| {
+            let (version, entries) = a.current();
+            set_subscriptions(&mut record.nodes[0], entries);
+            version
+        });
+        match registry.register(&record, options.clone()).await {
+            Ok(()) => {
+                if let (Some(a), Some(version)) = (&advert, version) {
+                    a.registered(version);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service = %record.name, error = %e, "renewing the registration failed");
+            }
         }
     }
 }

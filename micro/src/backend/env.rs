@@ -5,11 +5,20 @@
 /// environment: the kind from `MICRO_<PART>` and the server from
 /// `MICRO_<PART>_ADDRESS`, each `None` when unset or empty. Every part is
 /// chosen this way.
-pub(crate) fn from_env(part: &str) -> (Option<String>, Option<String>) {
-    let var = |name: String| std::env::var(name).ok().filter(|v| !v.is_empty());
+#[cfg(feature = "nats")]
+pub(crate) fn from_env(name: &str) -> (Option<String>, Option<String>) {
+    part(&|n: &str| std::env::var(n).ok(), name)
+}
+
+/// As [`from_env`], reading the variables through `var`.
+pub(crate) fn part(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> (Option<String>, Option<String>) {
+    let get = |n: String| var(&n).filter(|v| !v.is_empty());
     (
-        var(format!("MICRO_{part}")),
-        var(format!("MICRO_{part}_ADDRESS")),
+        get(format!("MICRO_{name}")),
+        get(format!("MICRO_{name}_ADDRESS")),
     )
 }
 

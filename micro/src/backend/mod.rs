@@ -1,0 +1,256 @@
+//! The backends a service and its clients run on, as one bundle.
+//!
+//! Every part (registry, broker; store, events, sync, config and auth as
+//! they come) is chosen the same way: a kind from `MICRO_<PART>` and a
+//! server from `MICRO_<PART>_ADDRESS`. An unknown kind, or one whose cargo
+//! feature this build lacks, is logged with every kind this build knows and
+//! the feature to enable, and the default is used.
+//!
+//! [`Backends`] holds one of each part. [`Service`](crate::Service) and
+//! [`Client`](crate::Client) both take it, so a service and the clients it
+//! makes agree on where services are and where events go; their per-part
+//! setters (`.registry(..)`, `.broker(..)`) override one part.
+//!
+//! The parts a bundle chooses that point at the same server URL share one
+//! connection to it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use micro::Backends;
+//! use micro::broker::MemoryBroker;
+//!
+//! // Everything in this process, nothing on the network: for tests.
+//! let backends = Backends::memory();
+//! let client = micro::Client::builder().backends(&backends).build();
+//! let service = micro::Service::new("greeter").backends(&backends);
+//!
+//! // One part replaced, the others kept.
+//! let backends = backends.with_broker(Arc::new(MemoryBroker::new()));
+//! assert_eq!(backends.broker().name(), "memory");
+//! ```
+
+mod env;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
+
+#[cfg(feature = "nats")]
+use std::collections::HashMap;
+use std::fmt;
+#[cfg(feature = "nats")]
+use std::sync::Mutex;
+use std::sync::{Arc, OnceLock};
+
+#[cfg(feature = "nats")]
+pub(crate) use env::from_env;
+pub(crate) use env::{Choice, unusable};
+
+use crate::broker::{Broker, HttpBroker, MemoryBroker};
+use crate::registry::{MdnsRegistry, MemoryRegistry, Registry};
+
+/// One backend of each part, shared by a service and its clients. Cheap to
+/// clone: clones share the parts.
+#[derive(Clone)]
+pub struct Backends {
+    registry: Arc<dyn Registry>,
+    broker: Arc<dyn Broker>,
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backends")
+            .field("registry", &self.registry.name())
+            .field("broker", &self.broker.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Backends {
+    /// The process's backends: chosen once from the environment, on first
+    /// use, and shared by every [`Service`](crate::Service) and
+    /// [`Client`](crate::Client) not given others.
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Backends> = OnceLock::new();
+        DEFAULT.get_or_init(Backends::from_env).clone()
+    }
+}
+
+impl Backends {
+    /// A new bundle chosen from the environment:
+    ///
+    /// | part | `MICRO_<PART>` | default | `MICRO_<PART>_ADDRESS` |
+    /// |---|---|---|---|
+    /// | registry | `mdns`, `memory` | `mdns` | unused |
+    /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
+    ///
+    /// The HTTP broker finds subscribers through this bundle's registry.
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Everything in this process: a memory registry and a memory broker.
+    /// Nothing goes on the network; services and clients sharing the bundle
+    /// find each other.
+    pub fn memory() -> Self {
+        Self {
+            registry: Arc::new(MemoryRegistry::new()),
+            broker: Arc::new(MemoryBroker::new()),
+        }
+    }
+
+    /// As [`from_env`](Self::from_env), reading the variables through
+    /// `var`: from a config file or a map, say, instead of the process's
+    /// environment.
+    ///
+    /// ```
+    /// use micro::Backends;
+    ///
+    /// let backends = Backends::from_vars(|name| match name {
+    ///     "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(backends.registry().name(), "memory");
+    /// assert_eq!(backends.broker().name(), "memory");
+    /// ```
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        // The parts made here that point at one server share a
+        // connection to it.
+        let connections = Connections::default();
+        let registry = choose_registry(&var);
+        let broker = choose_broker(&var, &registry, &connections);
+        Self { registry, broker }
+    }
+
+    /// The registry services register in and clients look them up in.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    /// The broker events are published through and subscribed from.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// This bundle with `registry` instead of its own. An HTTP broker the
+    /// bundle chose keeps the registry it was made with.
+    #[must_use]
+    pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// This bundle with `broker` instead of its own.
+    #[must_use]
+    pub fn with_broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = broker;
+        self
+    }
+}
+
+/// The connections of the parts of one bundle, one per server URL (empty
+/// when no backend that connects to a server is compiled in).
+#[derive(Debug, Default)]
+struct Connections {
+    #[cfg(feature = "nats")]
+    nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
+}
+
+impl Connections {
+    /// The connection to the NATS server at `url`: the same one for every
+    /// part that asks.
+    #[cfg(feature = "nats")]
+    fn nats(&self, url: &str) -> Arc<nats::NatsConnection> {
+        let mut map = self.nats.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(url.to_owned())
+            .or_insert_with(|| nats::NatsConnection::new(url))
+            .clone()
+    }
+}
+
+fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
+    match env::part(var, "REGISTRY").0.as_deref() {
+        Some("memory") => Arc::new(MemoryRegistry::new()),
+        None | Some("mdns") => Arc::new(MdnsRegistry::new()),
+        Some(other) => {
+            let choices = [Choice::built_in("mdns"), Choice::built_in("memory")];
+            tracing::error!("{}", unusable("MICRO_REGISTRY", other, &choices, "mdns"));
+            Arc::new(MdnsRegistry::new())
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+fn choose_broker(
+    var: &impl Fn(&str) -> Option<String>,
+    registry: &Arc<dyn Registry>,
+    connections: &Connections,
+) -> Arc<dyn Broker> {
+    let (kind, address) = env::part(var, "BROKER");
+    let http = || Arc::new(HttpBroker::new(registry.clone()));
+    match kind.as_deref() {
+        Some("memory") => Arc::new(MemoryBroker::new()),
+        #[cfg(feature = "nats")]
+        Some("nats") => {
+            let url = address
+                .as_deref()
+                .unwrap_or(crate::broker::NATS_DEFAULT_URL);
+            Arc::new(crate::broker::NatsBroker::on(connections.nats(url)))
+        }
+        None | Some("http") => http(),
+        Some(other) => {
+            let choices = [
+                Choice::built_in("http"),
+                Choice::built_in("memory"),
+                Choice::feature("nats", cfg!(feature = "nats")),
+            ];
+            tracing::error!("{}", unusable("MICRO_BROKER", other, &choices, "http"));
+            http()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn each_part_is_chosen_by_its_variable() {
+        let b = Backends::from_vars(vars(&[
+            ("MICRO_REGISTRY", "memory"),
+            ("MICRO_BROKER", "memory"),
+        ]));
+        assert_eq!(b.registry().name(), "memory");
+        assert_eq!(b.broker().name(), "memory");
+        let b = Backends::from_vars(vars(&[("MICRO_REGISTRY", "memory"), ("MICRO_BROKER", "")]));
+        assert_eq!(b.broker().name(), "http", "empty is unset");
+    }
+
+    #[test]
+    fn an_unknown_kind_falls_back_to_the_default() {
+        let b = Backends::from_vars(vars(&[
+            ("MICRO_REGISTRY", "memory"),
+            ("MICRO_BROKER", "kafka"),
+        ]));
+        assert_eq!(b.broker().name(), "http");
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn parts_at_one_url_share_one_connection() {
+        let c = Connections::default();
+        let a = c.nats("nats://127.0.0.1:4222");
+        assert!(Arc::ptr_eq(&a, &c.nats("nats://127.0.0.1:4222")));
+        assert!(!Arc::ptr_eq(&a, &c.nats("nats://127.0.0.1:4223")));
+        let other = Connections::default();
+        assert!(!Arc::ptr_eq(&a, &other.nats("nats://127.0.0.1:4222")));
+    }
+}
