@@ -399,7 +399,7 @@ fn client_method(krate: &syn::Path, h: &HandlerDef) -> TokenStream {
                 param,
                 forward,
                 output: quote!(#response),
-                body: quote!(#call(&self.client, &self.service, #endpoint, #sent, options).await),
+                body: quote!(#call(&self.client, &self.service, #endpoint, #sent, &options).await),
                 verb: "Calls",
             }
         }
@@ -455,19 +455,26 @@ fn method_pair(krate: &syn::Path, h: &HandlerDef, m: Method) -> TokenStream {
         quote!(#(#docs)*)
     };
     let with_doc = format!("{verb} `{endpoint}` with per-call options.");
+    // Plain functions that return the future, not `async fn`s: an
+    // `async fn` keeps a second copy of its by-value arguments (the
+    // options, the request) in its future, which every call then moves and
+    // allocates room for; an `async move` block holds them once.
     quote! {
         #default_doc
-        pub async fn #method(&self, #param) -> #krate::__private::Result<#output> {
-            self.#with(#forward ::core::default::Default::default()).await
+        pub fn #method(
+            &self,
+            #param
+        ) -> impl ::core::future::Future<Output = #krate::__private::Result<#output>> + '_ {
+            self.#with(#forward ::core::default::Default::default())
         }
 
         #[doc = #with_doc]
-        pub async fn #with(
+        pub fn #with(
             &self,
             #param
             options: #krate::__private::CallOptions,
-        ) -> #krate::__private::Result<#output> {
-            #body
+        ) -> impl ::core::future::Future<Output = #krate::__private::Result<#output>> + '_ {
+            async move { #body }
         }
     }
 }

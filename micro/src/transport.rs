@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -51,40 +52,49 @@ impl Stack {
     }
 
     /// Sends one request; the reply's body is still to be read.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: the request is handed to hyper (which boxes its
+    /// own future) before this returns, so the future the caller holds,
+    /// and every future around it, does not carry the request's parts.
+    pub(crate) fn send(
         &self,
         parts: http::request::Parts,
         body: Bytes,
-    ) -> Result<Reply, BoxError> {
+    ) -> impl Future<Output = Result<Reply, BoxError>> + Send + 'static {
         match self {
             Stack::Direct(client) => {
                 let request = Request::from_parts(parts, Full::new(body));
-                Ok(Reply::Direct(client.request(request).await?))
+                let sent = client.request(request);
+                Either::Left(async move { Ok(Reply::Direct(sent.await?)) })
             }
             Stack::Layered(transport) => {
                 let request = Request::from_parts(parts, Body::from(body));
-                Ok(Reply::Layered(transport.clone().oneshot(request).await?))
+                let sent = Box::pin(transport.clone().oneshot(request));
+                Either::Right(async move { Ok(Reply::Layered(sent.await?)) })
             }
         }
     }
 
     /// Sends one request and reads its whole reply, refusing more than
     /// `limit` bytes; `service` and `address` name the peer in errors.
-    pub(crate) async fn exchange(
+    pub(crate) fn exchange<'a>(
         &self,
         parts: http::request::Parts,
         body: Bytes,
         limit: usize,
-        service: &str,
-        address: &str,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        let reply = self.send(parts, body).await.map_err(|e| {
-            Failure::Transport(Error::unavailable(format!(
-                "calling {service} at {address}: {}",
-                chain(&*e)
-            )))
-        })?;
-        reply.read(limit, service, address).await
+        service: &'a str,
+        address: &'a str,
+    ) -> impl Future<Output = Result<(http::response::Parts, Bytes), Failure>> + Send + 'a {
+        let sent = self.send(parts, body);
+        async move {
+            let reply = sent.await.map_err(|e| {
+                Failure::Transport(Error::unavailable(format!(
+                    "calling {service} at {address}: {}",
+                    chain(&*e)
+                )))
+            })?;
+            reply.read(limit, service, address).await
+        }
     }
 }
 
@@ -110,15 +120,15 @@ impl Reply {
     }
 
     /// The whole reply, refusing a body over `limit` bytes.
-    pub(crate) async fn read(
+    pub(crate) fn read<'a>(
         self,
         limit: usize,
-        service: &str,
-        address: &str,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        service: &'a str,
+        address: &'a str,
+    ) -> impl Future<Output = Result<(http::response::Parts, Bytes), Failure>> + Send + 'a {
         match self {
-            Reply::Direct(r) => read_reply(r, limit, service, address).await,
-            Reply::Layered(r) => read_reply(r, limit, service, address).await,
+            Reply::Direct(r) => Either::Left(read_reply(r, limit, service, address)),
+            Reply::Layered(r) => Either::Right(read_reply(r, limit, service, address)),
         }
     }
 
@@ -154,27 +164,34 @@ pub(crate) fn reply_error(
         })
 }
 
-/// Reads a whole reply body, refusing more than `limit` bytes.
-async fn read_reply<B>(
+/// Reads a whole reply body, refusing more than `limit` bytes. The
+/// response is split before the future is made, so that the future holds
+/// its head once.
+fn read_reply<'a, B>(
     response: Response<B>,
     limit: usize,
-    service: &str,
-    address: &str,
-) -> Result<(http::response::Parts, Bytes), Failure>
+    service: &'a str,
+    address: &'a str,
+) -> impl Future<Output = Result<(http::response::Parts, Bytes), Failure>> + Send + 'a
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Send + 'a,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(e) if e.is::<LengthLimitError>() => Err(Failure::Reply(Error::bad_gateway(format!(
-            "reply from {service} at {address} is larger than the limit of {limit} bytes"
-        )))),
-        Err(e) => Err(Failure::Transport(Error::unavailable(format!(
-            "reading reply from {service} at {address}: {}",
-            chain(&*e)
-        )))),
+    let collecting = Limited::new(body, limit).collect();
+    async move {
+        match collecting.await {
+            Ok(c) => Ok((parts, c.to_bytes())),
+            Err(e) if e.is::<LengthLimitError>() => {
+                Err(Failure::Reply(Error::bad_gateway(format!(
+                    "reply from {service} at {address} is larger than the limit of {limit} bytes"
+                ))))
+            }
+            Err(e) => Err(Failure::Transport(Error::unavailable(format!(
+                "reading reply from {service} at {address}: {}",
+                chain(&*e)
+            )))),
+        }
     }
 }
 

@@ -393,8 +393,13 @@ async fn typed_client_by_name_and_by_address() {
     let left = seen.remaining_ms.unwrap();
     assert!(left > 1000 && left <= 1500, "{left}");
 
-    // A plain String request and reply.
-    assert_eq!(greeter.echo("hi".to_owned()).await.unwrap(), "hi");
+    // A plain String request and reply, from a task of its own: a typed
+    // call's future is Send and owns what it needs.
+    let spawned = tokio::spawn({
+        let greeter = greeter.clone();
+        async move { greeter.echo("hi".to_owned()).await }
+    });
+    assert_eq!(spawned.await.unwrap().unwrap(), "hi");
 
     // The handler's error arrives as micro::Error with its code.
     let err = greeter

@@ -63,7 +63,8 @@ impl Client {
                 tracing::debug!(service, endpoint, address, retry, error = %err, "retrying");
                 tried.push(address.to_owned());
                 if !pause.is_zero() {
-                    tokio::time::sleep(pause).await;
+                    // Boxed: only a retry pays for the timer's room.
+                    Box::pin(tokio::time::sleep(pause)).await;
                 }
             }
         });

@@ -190,16 +190,17 @@ impl Client {
         Req: Serialize + ?Sized,
         Rsp: DeserializeOwned,
     {
-        self.call_target(&Target::new(service, endpoint)?, request, options)
+        self.call_target(&Target::new(service, endpoint)?, request, &options)
             .await
     }
 
-    /// [`call`](Self::call) to a target already made.
+    /// [`call`](Self::call) to a target already made. The options are
+    /// borrowed all the way down, so that no layer's future carries a copy.
     pub(crate) async fn call_target<Req, Rsp>(
         &self,
         target: &Target<'_>,
         request: &Req,
-        options: CallOptions,
+        options: &CallOptions,
     ) -> Result<Rsp>
     where
         Req: Serialize + ?Sized,
@@ -235,7 +236,7 @@ impl Client {
             &Target::new(service, endpoint)?,
             content_type,
             body,
-            options,
+            &options,
         )
         .await
     }
@@ -245,7 +246,7 @@ impl Client {
         target: &Target<'_>,
         content_type: ContentType,
         body: Bytes,
-        options: CallOptions,
+        options: &CallOptions,
     ) -> Result<(ContentType, Bytes)> {
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let mut deadline = Instant::now() + timeout;
@@ -254,7 +255,7 @@ impl Client {
         }
         let attempt = attempt::Attempt::Call { body };
         match self
-            .attempts(target, content_type, &attempt, &options, deadline)
+            .attempts(target, content_type, &attempt, options, deadline)
             .await?
         {
             attempt::Outcome::Reply(content_type, body) => Ok((content_type, body)),
@@ -271,7 +272,7 @@ pub async fn typed_call<Req, Rsp>(
     service: &ServiceName,
     endpoint: &'static str,
     request: &Req,
-    options: CallOptions,
+    options: &CallOptions,
 ) -> Result<Rsp>
 where
     Req: Serialize + ?Sized,
