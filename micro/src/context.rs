@@ -37,6 +37,8 @@ pub struct Context {
     /// Becomes true when the service serving this stream begins a
     /// graceful stop; only streams' contexts have one.
     stopping: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The serving service's scope of its store, on a server-side context.
+    store: Option<Arc<crate::store::Scoped>>,
 }
 
 impl Default for Context {
@@ -55,6 +57,7 @@ impl Context {
             metadata: Metadata::new(),
             endpoint: None,
             stopping: None,
+            store: None,
         }
     }
 
@@ -71,7 +74,29 @@ impl Context {
             metadata,
             endpoint,
             stopping: None,
+            store: None,
         }
+    }
+
+    /// This context, with the serving service's store.
+    pub(crate) fn with_store(mut self, store: Option<Arc<crate::store::Scoped>>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The store of the service serving this request, in the service's own
+    /// scope (its name): what a handler keeps its state in. Reach data
+    /// other services share with [`Scoped::scope`](crate::store::Scoped::scope).
+    ///
+    /// # Errors
+    /// 500 on a context that is not a service's: one made with
+    /// [`Context::new`], or a subscriber's.
+    pub fn store(&self) -> crate::Result<crate::store::Scoped> {
+        self.store.as_deref().cloned().ok_or_else(|| {
+            crate::Error::internal(
+                "this context has no store: only a context a service gives its handlers does",
+            )
+        })
     }
 
     /// This context, told when the service begins a graceful stop.

@@ -89,6 +89,7 @@ pub mod registry;
 pub mod selector;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod stream;
 pub(crate) mod transport;
 pub(crate) mod wire;

@@ -106,3 +106,25 @@ async fn nats_broker() {
     )
     .await;
 }
+
+const STORE: conformance::StoreTraits = conformance::StoreTraits {
+    watches: true,
+    max_key: micro::store::MAX_KEY_LEN,
+};
+
+#[tokio::test]
+async fn memory_store() {
+    let store: Arc<dyn micro::store::Store> = Arc::new(micro::store::MemoryStore::new());
+    conformance::store(async || store.clone(), "conformance", STORE).await;
+}
+
+#[tokio::test]
+async fn file_store() {
+    let dir = std::env::temp_dir().join(format!("micro-store-conformance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store: Arc<dyn micro::store::Store> =
+        Arc::new(micro::store::FileStore::open(&dir).expect("the file store opens"));
+    conformance::store(async || store.clone(), "conformance", STORE).await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

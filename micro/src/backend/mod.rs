@@ -46,6 +46,7 @@ pub(crate) use env::{Choice, unusable};
 
 use crate::broker::{Broker, HttpBroker, MemoryBroker};
 use crate::registry::{MdnsRegistry, MemoryRegistry, Registry};
+use crate::store::{FileStore, MemoryStore, Store, Unavailable};
 
 /// One backend of each part, shared by a service and its clients. Cheap to
 /// clone: clones share the parts.
@@ -53,6 +54,7 @@ use crate::registry::{MdnsRegistry, MemoryRegistry, Registry};
 pub struct Backends {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
 }
 
 impl fmt::Debug for Backends {
@@ -60,6 +62,7 @@ impl fmt::Debug for Backends {
         f.debug_struct("Backends")
             .field("registry", &self.registry.name())
             .field("broker", &self.broker.name())
+            .field("store", &self.store.name())
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +84,10 @@ impl Backends {
     /// |---|---|---|---|
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
+    /// | store | `memory`, `file` | `memory` | the file store's directory (`./micro-store`) |
+    ///
+    /// A store that cannot be opened (a directory another process holds,
+    /// say) is logged, and every call to it fails with 503 saying why.
     ///
     /// The HTTP broker finds subscribers through this bundle's registry.
     pub fn from_env() -> Self {
@@ -94,6 +101,7 @@ impl Backends {
         Self {
             registry: Arc::new(MemoryRegistry::new()),
             broker: Arc::new(MemoryBroker::new()),
+            store: Arc::new(MemoryStore::new()),
         }
     }
 
@@ -117,7 +125,12 @@ impl Backends {
         let connections = Connections::default();
         let registry = choose_registry(&var);
         let broker = choose_broker(&var, &registry, &connections);
-        Self { registry, broker }
+        let store = choose_store(&var);
+        Self {
+            registry,
+            broker,
+            store,
+        }
     }
 
     /// The registry services register in and clients look them up in.
@@ -128,6 +141,18 @@ impl Backends {
     /// The broker events are published through and subscribed from.
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
+    }
+
+    /// The store services keep their records in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// This bundle with `store` instead of its own.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = store;
+        self
     }
 
     /// This bundle with `registry` instead of its own. An HTTP broker the
@@ -174,6 +199,31 @@ fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
             let choices = [Choice::built_in("mdns"), Choice::built_in("memory")];
             tracing::error!("{}", unusable("MICRO_REGISTRY", other, &choices, "mdns"));
             Arc::new(MdnsRegistry::new())
+        }
+    }
+}
+
+/// The directory the file store uses when given none.
+const FILE_STORE_DIR: &str = "micro-store";
+
+fn choose_store(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Store> {
+    let (kind, address) = env::part(var, "STORE");
+    match kind.as_deref() {
+        None | Some("memory") => Arc::new(MemoryStore::new()),
+        Some("file") => {
+            let dir = address.unwrap_or_else(|| FILE_STORE_DIR.to_owned());
+            match FileStore::open(&dir) {
+                Ok(store) => Arc::new(store),
+                Err(e) => {
+                    tracing::error!(error = %e, "MICRO_STORE=file: the store cannot be opened");
+                    Arc::new(Unavailable::new("file", e.to_string()))
+                }
+            }
+        }
+        Some(other) => {
+            let choices = [Choice::built_in("memory"), Choice::built_in("file")];
+            tracing::error!("{}", unusable("MICRO_STORE", other, &choices, "memory"));
+            Arc::new(MemoryStore::new())
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct Service {
     max_streams: usize,
     stream_idle_timeout: Option<Duration>,
     backends: Option<Backends>,
+    store: Option<Arc<dyn crate::store::Store>>,
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
@@ -127,6 +128,7 @@ impl Service {
             max_streams: server::DEFAULT_MAX_STREAMS,
             stream_idle_timeout: None,
             backends: None,
+            store: None,
             registry: None,
             broker: None,
             subscribers: Vec::new(),
@@ -289,6 +291,16 @@ impl Service {
         self
     }
 
+    /// The store the service's handlers keep their records in, over the
+    /// [`backends`](Self::backends)'; each handler sees the service's own
+    /// scope through [`Context::store`](crate::Context::store). Default:
+    /// that of [`Backends::default`] (memory unless `MICRO_STORE` says).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Subscribes `handler` to `topic` when the service starts, besides
     /// the `#[subscribe]` functions and methods.
     #[must_use]
@@ -347,6 +359,25 @@ impl Service {
             .broker
             .clone()
             .unwrap_or_else(|| backends.broker().clone());
+        let store = self
+            .store
+            .clone()
+            .unwrap_or_else(|| backends.store().clone());
+        let scope: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(crate::store::MAX_SCOPE_LEN)
+            .collect();
+        let store = crate::store::Scoped::new(store, &scope)
+            .map(Arc::new)
+            .map_err(|e| e.or_id(&self.name))?;
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
@@ -361,6 +392,7 @@ impl Service {
             stream_idle_timeout: self.stream_idle_timeout,
             checks: self.checks,
             broker: broker.clone(),
+            store: Some(store),
             layers: self.layers,
         })
         .await?;

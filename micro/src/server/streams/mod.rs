@@ -315,7 +315,8 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Re
         Metadata::from_headers(headers),
         Some(route.name.clone()),
     )
-    .with_stopping(shared.streams.stopping.subscribe());
+    .with_stopping(shared.streams.stopping.subscribe())
+    .with_store(shared.store.clone());
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
             "service \"{}\" has {} streams open, its limit",

@@ -370,3 +370,7 @@ pub async fn broker(
         let _ = s.unsubscribe().await;
     }
 }
+
+mod store;
+
+pub use store::{StoreTraits, store};

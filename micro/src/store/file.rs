@@ -1,0 +1,413 @@
+//! The embedded file store: records in a redb database in a directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+
+use super::changes::Changes;
+use super::{
+    Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
+    check_scope, conflict, expiry, holds, page,
+};
+use crate::codec::ContentType;
+
+/// What micro's tables in the database are called: this, then the scope.
+const TABLE_PREFIX: &str = "micro.store.";
+
+/// The database file inside the store's directory.
+const FILE_NAME: &str = "store.redb";
+
+/// Records in a local directory, kept across restarts with no server: an
+/// embedded [redb](https://www.redb.org) database, one table per scope.
+///
+/// Every write is durable when it returns (redb commits with fsync), so an
+/// acknowledged write survives `kill -9`. One process at a time: a second
+/// one opening the same directory gets a clear error at once. Watches see
+/// the changes made through this process's handle.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Database,
+    changes: Changes,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("file store: {e}"))
+}
+
+impl FileStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// 503 when the directory cannot be made or the database opened, and at
+    /// once when another process has it open.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("file store: cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                "file store {} is open in another process: one process at a time",
+                path.display()
+            )),
+            e => StoreError::Unavailable(format!("file store {}: {e}", path.display())),
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                changes: Changes::new(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs a write transaction on a blocking thread: commits fsync.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| backend(format!("write task failed: {e}")))?
+    }
+
+    fn sweep_later(&self) {
+        self.inner
+            .changes
+            .sweep_in_background(&self.inner, |inner| {
+                Box::pin(async move {
+                    let store = FileStore { inner };
+                    if let Err(e) = store.sweep().await {
+                        tracing::warn!(error = %e, "sweeping the file store failed");
+                    }
+                })
+            });
+    }
+}
+
+fn table(scope: &str) -> String {
+    format!("{TABLE_PREFIX}{scope}")
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .max(1)
+}
+
+/// A record's bytes: version, expiry (Unix ms, 0 for none), the content
+/// type, the metadata (JSON) and the value.
+fn encode(record: &Record) -> Vec<u8> {
+    let content_type = record.content_type.as_str().as_bytes();
+    let metadata = if record.metadata.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&record.metadata).unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(
+        8 + 8 + 1 + content_type.len() + 4 + metadata.len() + record.value.len(),
+    );
+    out.extend_from_slice(&record.version.to_le_bytes());
+    out.extend_from_slice(&record.expires_at.map_or(0, millis).to_le_bytes());
+    out.push(u8::try_from(content_type.len()).unwrap_or(0));
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(&u32::try_from(metadata.len()).unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&metadata);
+    out.extend_from_slice(&record.value);
+    out
+}
+
+/// The version and expiry of a stored record, without the rest.
+fn head(bytes: &[u8]) -> Option<(u64, Option<SystemTime>)> {
+    let version = u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let at = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    let expires_at = (at != 0).then(|| UNIX_EPOCH + Duration::from_millis(at));
+    Some((version, expires_at))
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+    let corrupt = || backend(format!("record \"{key}\" is corrupt"));
+    let (version, expires_at) = head(bytes).ok_or_else(corrupt)?;
+    let ct_len = usize::from(*bytes.get(16).ok_or_else(corrupt)?);
+    let ct = std::str::from_utf8(bytes.get(17..17 + ct_len).ok_or_else(corrupt)?)
+        .map_err(|_| corrupt())?;
+    let at = 17 + ct_len;
+    let md_len = u32::from_le_bytes(
+        bytes
+            .get(at..at + 4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
+    );
+    let md_end = at + 4 + md_len as usize;
+    let md = bytes.get(at + 4..md_end).ok_or_else(corrupt)?;
+    let metadata = if md.is_empty() {
+        BTreeMap::new()
+    } else {
+        serde_json::from_slice(md).map_err(|_| corrupt())?
+    };
+    Ok(Record {
+        key: key.to_owned(),
+        value: Bytes::copy_from_slice(&bytes[md_end..]),
+        content_type: ContentType::from_header(ct).unwrap_or_default(),
+        metadata,
+        expires_at,
+        version,
+    })
+}
+
+fn live_version(bytes: &[u8], now: SystemTime) -> Option<u64> {
+    head(bytes).and_then(|(version, at)| (at.is_none_or(|at| at > now)).then_some(version))
+}
+
+impl Store for FileStore {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn read<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Record, StoreError>> {
+        Box::pin(async move {
+            check_scope(scope)?;
+            check_key(key, MAX_KEY_LEN)?;
+            let not_found = || StoreError::NotFound(format!("record \"{key}\" not found"));
+            let name = table(scope);
+            let txn = self.inner.db.begin_read().map_err(backend)?;
+            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(&name);
+            let table = match txn.open_table(definition) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Err(not_found()),
+                Err(e) => return Err(backend(e)),
+            };
+            let value = table.get(key).map_err(backend)?.ok_or_else(not_found)?;
+            let record = decode(key, value.value())?;
+            if record.is_expired(SystemTime::now()) {
+                return Err(not_found());
+            }
+            Ok(record)
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        scope: &'a str,
+        query: &'a Query,
+    ) -> BoxFuture<'a, Result<Vec<Record>, StoreError>> {
+        Box::pin(async move {
+            check_scope(scope)?;
+            let name = table(scope);
+            let txn = self.inner.db.begin_read().map_err(backend)?;
+            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(&name);
+            let table = match txn.open_table(definition) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(backend(e)),
+            };
+            let now = SystemTime::now();
+            let start: &str = match &query.after {
+                Some(after) if after.as_str() >= query.prefix.as_str() => after,
+                _ => &query.prefix,
+            };
+            let mut out = Vec::new();
+            let mut skipped = 0;
+            let limit = query.limit.unwrap_or(usize::MAX);
+            for entry in table.range(start..).map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(backend)?;
+                let key = key.value();
+                if !key.starts_with(&query.prefix) {
+                    break;
+                }
+                if !query.matches(key) || live_version(value.value(), now).is_none() {
+                    continue;
+                }
+                if skipped < query.offset {
+                    skipped += 1;
+                    continue;
+                }
+                out.push(decode(key, value.value())?);
+            }
+            Ok(page(out.into_iter(), &Query::default()))
+        })
+    }
+
+    fn write<'a>(&'a self, scope: &'a str, write: Write) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            check_scope(scope)?;
+            check_key(&write.key, MAX_KEY_LEN)?;
+            if write.ttl.is_some() {
+                self.sweep_later();
+            }
+            let name = table(scope);
+            let record = self
+                .blocking(move |inner| {
+                    let txn = inner.db.begin_write().map_err(backend)?;
+                    let record = {
+                        let definition: TableDefinition<'_, &str, &[u8]> =
+                            TableDefinition::new(&name);
+                        let mut table = txn.open_table(definition).map_err(backend)?;
+                        let now = SystemTime::now();
+                        let current = table
+                            .get(write.key.as_str())
+                            .map_err(backend)?
+                            .and_then(|v| live_version(v.value(), now));
+                        if !holds(write.condition, current) {
+                            return Err(conflict(&write.key, write.condition, current));
+                        }
+                        let record = Record {
+                            key: write.key,
+                            value: write.value,
+                            content_type: write.content_type,
+                            metadata: write.metadata,
+                            expires_at: expiry(write.ttl),
+                            version: current.unwrap_or(0) + 1,
+                        };
+                        table
+                            .insert(record.key.as_str(), encode(&record).as_slice())
+                            .map_err(backend)?;
+                        record
+                    };
+                    txn.commit().map_err(backend)?;
+                    Ok(record)
+                })
+                .await?;
+            let version = record.version;
+            self.inner.changes.send(scope, Change::Put(record));
+            Ok(version)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            check_scope(scope)?;
+            check_key(key, MAX_KEY_LEN)?;
+            let (name, owned) = (table(scope), key.to_owned());
+            let existed = self
+                .blocking(move |inner| {
+                    let txn = inner.db.begin_write().map_err(backend)?;
+                    let existed = {
+                        let definition: TableDefinition<'_, &str, &[u8]> =
+                            TableDefinition::new(&name);
+                        let mut table = txn.open_table(definition).map_err(backend)?;
+                        let current = table
+                            .get(owned.as_str())
+                            .map_err(backend)?
+                            .and_then(|v| live_version(v.value(), SystemTime::now()));
+                        if condition != Condition::Absent && !holds(condition, current) {
+                            return Err(conflict(&owned, condition, current));
+                        }
+                        table.remove(owned.as_str()).map_err(backend)?;
+                        current.is_some()
+                    };
+                    txn.commit().map_err(backend)?;
+                    Ok(existed)
+                })
+                .await?;
+            if existed {
+                self.inner
+                    .changes
+                    .send(scope, Change::Delete(key.to_owned()));
+            }
+            Ok(existed)
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        scope: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Watch, StoreError>> {
+        Box::pin(std::future::ready(self.inner.changes.watch(scope, prefix)))
+    }
+
+    fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            // Find what expired with a read; write only if there is any.
+            let now = SystemTime::now();
+            let mut expired: Vec<(String, String)> = Vec::new();
+            {
+                let txn = self.inner.db.begin_read().map_err(backend)?;
+                for handle in txn.list_tables().map_err(backend)? {
+                    let name = handle.name().to_owned();
+                    let Some(scope) = name.strip_prefix(TABLE_PREFIX) else {
+                        continue;
+                    };
+                    let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(&name);
+                    let table = txn.open_table(definition).map_err(backend)?;
+                    for entry in table.iter().map_err(backend)? {
+                        let (key, value) = entry.map_err(backend)?;
+                        if live_version(value.value(), now).is_none() {
+                            expired.push((scope.to_owned(), key.value().to_owned()));
+                        }
+                    }
+                }
+            }
+            if expired.is_empty() {
+                return Ok(0);
+            }
+            let swept = self
+                .blocking(move |inner| {
+                    let txn = inner.db.begin_write().map_err(backend)?;
+                    let mut swept = Vec::new();
+                    for (scope, key) in expired {
+                        let name = table(&scope);
+                        let definition: TableDefinition<'_, &str, &[u8]> =
+                            TableDefinition::new(&name);
+                        let mut table = txn.open_table(definition).map_err(backend)?;
+                        // Written again since the read? Then it stays.
+                        let still = table
+                            .get(key.as_str())
+                            .map_err(backend)?
+                            .is_some_and(|v| live_version(v.value(), SystemTime::now()).is_none());
+                        if still {
+                            table.remove(key.as_str()).map_err(backend)?;
+                            swept.push((scope, key));
+                        }
+                    }
+                    txn.commit().map_err(backend)?;
+                    Ok(swept)
+                })
+                .await?;
+            let n = swept.len();
+            for (scope, key) in swept {
+                self.inner.changes.send(&scope, Change::Expire(key));
+            }
+            Ok(n)
+        })
+    }
+}
