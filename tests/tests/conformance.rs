@@ -128,3 +128,33 @@ async fn file_store() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_redis),
+    ignore = "needs a Redis server: set MICRO_TEST_REDIS=redis://127.0.0.1:6379"
+)]
+async fn redis_store() {
+    let url = std::env::var("MICRO_TEST_REDIS").expect("MICRO_TEST_REDIS names the server");
+    // Chosen as MICRO_STORE=redis chooses it; a scope of its own per run.
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_STORE" => Some("redis".to_owned()),
+        "MICRO_STORE_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.store().name(), "redis");
+    let store = backends.store().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::store(async || store.clone(), &prefix, STORE).await;
+}
+
+/// A few characters that differ from run to run.
+fn rand_suffix() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "{:x}",
+        RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff_ffff
+    )
+}

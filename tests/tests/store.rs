@@ -171,3 +171,21 @@ async fn the_file_store_is_chosen_by_the_environment_and_keeps_data_across_a_res
     drop((s, backends));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_store_that_cannot_be_reached_is_a_503_naming_redis() {
+    // Nothing listens on port 1 of loopback.
+    let store: Arc<dyn Store> =
+        Arc::new(micro::store::RedisStore::new("redis://127.0.0.1:1").unwrap());
+    let err = Scoped::new(store, "down")
+        .unwrap()
+        .get::<u64>("k")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), 503, "{err}");
+    assert!(
+        err.detail().contains("redis at redis://127.0.0.1:1"),
+        "{err}"
+    );
+}

@@ -32,11 +32,13 @@
 mod env;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
-#[cfg(feature = "nats")]
+#[cfg(any(feature = "nats", feature = "redis"))]
 use std::collections::HashMap;
 use std::fmt;
-#[cfg(feature = "nats")]
+#[cfg(any(feature = "nats", feature = "redis"))]
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
@@ -84,7 +86,7 @@ impl Backends {
     /// |---|---|---|---|
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
-    /// | store | `memory`, `file` | `memory` | the file store's directory (`./micro-store`) |
+    /// | store | `memory`, `file`, `redis` (feature `redis`) | `memory` | the file store's directory (`./micro-store`), or the Redis URL (`redis://127.0.0.1:6379`) |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -125,7 +127,7 @@ impl Backends {
         let connections = Connections::default();
         let registry = choose_registry(&var);
         let broker = choose_broker(&var, &registry, &connections);
-        let store = choose_store(&var);
+        let store = choose_store(&var, &connections);
         Self {
             registry,
             broker,
@@ -177,9 +179,27 @@ impl Backends {
 struct Connections {
     #[cfg(feature = "nats")]
     nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
+    #[cfg(feature = "redis")]
+    redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
 }
 
 impl Connections {
+    /// The connection to the Redis server at `url`: the same one for every
+    /// part that asks.
+    ///
+    /// # Errors
+    /// Why Redis does not take the URL.
+    #[cfg(feature = "redis")]
+    fn redis(&self, url: &str) -> Result<Arc<redis::RedisConnection>, String> {
+        let mut map = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(url) {
+            return Ok(c.clone());
+        }
+        let c = redis::RedisConnection::new(url)?;
+        map.insert(url.to_owned(), c.clone());
+        Ok(c)
+    }
+
     /// The connection to the NATS server at `url`: the same one for every
     /// part that asks.
     #[cfg(feature = "nats")]
@@ -206,9 +226,24 @@ fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
 /// The directory the file store uses when given none.
 const FILE_STORE_DIR: &str = "micro-store";
 
-fn choose_store(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Store> {
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn choose_store(
+    var: &impl Fn(&str) -> Option<String>,
+    connections: &Connections,
+) -> Arc<dyn Store> {
     let (kind, address) = env::part(var, "STORE");
     match kind.as_deref() {
+        #[cfg(feature = "redis")]
+        Some("redis") => {
+            let url = address.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+            match connections.redis(&url) {
+                Ok(c) => Arc::new(crate::store::RedisStore::on(c)),
+                Err(e) => {
+                    tracing::error!(error = %e, "MICRO_STORE=redis: the store cannot be used");
+                    Arc::new(Unavailable::new("redis", e))
+                }
+            }
+        }
         None | Some("memory") => Arc::new(MemoryStore::new()),
         Some("file") => {
             let dir = address.unwrap_or_else(|| FILE_STORE_DIR.to_owned());
@@ -221,7 +256,11 @@ fn choose_store(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Store> {
             }
         }
         Some(other) => {
-            let choices = [Choice::built_in("memory"), Choice::built_in("file")];
+            let choices = [
+                Choice::built_in("memory"),
+                Choice::built_in("file"),
+                Choice::feature("redis", cfg!(feature = "redis")),
+            ];
             tracing::error!("{}", unusable("MICRO_STORE", other, &choices, "memory"));
             Arc::new(MemoryStore::new())
         }

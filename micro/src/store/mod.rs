@@ -12,6 +12,7 @@
 //! |---|---|---|---|---|
 //! | [`MemoryStore`] (default) | `memory` | unused | yes | swept every second, never returned once expired |
 //! | [`FileStore`] | `file` | a directory (default `./micro-store`) | within one process | as memory |
+//! | `RedisStore` (feature `redis`) | `redis` | `redis://host:port/db` (default `redis://127.0.0.1:6379`) | yes | Redis expires each record itself |
 //!
 //! The guarantees every backend gives (the conformance suite checks them):
 //! keys come back in byte order; a limit and an offset apply after
@@ -39,8 +40,12 @@
 //! ```
 
 mod changes;
+mod encoding;
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 mod scoped;
 mod unavailable;
 
@@ -54,6 +59,10 @@ use futures_util::stream::BoxStream;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub(crate) use redis::CONNECT_TIMEOUT as REDIS_CONNECT_TIMEOUT;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use scoped::{Scoped, WriteBuilder};
 pub use unavailable::Unavailable;
 
