@@ -151,10 +151,35 @@ async fn redis_store() {
 }
 
 /// A few characters that differ from run to run.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn rand_suffix() -> String {
     use std::hash::{BuildHasher, RandomState};
     format!(
         "{:x}",
         RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff_ffff
     )
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_postgres),
+    ignore = "needs a Postgres server: set MICRO_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn postgres_store() {
+    let url = std::env::var("MICRO_TEST_POSTGRES").expect("MICRO_TEST_POSTGRES names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_STORE" => Some("postgres".to_owned()),
+        "MICRO_STORE_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.store().name(), "postgres");
+    let store = backends.store().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    let traits = conformance::StoreTraits {
+        watches: false,
+        ..STORE
+    };
+    conformance::store(async || store.clone(), &prefix, traits).await;
 }

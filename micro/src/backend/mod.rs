@@ -35,10 +35,10 @@ pub(crate) mod nats;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-#[cfg(any(feature = "nats", feature = "redis"))]
+#[cfg(any(feature = "nats", feature = "redis", feature = "postgres"))]
 use std::collections::HashMap;
 use std::fmt;
-#[cfg(any(feature = "nats", feature = "redis"))]
+#[cfg(any(feature = "nats", feature = "redis", feature = "postgres"))]
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
@@ -86,7 +86,7 @@ impl Backends {
     /// |---|---|---|---|
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
-    /// | store | `memory`, `file`, `redis` (feature `redis`) | `memory` | the file store's directory (`./micro-store`), or the Redis URL (`redis://127.0.0.1:6379`) |
+    /// | store | `memory`, `file`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -181,9 +181,27 @@ struct Connections {
     nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
     #[cfg(feature = "redis")]
     redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
+    /// A Postgres store is its own pool: the parts at one URL share it.
+    #[cfg(feature = "postgres")]
+    postgres: Mutex<HashMap<String, crate::store::PostgresStore>>,
 }
 
 impl Connections {
+    /// The pool of connections to the Postgres server at `url`.
+    ///
+    /// # Errors
+    /// Why the driver does not take the URL.
+    #[cfg(feature = "postgres")]
+    fn postgres(&self, url: &str) -> Result<crate::store::PostgresStore, crate::store::StoreError> {
+        let mut map = self.postgres.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(url) {
+            return Ok(p.clone());
+        }
+        let p = crate::store::PostgresStore::new(url)?;
+        map.insert(url.to_owned(), p.clone());
+        Ok(p)
+    }
+
     /// The connection to the Redis server at `url`: the same one for every
     /// part that asks.
     ///
@@ -226,13 +244,28 @@ fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
 /// The directory the file store uses when given none.
 const FILE_STORE_DIR: &str = "micro-store";
 
-#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_variables)
+)]
 fn choose_store(
     var: &impl Fn(&str) -> Option<String>,
     connections: &Connections,
 ) -> Arc<dyn Store> {
     let (kind, address) = env::part(var, "STORE");
     match kind.as_deref() {
+        #[cfg(feature = "postgres")]
+        Some("postgres") => {
+            let url =
+                address.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            match connections.postgres(&url) {
+                Ok(store) => Arc::new(store),
+                Err(e) => {
+                    tracing::error!(error = %e, "MICRO_STORE=postgres: the store cannot be used");
+                    Arc::new(Unavailable::new("postgres", e.to_string()))
+                }
+            }
+        }
         #[cfg(feature = "redis")]
         Some("redis") => {
             let url = address.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
@@ -259,6 +292,7 @@ fn choose_store(
             let choices = [
                 Choice::built_in("memory"),
                 Choice::built_in("file"),
+                Choice::feature("postgres", cfg!(feature = "postgres")),
                 Choice::feature("redis", cfg!(feature = "redis")),
             ];
             tracing::error!("{}", unusable("MICRO_STORE", other, &choices, "memory"));

@@ -12,6 +12,7 @@
 //! |---|---|---|---|---|
 //! | [`MemoryStore`] (default) | `memory` | unused | yes | swept every second, never returned once expired |
 //! | [`FileStore`] | `file` | a directory (default `./micro-store`) | within one process | as memory |
+//! | `PostgresStore` (feature `postgres`) | `postgres` | `postgres://user@host:port/db` | not yet | swept every second; one table, `micro_store`; CockroachDB too |
 //! | `RedisStore` (feature `redis`) | `redis` | `redis://host:port/db` (default `redis://127.0.0.1:6379`) | yes | Redis expires each record itself |
 //!
 //! The guarantees every backend gives (the conformance suite checks them):
@@ -43,6 +44,9 @@ mod changes;
 mod encoding;
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
@@ -59,6 +63,8 @@ use futures_util::stream::BoxStream;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub(crate) use redis::CONNECT_TIMEOUT as REDIS_CONNECT_TIMEOUT;
 #[cfg(feature = "redis")]
