@@ -1,7 +1,7 @@
 //! The Postgres store: one table of micro's own, SQL that CockroachDB
 //! also takes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::encoding::millis;
 use super::{
@@ -43,6 +43,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS micro_store (
 
 const COLUMNS: &str = "key, value, content_type, metadata, expires_at, version";
 
+/// One pooled connection and the statements prepared on it.
+#[derive(Debug)]
+struct Conn {
+    client: Client,
+    prepared: std::sync::Mutex<HashMap<String, Statement>>,
+}
+
 /// Records in Postgres or CockroachDB (cargo feature `postgres`).
 ///
 /// One table, `micro_store`, made on first use, holds every scope; a sweep
@@ -59,7 +66,7 @@ pub struct PostgresStore {
 struct Inner {
     url: String,
     config: tokio_postgres::Config,
-    clients: Vec<Mutex<Option<Arc<Client>>>>,
+    clients: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     schema: tokio::sync::OnceCell<()>,
     sweeping: std::sync::Once,
@@ -102,11 +109,11 @@ impl PostgresStore {
 
     /// A connection from the pool, connecting (again) where needed; the
     /// table exists once this returns.
-    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+    async fn client(&self) -> Result<Arc<Conn>, StoreError> {
         let slot = self.inner.next.fetch_add(1, Ordering::Relaxed) % POOL;
         let client = {
             let mut held = self.inner.clients[slot].lock().await;
-            match held.as_ref().filter(|c| !c.is_closed()) {
+            match held.as_ref().filter(|c| !c.client.is_closed()) {
                 Some(c) => c.clone(),
                 None => {
                     let (client, connection) = self
@@ -120,9 +127,12 @@ impl PostgresStore {
                             tracing::debug!(error = %e, "postgres connection ended");
                         }
                     });
-                    let client = Arc::new(client);
-                    *held = Some(client.clone());
-                    client
+                    let conn = Arc::new(Conn {
+                        client,
+                        prepared: std::sync::Mutex::default(),
+                    });
+                    *held = Some(conn.clone());
+                    conn
                 }
             }
         };
@@ -130,12 +140,38 @@ impl PostgresStore {
             .schema
             .get_or_try_init(|| async {
                 client
+                    .client
                     .batch_execute(SCHEMA)
                     .await
                     .map_err(|e| self.failed(&e))
             })
             .await?;
         Ok(client)
+    }
+
+    /// `sql` prepared on `conn`, once per connection: a statement sent as
+    /// text would be parsed and described again on every call, a round
+    /// trip more.
+    async fn prepare(&self, conn: &Conn, sql: &str) -> Result<Statement, StoreError> {
+        let cached = conn
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = conn
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        conn.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 
     fn sweep_later(&self) {
@@ -212,13 +248,17 @@ impl Store for PostgresStore {
         Box::pin(async move {
             check_scope(scope)?;
             check_key(key, MAX_KEY_LEN)?;
-            let client = self.client().await?;
+            let conn = self.client().await?;
             let sql = format!(
                 "SELECT {COLUMNS} FROM micro_store WHERE scope = $1 AND key = $2 \
                  AND (expires_at IS NULL OR expires_at > $3)"
             );
-            let row = client
-                .query_opt(&sql, &[&scope, &key.as_bytes(), &now_ms()])
+            let row = conn
+                .client
+                .query_opt(
+                    &self.prepare(&conn, &sql).await?,
+                    &[&scope, &key.as_bytes(), &now_ms()],
+                )
                 .await
                 .map_err(|e| self.failed(&e))?
                 .ok_or_else(|| StoreError::NotFound(format!("record \"{key}\" not found")))?;
@@ -233,7 +273,7 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'a, Result<Vec<Record>, StoreError>> {
         Box::pin(async move {
             check_scope(scope)?;
-            let client = self.client().await?;
+            let conn = self.client().await?;
             let end = past(&query.prefix);
             let mut from: Vec<u8> = match &query.after {
                 Some(after) if after.as_str() >= query.prefix.as_str() => after.as_bytes().to_vec(),
@@ -252,8 +292,12 @@ impl Store for PostgresStore {
                     .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
                 let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
                 let sql = format!("{base} LIMIT $6 OFFSET $7");
-                let rows = client
-                    .query(&sql, &[&scope, &start, &from, &end, &now, &limit, &offset])
+                let rows = conn
+                    .client
+                    .query(
+                        &self.prepare(&conn, &sql).await?,
+                        &[&scope, &start, &from, &end, &now, &limit, &offset],
+                    )
                     .await
                     .map_err(|e| self.failed(&e))?;
                 return rows.iter().map(record).collect();
@@ -263,8 +307,12 @@ impl Store for PostgresStore {
             let limit = query.limit.unwrap_or(usize::MAX);
             let (mut out, mut skipped) = (Vec::new(), 0);
             loop {
-                let rows = client
-                    .query(&sql, &[&scope, &start, &from, &end, &now, &CHUNK])
+                let rows = conn
+                    .client
+                    .query(
+                        &self.prepare(&conn, &sql).await?,
+                        &[&scope, &start, &from, &end, &now, &CHUNK],
+                    )
                     .await
                     .map_err(|e| self.failed(&e))?;
                 for row in &rows {
@@ -296,7 +344,7 @@ impl Store for PostgresStore {
             if write.ttl.is_some() {
                 self.sweep_later();
             }
-            let client = self.client().await?;
+            let conn = self.client().await?;
             let metadata = if write.metadata.is_empty() {
                 String::new()
             } else {
@@ -320,8 +368,8 @@ impl Store for PostgresStore {
                          version = CASE WHEN {live} THEN micro_store.version + 1 ELSE 1 END \
                          RETURNING version"
                     );
-                    client
-                        .query_opt(&sql, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
+                    conn.client
+                .query_opt(&self.prepare(&conn, &sql).await?, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
                         .await
                 }
                 Condition::Absent => {
@@ -331,8 +379,8 @@ impl Store for PostgresStore {
                          value = $3, content_type = $4, metadata = $5, expires_at = $6, version = 1 \
                          WHERE NOT {live} RETURNING version"
                     );
-                    client
-                        .query_opt(&sql, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
+                    conn.client
+                .query_opt(&self.prepare(&conn, &sql).await?, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
                         .await
                 }
                 Condition::Version(v) => {
@@ -341,9 +389,9 @@ impl Store for PostgresStore {
                          expires_at = $6, version = version + 1 \
                          WHERE scope = $1 AND key = $2 AND {live} AND version = $8 RETURNING version"
                     );
-                    client
+                    conn.client
                         .query_opt(
-                            &sql,
+                            &self.prepare(&conn, &sql).await?,
                             &[&scope, &key, &value, &ct, &metadata, &expires_at, &now, &version_arg(v)],
                         )
                         .await
@@ -368,7 +416,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             check_scope(scope)?;
             check_key(key, MAX_KEY_LEN)?;
-            let client = self.client().await?;
+            let conn = self.client().await?;
             let now = now_ms();
             let live = "(expires_at IS NULL OR expires_at > $3)";
             let row = match condition {
@@ -377,8 +425,11 @@ impl Store for PostgresStore {
                         "DELETE FROM micro_store WHERE scope = $1 AND key = $2 AND {live} \
                          AND version = $4 RETURNING version"
                     );
-                    client
-                        .query_opt(&sql, &[&scope, &key.as_bytes(), &now, &version_arg(v)])
+                    conn.client
+                        .query_opt(
+                            &self.prepare(&conn, &sql).await?,
+                            &[&scope, &key.as_bytes(), &now, &version_arg(v)],
+                        )
                         .await
                 }
                 _ => {
@@ -386,8 +437,11 @@ impl Store for PostgresStore {
                         "DELETE FROM micro_store WHERE scope = $1 AND key = $2 \
                          RETURNING {live}"
                     );
-                    client
-                        .query_opt(&sql, &[&scope, &key.as_bytes(), &now])
+                    conn.client
+                        .query_opt(
+                            &self.prepare(&conn, &sql).await?,
+                            &[&scope, &key.as_bytes(), &now],
+                        )
                         .await
                 }
             }
@@ -406,8 +460,9 @@ impl Store for PostgresStore {
 
     fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let n = client
+            let conn = self.client().await?;
+            let n = conn
+                .client
                 .execute(
                     "DELETE FROM micro_store WHERE expires_at IS NOT NULL AND expires_at <= $1",
                     &[&now_ms()],

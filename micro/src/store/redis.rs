@@ -29,9 +29,8 @@ local cur = redis.call('HGET', KEYS[1], 'ver')
 if ARGV[1] == '1' and cur then return {-1, cur} end
 if ARGV[1] == '2' and cur ~= ARGV[2] then return {-1, cur or ''} end
 local v = (cur and tonumber(cur) or 0) + 1
-redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'ver', v, 'rec', ARGV[3])
-if ARGV[4] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) end
+if ARGV[4] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) elseif cur then redis.call('PERSIST', KEYS[1]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('PUBLISH', KEYS[4], 'P' .. v .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[3])
