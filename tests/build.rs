@@ -5,15 +5,16 @@
 //!
 //! - `micro_test_root`: running as root, which the mDNS tests need to make
 //!   their network namespaces;
-//! - `micro_test_nats`, `micro_test_postgres`, `micro_test_redis`, `micro_test_zeroconf`,
+//! - `micro_test_nats`, `micro_test_nats_kv`, `micro_test_postgres`, `micro_test_redis`, `micro_test_zeroconf`,
 //!   `micro_test_websockets`, `micro_test_browser`: the variable of the
 //!   same name in upper case is set (`MICRO_TEST_NATS=nats://…`,
 //!   `MICRO_TEST_REDIS=redis://…`, the others `=1`), which says the
 //!   server or tool is there; a test that is told so and cannot reach it
 //!   fails.
 
-const VARIABLES: [(&str, &str); 6] = [
+const VARIABLES: [(&str, &str); 7] = [
     ("MICRO_TEST_NATS", "micro_test_nats"),
+    ("MICRO_TEST_NATS_KV", "micro_test_nats_kv"),
     ("MICRO_TEST_POSTGRES", "micro_test_postgres"),
     ("MICRO_TEST_REDIS", "micro_test_redis"),
     ("MICRO_TEST_ZEROCONF", "micro_test_zeroconf"),

@@ -151,7 +151,7 @@ async fn redis_store() {
 }
 
 /// A few characters that differ from run to run.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
 fn rand_suffix() -> String {
     use std::hash::{BuildHasher, RandomState};
     format!(
@@ -182,4 +182,24 @@ async fn postgres_store() {
         ..STORE
     };
     conformance::store(async || store.clone(), &prefix, traits).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats_kv),
+    ignore = "needs a NATS server with JetStream KV (2.10+): set MICRO_TEST_NATS_KV=nats://127.0.0.1:4223"
+)]
+async fn nats_kv_store() {
+    let url = std::env::var("MICRO_TEST_NATS_KV").expect("MICRO_TEST_NATS_KV names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_STORE" => Some("nats".to_owned()),
+        "MICRO_STORE_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.store().name(), "nats");
+    let store = backends.store().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::store(async || store.clone(), &prefix, STORE).await;
 }

@@ -86,7 +86,7 @@ impl Backends {
     /// |---|---|---|---|
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
-    /// | store | `memory`, `file`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
+    /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -245,7 +245,7 @@ fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
 const FILE_STORE_DIR: &str = "micro-store";
 
 #[cfg_attr(
-    not(any(feature = "redis", feature = "postgres")),
+    not(any(feature = "redis", feature = "postgres", feature = "nats")),
     allow(unused_variables)
 )]
 fn choose_store(
@@ -254,6 +254,11 @@ fn choose_store(
 ) -> Arc<dyn Store> {
     let (kind, address) = env::part(var, "STORE");
     match kind.as_deref() {
+        #[cfg(feature = "nats")]
+        Some("nats") => {
+            let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
+            Arc::new(crate::store::NatsKvStore::on(connections.nats(&url)))
+        }
         #[cfg(feature = "postgres")]
         Some("postgres") => {
             let url =
@@ -292,6 +297,7 @@ fn choose_store(
             let choices = [
                 Choice::built_in("memory"),
                 Choice::built_in("file"),
+                Choice::feature("nats", cfg!(feature = "nats")),
                 Choice::feature("postgres", cfg!(feature = "postgres")),
                 Choice::feature("redis", cfg!(feature = "redis")),
             ];

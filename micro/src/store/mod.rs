@@ -13,6 +13,7 @@
 //! | [`MemoryStore`] (default) | `memory` | unused | yes | swept every second, never returned once expired |
 //! | [`FileStore`] | `file` | a directory (default `./micro-store`) | within one process | as memory |
 //! | `PostgresStore` (feature `postgres`) | `postgres` | `postgres://user@host:port/db` | not yet | swept every second; one table, `micro_store`; CockroachDB too |
+//! | `NatsKvStore` (feature `nats`) | `nats` | `nats://host:4222` (JetStream, 2.10+) | yes | never returned once expired; deleted by `sweep` |
 //! | `RedisStore` (feature `redis`) | `redis` | `redis://host:port/db` (default `redis://127.0.0.1:6379`) | yes | Redis expires each record itself |
 //!
 //! The guarantees every backend gives (the conformance suite checks them):
@@ -44,6 +45,9 @@ mod changes;
 mod encoding;
 mod file;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;
@@ -63,6 +67,8 @@ use futures_util::stream::BoxStream;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "nats")]
+pub use nats::NatsKvStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
