@@ -2,7 +2,15 @@
 //!
 //! A todo list that keeps its items in the service's store: in memory by
 //! default, in a local directory with `MICRO_STORE=file` (kept across
-//! restarts). Serves on 127.0.0.1:8082 (or `MICRO_SERVER_ADDRESS`):
+//! restarts), or in a database with one variable more once the backends
+//! are built in:
+//!
+//! ```text
+//! MICRO_STORE=postgres MICRO_STORE_ADDRESS=postgres://postgres@127.0.0.1:5432/test \
+//!     cargo run --example store --features store-backends
+//! ```
+//!
+//! Serves on 127.0.0.1:8082 (or `MICRO_SERVER_ADDRESS`):
 //!
 //! ```text
 //! curl -H 'Content-Type: application/json' -H 'Micro-Endpoint: Todo.Add' -d '{"text": "buy milk"}' http://localhost:8082

@@ -25,7 +25,8 @@ use crate::backend::nats::NatsConnection;
 /// version is micro's own counter, kept in the value; conditional writes
 /// are compare-and-set on the KV revision, retried when another writer got
 /// there first. Expiry is micro's too (a server-side per-key TTL needs
-/// 2.11): an expired record is never returned and the sweep deletes it.
+/// 2.11): an expired record is never returned, and the buckets this
+/// process uses are swept every 5 s once a TTL was written.
 /// Listing reads the bucket's keys and sorts them: fine for thousands of
 /// keys per scope, not for millions.
 #[derive(Clone, Debug)]
@@ -37,7 +38,13 @@ pub struct NatsKvStore {
 struct Inner {
     connection: Arc<NatsConnection>,
     buckets: Mutex<HashMap<String, kv::Store>>,
+    sweeping: std::sync::Once,
 }
+
+/// How often the buckets this process opened are swept once a record with
+/// a TTL was written: a sweep reads every key, so less often than the
+/// other backends.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("nats kv: {e}"))
@@ -89,6 +96,7 @@ impl NatsKvStore {
             inner: Arc::new(Inner {
                 connection,
                 buckets: Mutex::default(),
+                sweeping: std::sync::Once::new(),
             }),
         }
     }
@@ -115,6 +123,25 @@ impl NatsKvStore {
         };
         buckets.insert(scope.to_owned(), bucket.clone());
         Ok(bucket)
+    }
+
+    fn sweep_later(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.inner.sweeping.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if let Err(e) = (NatsKvStore { inner }).sweep().await {
+                        tracing::warn!(error = %e, "sweeping the NATS KV store failed");
+                    }
+                }
+            });
+        });
     }
 
     /// The key's latest entry, if it holds a value (not a delete).
@@ -193,6 +220,9 @@ impl Store for NatsKvStore {
         Box::pin(async move {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
+            if write.ttl.is_some() {
+                self.sweep_later();
+            }
             let bucket = self.bucket(scope).await?;
             let name = hex(&write.key);
             // The server refuses a message over its max_payload (1 MiB
