@@ -6,16 +6,17 @@
 //! redis-rs (`SET`/`GET`), the Postgres store against tokio-postgres (an
 //! upsert and a select on a table of the same shape). The value is the same
 //! small JSON document, encoded with serde on both sides. Redis and
-//! Postgres are at `MICRO_TEST_REDIS` and `MICRO_TEST_POSTGRES` (defaults:
-//! the local servers); a row whose server is not there is skipped, and says
-//! so. `BENCH_OPS` sets the operations per row (default 2000), run from 16
+//! Postgres are at `MICRO_TEST_REDIS` and `MICRO_TEST_POSTGRES`, NATS KV
+//! (against async-nats's own KV `put`/`get`) at `MICRO_TEST_NATS_KV`
+//! (defaults: the local servers, NATS on 4223); a row whose server is not
+//! there is skipped, and says so. `BENCH_OPS` sets the operations per row (default 2000), run from 16
 //! tasks for the servers and one for the file store.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use micro::store::{FileStore, PostgresStore, RedisStore, Scoped, Store};
+use micro::store::{FileStore, NatsKvStore, PostgresStore, RedisStore, Scoped, Store};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +103,58 @@ async fn main() {
     file(n).await;
     redis(n).await;
     postgres(n).await;
+    nats(n).await;
+}
+
+async fn nats(n: u64) {
+    let url =
+        std::env::var("MICRO_TEST_NATS_KV").unwrap_or_else(|_| "nats://127.0.0.1:4223".into());
+    let Ok(client) = async_nats::connect(url.as_str()).await else {
+        println!("nats kv: skipped, no server at {url}");
+        return;
+    };
+    let scope = format!("bench-{}", std::process::id());
+    let store: Arc<dyn Store> = Arc::new(NatsKvStore::new(url.clone()));
+    let (mw, mr) = micro_rates(store, &scope, n, 16).await;
+    let js = async_nats::jetstream::new(client);
+    let bucket_name = format!("micro-bench-raw-{}", std::process::id());
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: bucket_name.clone(),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let w = {
+        let kv = kv.clone();
+        rate(n, 16, move |i| {
+            let kv = kv.clone();
+            async move {
+                let value = serde_json::to_vec(&doc(i)).unwrap();
+                kv.put(format!("k{i}"), value.into()).await.unwrap();
+            }
+        })
+        .await
+    };
+    let r = {
+        let kv = kv.clone();
+        rate(n, 16, move |i| {
+            let kv = kv.clone();
+            async move {
+                let value = kv.get(format!("k{i}")).await.unwrap().unwrap();
+                let d: Doc = serde_json::from_slice(&value).unwrap();
+                assert_eq!(d.id, i);
+            }
+        })
+        .await
+    };
+    row("nats kv", "write", mw, w);
+    row("nats kv", "read", mr, r);
+    let _ = js.delete_key_value(&bucket_name).await;
+    let _ = js
+        .delete_key_value(format!("micro-store-{}", scope.replace('-', "-")))
+        .await;
 }
 
 async fn file(n: u64) {
