@@ -152,9 +152,7 @@ async fn nats(n: u64) {
     row("nats kv", "write", mw, w);
     row("nats kv", "read", mr, r);
     let _ = js.delete_key_value(&bucket_name).await;
-    let _ = js
-        .delete_key_value(format!("micro-store-{}", scope.replace('-', "-")))
-        .await;
+    let _ = js.delete_key_value(format!("micro-store-{scope}")).await;
 }
 
 async fn file(n: u64) {
