@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+/// How long connecting may take before calls fail with 503.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A multiplexed, reconnecting connection to the Redis server at one URL,
 /// opened on first use.
 pub(crate) struct RedisConnection {
@@ -56,7 +59,7 @@ impl RedisConnection {
         self.manager
             .get_or_try_init(|| async {
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(crate::store::REDIS_CONNECT_TIMEOUT))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_number_of_retries(1);
                 self.client
                     .get_connection_manager_with_config(config)

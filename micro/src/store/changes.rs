@@ -1,34 +1,24 @@
-//! The changes a store makes, for its watchers, and its sweeper.
-
-use std::sync::{Arc, Once, Weak};
-use std::time::Duration;
+//! The changes a store makes, for its watchers.
 
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
 use super::{Change, StoreError, Watch, check_scope};
-
-/// How often expired records are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How many changes a slow watcher may fall behind before it is told it
 /// missed some.
 const WATCH_BUFFER: usize = 1024;
 
-/// Every change a store in this process makes, for the watches on it, and
-/// the sweeper that removes its expired records.
+/// Every change a store in this process makes, for the watches on it.
 #[derive(Debug)]
 pub(super) struct Changes {
     sender: broadcast::Sender<(String, Change)>,
-    sweeping: Once,
 }
 
 impl Changes {
     pub(super) fn new() -> Self {
         Self {
             sender: broadcast::channel(WATCH_BUFFER).0,
-            sweeping: Once::new(),
         }
     }
 
@@ -50,30 +40,6 @@ impl Changes {
                 std::future::ready(wanted.then(|| item.map(|(_, change)| change)))
             })
             .boxed())
-    }
-
-    /// Runs `sweep` on `inner` every second while it lives, starting on the
-    /// first call (and only where a Tokio runtime runs).
-    pub(super) fn sweep_in_background<T: Send + Sync + 'static>(
-        &self,
-        inner: &Arc<T>,
-        sweep: fn(Arc<T>) -> BoxFuture<'static, ()>,
-    ) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        self.sweeping.call_once(|| {
-            let weak: Weak<T> = Arc::downgrade(inner);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(SWEEP_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    sweep(inner).await;
-                }
-            });
-        });
     }
 }
 

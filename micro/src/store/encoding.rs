@@ -10,10 +10,6 @@ use bytes::Bytes;
 use super::{Record, StoreError};
 use crate::codec::ContentType;
 
-fn corrupt(backend: &str, key: &str) -> StoreError {
-    StoreError::Backend(format!("{backend} store: record \"{key}\" is corrupt"))
-}
-
 pub(super) fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -51,7 +47,7 @@ pub(super) fn head(bytes: &[u8]) -> Option<(u64, Option<SystemTime>)> {
 }
 
 pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
-    let corrupt = || corrupt("the", key);
+    let corrupt = || StoreError::Backend(format!("stored record \"{key}\" is corrupt"));
     let (version, expires_at) = head(bytes).ok_or_else(corrupt)?;
     let ct_len = usize::from(*bytes.get(16).ok_or_else(corrupt)?);
     let ct = std::str::from_utf8(bytes.get(17..17 + ct_len).ok_or_else(corrupt)?)

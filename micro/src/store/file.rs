@@ -7,11 +7,13 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
+use super::SWEEP_EVERY;
 use super::changes::Changes;
 use super::encoding::{decode, encode, live_version};
+use super::sweeper::Sweeper;
 use super::{
     Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
-    check_scope, conflict, expiry, holds, page,
+    check_scope, conflict, expiry, holds,
 };
 
 /// What micro's tables in the database are called: this, then the scope.
@@ -36,6 +38,7 @@ struct Inner {
     path: PathBuf,
     db: Database,
     changes: Changes,
+    sweeper: Sweeper,
 }
 
 impl std::fmt::Debug for Inner {
@@ -74,6 +77,7 @@ impl FileStore {
                 path,
                 db,
                 changes: Changes::new(),
+                sweeper: Sweeper::new(),
             }),
         })
     }
@@ -92,19 +96,6 @@ impl FileStore {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| backend(format!("write task failed: {e}")))?
-    }
-
-    fn sweep_later(&self) {
-        self.inner
-            .changes
-            .sweep_in_background(&self.inner, |inner| {
-                Box::pin(async move {
-                    let store = FileStore { inner };
-                    if let Err(e) = store.sweep().await {
-                        tracing::warn!(error = %e, "sweeping the file store failed");
-                    }
-                })
-            });
     }
 }
 
@@ -184,7 +175,7 @@ impl Store for FileStore {
                 }
                 out.push(decode(key, value.value())?);
             }
-            Ok(page(out.into_iter(), &Query::default()))
+            Ok(out)
         })
     }
 
@@ -193,7 +184,8 @@ impl Store for FileStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             if write.ttl.is_some() {
-                self.sweep_later();
+                let store = |inner| FileStore { inner };
+                self.inner.sweeper.start(&self.inner, SWEEP_EVERY, store);
             }
             let name = table(scope);
             let record = self

@@ -7,9 +7,10 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 
 use super::changes::Changes;
+use super::sweeper::Sweeper;
 use super::{
-    Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
-    check_scope, conflict, expiry, holds, page,
+    Change, Condition, MAX_KEY_LEN, Query, Record, SWEEP_EVERY, Store, StoreError, Watch, Write,
+    check_key, check_scope, conflict, expiry, holds, page,
 };
 
 /// Records in this process's memory: the default, for one process and for
@@ -26,6 +27,7 @@ pub struct MemoryStore {
 struct Inner {
     scopes: RwLock<HashMap<String, BTreeMap<String, Record>>>,
     changes: Changes,
+    sweeper: Sweeper,
 }
 
 impl Default for MemoryStore {
@@ -41,23 +43,13 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 scopes: RwLock::default(),
                 changes: Changes::new(),
+                sweeper: Sweeper::new(),
             }),
         }
     }
 
     fn scopes(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, BTreeMap<String, Record>>> {
         self.inner.scopes.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Starts the sweeper on the first write that needs it.
-    fn sweep_later(&self) {
-        self.inner
-            .changes
-            .sweep_in_background(&self.inner, |inner| {
-                Box::pin(async move {
-                    MemoryStore { inner }.sweep_now();
-                })
-            });
     }
 
     fn sweep_now(&self) -> usize {
@@ -140,7 +132,8 @@ impl Store for MemoryStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             if write.ttl.is_some() {
-                self.sweep_later();
+                let store = |inner| MemoryStore { inner };
+                self.inner.sweeper.start(&self.inner, SWEEP_EVERY, store);
             }
             let now = SystemTime::now();
             let record = {

@@ -55,6 +55,7 @@ mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
 mod scoped;
+mod sweeper;
 mod unavailable;
 
 use std::collections::BTreeMap;
@@ -72,8 +73,6 @@ pub use nats::NatsKvStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
-pub(crate) use redis::CONNECT_TIMEOUT as REDIS_CONNECT_TIMEOUT;
-#[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use scoped::{Scoped, WriteBuilder};
 pub use unavailable::Unavailable;
@@ -83,6 +82,10 @@ use crate::{Error, code};
 
 /// The longest key the built-in backends take, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// How often the built-in backends sweep expired records, once a record
+/// with a TTL was written.
+pub(crate) const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest scope name, in bytes.
 pub const MAX_SCOPE_LEN: usize = 128;

@@ -10,9 +10,10 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
 use super::encoding::{decode, encode, live_version};
+use super::sweeper::Sweeper;
 use super::{
     Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
-    check_scope, conflict, expiry, holds, page,
+    check_scope, conflict, expiry, holds,
 };
 use crate::backend::nats::NatsConnection;
 
@@ -38,7 +39,7 @@ pub struct NatsKvStore {
 struct Inner {
     connection: Arc<NatsConnection>,
     buckets: Mutex<HashMap<String, kv::Store>>,
-    sweeping: std::sync::Once,
+    sweeper: Sweeper,
 }
 
 /// How often the buckets this process opened are swept once a record with
@@ -96,7 +97,7 @@ impl NatsKvStore {
             inner: Arc::new(Inner {
                 connection,
                 buckets: Mutex::default(),
-                sweeping: std::sync::Once::new(),
+                sweeper: Sweeper::new(),
             }),
         }
     }
@@ -123,25 +124,6 @@ impl NatsKvStore {
         };
         buckets.insert(scope.to_owned(), bucket.clone());
         Ok(bucket)
-    }
-
-    fn sweep_later(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        self.inner.sweeping.call_once(|| {
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(SWEEP_EVERY);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    if let Err(e) = (NatsKvStore { inner }).sweep().await {
-                        tracing::warn!(error = %e, "sweeping the NATS KV store failed");
-                    }
-                }
-            });
-        });
     }
 
     /// The key's latest entry, if it holds a value (not a delete).
@@ -212,7 +194,7 @@ impl Store for NatsKvStore {
                 }
                 out.push(record);
             }
-            Ok(page(out.into_iter(), &Query::default()))
+            Ok(out)
         })
     }
 
@@ -221,7 +203,8 @@ impl Store for NatsKvStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             if write.ttl.is_some() {
-                self.sweep_later();
+                let store = |inner| NatsKvStore { inner };
+                self.inner.sweeper.start(&self.inner, SWEEP_EVERY, store);
             }
             let bucket = self.bucket(scope).await?;
             let name = hex(&write.key);

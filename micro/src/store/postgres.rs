@@ -12,9 +12,10 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::encoding::millis;
+use super::sweeper::Sweeper;
 use super::{
-    Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Write, check_key, check_scope,
-    conflict, expiry,
+    Condition, MAX_KEY_LEN, Query, Record, SWEEP_EVERY, Store, StoreError, Write, check_key,
+    check_scope, conflict, expiry,
 };
 use crate::codec::ContentType;
 
@@ -69,7 +70,7 @@ struct Inner {
     clients: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     schema: tokio::sync::OnceCell<()>,
-    sweeping: std::sync::Once,
+    sweeper: Sweeper,
 }
 
 impl PostgresStore {
@@ -90,7 +91,7 @@ impl PostgresStore {
                 clients: (0..POOL).map(|_| Mutex::new(None)).collect(),
                 next: AtomicUsize::new(0),
                 schema: tokio::sync::OnceCell::new(),
-                sweeping: std::sync::Once::new(),
+                sweeper: Sweeper::new(),
             }),
         })
     }
@@ -172,25 +173,6 @@ impl PostgresStore {
             .unwrap_or_else(|e| e.into_inner())
             .insert(sql.to_owned(), statement.clone());
         Ok(statement)
-    }
-
-    fn sweep_later(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        self.inner.sweeping.call_once(|| {
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    if let Err(e) = (PostgresStore { inner }).sweep().await {
-                        tracing::warn!(error = %e, "sweeping the postgres store failed");
-                    }
-                }
-            });
-        });
     }
 }
 
@@ -342,7 +324,8 @@ impl Store for PostgresStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             if write.ttl.is_some() {
-                self.sweep_later();
+                let store = |inner| PostgresStore { inner };
+                self.inner.sweeper.start(&self.inner, SWEEP_EVERY, store);
             }
             let conn = self.client().await?;
             let metadata = if write.metadata.is_empty() {

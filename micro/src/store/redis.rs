@@ -2,7 +2,7 @@
 //! order, Lua scripts for the conditional writes.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -408,9 +408,6 @@ impl Store for RedisStore {
         })
     }
 }
-
-/// How long connecting to Redis may take before calls fail with 503.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

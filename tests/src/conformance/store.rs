@@ -195,6 +195,13 @@ pub async fn store(make: impl AsyncFn() -> Arc<dyn Store>, prefix: &str, traits:
         .await
         .expect("an expired key is absent");
     assert_eq!(v, 1);
+    // Swept: where the backend can watch, the sweep (its own, or this
+    // one) is seen to remove the record.
+    let mut swept = if traits.watches {
+        Some(s.watch("gone").await.expect("watch"))
+    } else {
+        None
+    };
     s.write("gone", &4)
         .ttl(Duration::from_millis(50))
         .send()
@@ -202,6 +209,23 @@ pub async fn store(make: impl AsyncFn() -> Arc<dyn Store>, prefix: &str, traits:
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     s.store().sweep().await.expect("sweep");
+    if let Some(watch) = &mut swept {
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("the expired record is swept within 10 s")
+                .expect("the watch goes on")
+                .expect("no error");
+            match change {
+                Change::Put(_) => continue,
+                Change::Expire(k) | Change::Delete(k) => {
+                    assert_eq!(k, "gone");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
     assert_eq!(s.keys("").await.unwrap(), ["brief", "lasting"]);
 
     // A value of 1 MiB, byte for byte.
