@@ -177,11 +177,7 @@ async fn postgres_store() {
     assert_eq!(backends.store().name(), "postgres");
     let store = backends.store().clone();
     let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
-    let traits = conformance::StoreTraits {
-        watches: false,
-        ..STORE
-    };
-    conformance::store(async || store.clone(), &prefix, traits).await;
+    conformance::store(async || store.clone(), &prefix, STORE).await;
 }
 
 #[cfg(feature = "nats")]

@@ -189,3 +189,92 @@ async fn a_redis_store_that_cannot_be_reached_is_a_503_naming_redis() {
         "{err}"
     );
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_postgres),
+    ignore = "needs a Postgres server: set MICRO_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_postgres_watch_sees_other_connections_writes_and_says_when_its_connection_is_lost() {
+    use futures_util::StreamExt;
+    use micro::store::{Change, PostgresStore};
+
+    let url = std::env::var("MICRO_TEST_POSTGRES").expect("MICRO_TEST_POSTGRES names the server");
+    // The watching store is named, so that its connections can be found
+    // and cut below.
+    let name = format!("micro-watch-test-{}", std::process::id());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let watcher: Arc<dyn Store> =
+        Arc::new(PostgresStore::new(&format!("{url}{sep}application_name={name}")).unwrap());
+    let writer: Arc<dyn Store> = Arc::new(PostgresStore::new(&url).unwrap());
+    let scope = format!("watch-{}", std::process::id());
+    let watching = Scoped::new(watcher, &scope).unwrap();
+    let writing = Scoped::new(writer, &scope).unwrap();
+    let _ = writing.delete("k").await;
+
+    let mut watch = watching.watch("").await.expect("postgres watches");
+    writing.put("k", &"from another pool").await.unwrap();
+    match next_change(&mut watch).await.expect("a change") {
+        Change::Put(r) => assert_eq!(
+            (r.key.as_str(), r.value.as_ref()),
+            ("k", &b"\"from another pool\""[..])
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The server ends the listening connection: the watch says so, as a
+    // 503, rather than going quiet.
+    let cut = Command::new("psql")
+        .arg(&url)
+        .arg("-Atc")
+        .arg(format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = '{name}' AND pid IN (SELECT pid FROM micro_store_listeners)"
+        ))
+        .output()
+        .expect("psql runs");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&cut.stdout).trim(),
+        "1",
+        "one listener"
+    );
+    let err = next_change(&mut watch)
+        .await
+        .expect_err("the loss is reported");
+    assert!(
+        matches!(&err, micro::store::StoreError::Unavailable(m) if m.contains("watch again")),
+        "{err}"
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
+            .await
+            .expect("the watch ends")
+            .is_none()
+    );
+
+    // Watching again works, and the store kept serving throughout.
+    let mut watch = watching.watch("").await.expect("a new watch");
+    writing.put("k", &"again").await.unwrap();
+    match next_change(&mut watch).await.expect("a change") {
+        Change::Put(r) => assert_eq!(r.version, 2),
+        other => panic!("unexpected {other:?}"),
+    }
+    writing.delete("k").await.unwrap();
+}
+
+#[cfg(feature = "postgres")]
+async fn next_change(
+    watch: &mut micro::store::Watch,
+) -> std::result::Result<micro::store::Change, micro::store::StoreError> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
+        .await
+        .expect("within 5 s")
+        .expect("the watch goes on")
+}

@@ -12,8 +12,11 @@ const WATCH_BUFFER: usize = 1024;
 /// Every change a store in this process makes, for the watches on it.
 #[derive(Debug)]
 pub(super) struct Changes {
-    sender: broadcast::Sender<(String, Change)>,
+    sender: broadcast::Sender<Item>,
 }
+
+/// A change in a scope, or an error every watcher is told.
+type Item = Result<(String, Change), StoreError>;
 
 impl Changes {
     pub(super) fn new() -> Self {
@@ -24,7 +27,20 @@ impl Changes {
 
     /// Tells the watches of `scope`.
     pub(super) fn send(&self, scope: &str, change: Change) {
-        let _ = self.sender.send((scope.to_owned(), change));
+        let _ = self.sender.send(Ok((scope.to_owned(), change)));
+    }
+
+    /// Tells every watch that something went wrong, such as a lost
+    /// connection to the backend.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) fn fail(&self, error: StoreError) {
+        let _ = self.sender.send(Err(error));
+    }
+
+    /// How many watches read these changes.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) fn watchers(&self) -> usize {
+        self.sender.receiver_count()
     }
 
     /// The changes of `scope` under `prefix` from now on.
@@ -45,12 +61,10 @@ impl Changes {
 
 /// A broadcast receiver as a stream; falling behind is an error that says
 /// how many changes were missed.
-fn changes_of(
-    receiver: broadcast::Receiver<(String, Change)>,
-) -> impl futures_util::Stream<Item = Result<(String, Change), StoreError>> {
+fn changes_of(receiver: broadcast::Receiver<Item>) -> impl futures_util::Stream<Item = Item> {
     futures_util::stream::unfold(receiver, |mut receiver| async move {
         match receiver.recv().await {
-            Ok(item) => Some((Ok(item), receiver)),
+            Ok(item) => Some((item, receiver)),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let missed =
                     StoreError::Backend(format!("the watcher fell behind and missed {n} changes"));

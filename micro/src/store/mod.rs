@@ -12,7 +12,7 @@
 //! |---|---|---|---|---|
 //! | [`MemoryStore`] (default) | `memory` | unused | yes | swept every second, never returned once expired |
 //! | [`FileStore`] | `file` | a directory (default `./micro-store`) | within one process | as memory |
-//! | `PostgresStore` (feature `postgres`) | `postgres` | `postgres://user@host:port/db` | not yet | swept every second; one table, `micro_store`; CockroachDB too |
+//! | `PostgresStore` (feature `postgres`) | `postgres` | `postgres://user@host:port/db` | yes (a trigger and `NOTIFY`; 501 on CockroachDB) | swept every second; one table, `micro_store`; CockroachDB too |
 //! | `NatsKvStore` (feature `nats`) | `nats` | `nats://host:4222` (JetStream, 2.10+) | yes | never returned once expired; swept every 5 s |
 //! | `RedisStore` (feature `redis`) | `redis` | `redis://host:port/db` (default `redis://127.0.0.1:6379`) | yes | Redis expires each record itself |
 //!

@@ -38,8 +38,54 @@ pub struct NatsKvStore {
 #[derive(Debug)]
 struct Inner {
     connection: Arc<NatsConnection>,
-    buckets: Mutex<HashMap<String, kv::Store>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
     sweeper: Sweeper,
+}
+
+/// A scope's bucket, and what this process last saw of its keys.
+#[derive(Clone, Debug)]
+struct Bucket {
+    kv: kv::Store,
+    seen: Arc<std::sync::Mutex<HashMap<String, Seen>>>,
+}
+
+/// A key's latest entry as this process last wrote or read it: enough to
+/// write the next version in one round trip, as a compare-and-set on the
+/// revision that fails (and is retried after a read) if anyone wrote since.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    revision: u64,
+    version: u64,
+    expires_at: Option<SystemTime>,
+}
+
+/// How many keys' latest entries a bucket remembers before it forgets
+/// them all.
+const SEEN: usize = 16 * 1024;
+
+impl Bucket {
+    fn seen(&self, name: &str) -> Option<Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    fn saw(&self, name: &str, seen: Option<Seen>) {
+        let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen {
+            Some(seen) => {
+                if map.len() >= SEEN {
+                    map.clear();
+                }
+                map.insert(name.to_owned(), seen);
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+    }
 }
 
 /// How often the buckets this process opened are swept once a record with
@@ -103,7 +149,7 @@ impl NatsKvStore {
     }
 
     /// The bucket of `scope`, made on first use.
-    async fn bucket(&self, scope: &str) -> Result<kv::Store, StoreError> {
+    async fn bucket(&self, scope: &str) -> Result<Bucket, StoreError> {
         let mut buckets = self.inner.buckets.lock().await;
         if let Some(b) = buckets.get(scope) {
             return Ok(b.clone());
@@ -121,6 +167,10 @@ impl NatsKvStore {
                 })
                 .await
                 .map_err(unavailable)?,
+        };
+        let bucket = Bucket {
+            kv: bucket,
+            seen: Arc::default(),
         };
         buckets.insert(scope.to_owned(), bucket.clone());
         Ok(bucket)
@@ -148,8 +198,16 @@ impl Store for NatsKvStore {
             check_key(key, MAX_KEY_LEN)?;
             let bucket = self.bucket(scope).await?;
             let not_found = || StoreError::NotFound(format!("record \"{key}\" not found"));
-            let entry = Self::entry(&bucket, key).await?.ok_or_else(not_found)?;
+            let entry = Self::entry(&bucket.kv, key).await?.ok_or_else(not_found)?;
             let record = decode(key, &entry.value)?;
+            bucket.saw(
+                &entry.key,
+                Some(Seen {
+                    revision: entry.revision,
+                    version: record.version,
+                    expires_at: record.expires_at,
+                }),
+            );
             if record.is_expired(SystemTime::now()) {
                 return Err(not_found());
             }
@@ -166,7 +224,7 @@ impl Store for NatsKvStore {
             check_scope(scope)?;
             let bucket = self.bucket(scope).await?;
             let mut keys: Vec<String> = Vec::new();
-            let mut names = bucket.keys().await.map_err(backend)?;
+            let mut names = bucket.kv.keys().await.map_err(backend)?;
             while let Some(name) = names.next().await {
                 let name = name.map_err(backend)?;
                 if let Some(key) = unhex(&name).filter(|k| query.matches(k)) {
@@ -181,7 +239,7 @@ impl Store for NatsKvStore {
                 if out.len() >= limit {
                     break;
                 }
-                let Some(entry) = Self::entry(&bucket, &key).await? else {
+                let Some(entry) = Self::entry(&bucket.kv, &key).await? else {
                     continue;
                 };
                 let record = decode(&key, &entry.value)?;
@@ -230,34 +288,69 @@ impl Store for NatsKvStore {
                 expires_at: expiry(write.ttl),
                 version: 0,
             };
+            // First a guess from what this process saw last (absent if
+            // nothing): one round trip when nobody else wrote the key. A
+            // guess that fails, or that says the condition does not hold,
+            // is checked against the server before anything is decided.
+            let now = SystemTime::now();
+            let mut guess = match bucket.seen(&name) {
+                Some(seen) => Some((
+                    Some(seen.revision),
+                    Some(seen.version).filter(|_| seen.expires_at.is_none_or(|at| at > now)),
+                )),
+                None if !matches!(write.condition, Condition::Version(_)) => Some((None, None)),
+                None => None,
+            };
             loop {
-                let latest = bucket.entry(&name).await.map_err(backend)?;
-                let current = latest
-                    .as_ref()
-                    .filter(|e| e.operation == kv::Operation::Put)
-                    .and_then(|e| live_version(&e.value, SystemTime::now()));
+                let guessed = guess.is_some();
+                let (revision, current) = match guess.take() {
+                    Some(guess) => guess,
+                    None => {
+                        let latest = bucket.kv.entry(&name).await.map_err(backend)?;
+                        let current = latest
+                            .as_ref()
+                            .filter(|e| e.operation == kv::Operation::Put)
+                            .and_then(|e| live_version(&e.value, SystemTime::now()));
+                        (latest.map(|e| e.revision), current)
+                    }
+                };
                 if !holds(write.condition, current) {
+                    if guessed {
+                        continue;
+                    }
                     return Err(conflict(&write.key, write.condition, current));
                 }
                 record.version = current.unwrap_or(0) + 1;
                 let bytes = bytes::Bytes::from(encode(&record));
-                let stored = match &latest {
-                    Some(e) => bucket.update(&name, bytes, e.revision).await.map_err(|e| {
+                let stored = match revision {
+                    Some(revision) => bucket.kv.update(&name, bytes, revision).await.map_err(|e| {
                         (
                             e.kind() == kv::UpdateErrorKind::WrongLastRevision,
                             backend(e),
                         )
                     }),
-                    None => bucket
-                        .create(&name, bytes)
-                        .await
-                        .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, backend(e))),
+                    None => {
+                        bucket.kv.create(&name, bytes).await.map_err(|e| {
+                            (e.kind() == kv::CreateErrorKind::AlreadyExists, backend(e))
+                        })
+                    }
                 };
                 match stored {
-                    Ok(_) => return Ok(record.version),
+                    Ok(revision) => {
+                        let seen = Seen {
+                            revision,
+                            version: record.version,
+                            expires_at: record.expires_at,
+                        };
+                        bucket.saw(&name, Some(seen));
+                        return Ok(record.version);
+                    }
                     // Another writer got there first: look again.
                     Err((true, _)) => continue,
-                    Err((false, e)) => return Err(e),
+                    Err((false, e)) => {
+                        bucket.saw(&name, None);
+                        return Err(e);
+                    }
                 }
             }
         })
@@ -274,6 +367,8 @@ impl Store for NatsKvStore {
             check_key(key, MAX_KEY_LEN)?;
             let bucket = self.bucket(scope).await?;
             let name = hex(key);
+            bucket.saw(&name, None);
+            let bucket = bucket.kv;
             loop {
                 let Some(entry) = Self::entry(&bucket, key).await? else {
                     return match condition {
@@ -310,7 +405,7 @@ impl Store for NatsKvStore {
         Box::pin(async move {
             check_scope(scope)?;
             let bucket = self.bucket(scope).await?;
-            let watch = bucket.watch_all().await.map_err(backend)?;
+            let watch = bucket.kv.watch_all().await.map_err(backend)?;
             let prefix = prefix.to_owned();
             let changes = watch.filter_map(move |entry| {
                 let change = match entry {
@@ -333,8 +428,9 @@ impl Store for NatsKvStore {
 
     fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let buckets: Vec<kv::Store> =
-                self.inner.buckets.lock().await.values().cloned().collect();
+            let buckets: Vec<kv::Store> = (self.inner.buckets.lock().await.values())
+                .map(|b| b.kv.clone())
+                .collect();
             let mut swept = 0;
             for bucket in buckets {
                 let mut names = bucket.keys().await.map_err(backend)?;

@@ -32,8 +32,7 @@ local v = (cur and tonumber(cur) or 0) + 1
 redis.call('HSET', KEYS[1], 'ver', v, 'rec', ARGV[3])
 if ARGV[4] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) elseif cur then redis.call('PERSIST', KEYS[1]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[6])
-redis.call('PUBLISH', KEYS[4], 'P' .. v .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[3])
+redis.call('PUBLISH', KEYS[3], 'P' .. v .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[3])
 return {v, ''}
 "#;
 
@@ -65,6 +64,8 @@ pub struct RedisStore {
     connection: Arc<RedisConnection>,
     write: Arc<redis::Script>,
     delete: Arc<redis::Script>,
+    /// The scopes this store has listed in [`SCOPES`], once each.
+    listed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl RedisStore {
@@ -85,6 +86,7 @@ impl RedisStore {
             connection,
             write: Arc::new(redis::Script::new(WRITE)),
             delete: Arc::new(redis::Script::new(DELETE)),
+            listed: Arc::default(),
         }
     }
 
@@ -274,6 +276,13 @@ impl Store for RedisStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             let mut conn = self.conn().await?;
+            let listed =
+                |s: &Self| (s.listed.lock().unwrap_or_else(|e| e.into_inner())).contains(scope);
+            if !listed(self) {
+                // Listed before the first write, so the sweep knows it.
+                let _: () = conn.sadd(SCOPES, scope).await.map_err(|e| self.error(&e))?;
+                (self.listed.lock().unwrap_or_else(|e| e.into_inner())).insert(scope.to_owned());
+            }
             let expires_at = expiry(write.ttl);
             let record = Record {
                 key: write.key,
@@ -292,14 +301,12 @@ impl Store for RedisStore {
                 .write
                 .key(record_key(scope, &record.key))
                 .key(index_key(scope))
-                .key(SCOPES)
                 .key(channel(scope))
                 .arg(kind)
                 .arg(version)
                 .arg(encode(&record))
                 .arg(expires_at.map_or(0, millis))
                 .arg(&record.key)
-                .arg(scope)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.error(&e))?;

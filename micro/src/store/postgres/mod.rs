@@ -1,7 +1,7 @@
 //! The Postgres store: one table of micro's own, SQL that CockroachDB
 //! also takes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,10 +14,12 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::encoding::millis;
 use super::sweeper::Sweeper;
 use super::{
-    Condition, MAX_KEY_LEN, Query, Record, SWEEP_EVERY, Store, StoreError, Write, check_key,
+    Condition, MAX_KEY_LEN, Query, Record, SWEEP_EVERY, Store, StoreError, Watch, Write, check_key,
     check_scope, conflict, expiry,
 };
 use crate::codec::ContentType;
+
+mod watch;
 
 /// How many connections the pool keeps.
 const POOL: usize = 4;
@@ -42,13 +44,113 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS micro_store (
     PRIMARY KEY (scope, key)
 )";
 
-const COLUMNS: &str = "key, value, content_type, metadata, expires_at, version";
+/// The columns a record is read from, in [`build`]'s order.
+macro_rules! columns {
+    () => {
+        "key, value, content_type, metadata, expires_at, version"
+    };
+}
+
+/// Every statement the store runs, prepared once per connection: a
+/// statement sent as text would be parsed and described again on every
+/// call, a round trip more.
+#[derive(Clone, Copy, Debug)]
+enum Sql {
+    Read,
+    ReadVersion,
+    List,
+    ListChunk,
+    WriteAlways,
+    WriteAbsent,
+    WriteVersion,
+    Delete,
+    DeleteVersion,
+}
+
+impl Sql {
+    const COUNT: usize = 9;
+
+    fn text(self) -> &'static str {
+        macro_rules! list {
+            () => {
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM micro_store WHERE scope = $1 AND key >= $2 AND key > $3 \
+                     AND key < $4 AND (expires_at IS NULL OR expires_at > $5) ORDER BY key"
+                )
+            };
+        }
+        macro_rules! insert {
+            () => {
+                "INSERT INTO micro_store (scope, key, value, content_type, metadata, expires_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (scope, key) DO UPDATE SET \
+                 value = $3, content_type = $4, metadata = $5, expires_at = $6, "
+            };
+        }
+        macro_rules! live {
+            () => {
+                "(micro_store.expires_at IS NULL OR micro_store.expires_at > $7)"
+            };
+        }
+        match self {
+            Sql::Read => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM micro_store WHERE scope = $1 AND key = $2 \
+                 AND (expires_at IS NULL OR expires_at > $3)"
+            ),
+            Sql::ReadVersion => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM micro_store WHERE scope = $1 AND key = $2 AND version = $3"
+            ),
+            Sql::List => concat!(list!(), " LIMIT $6 OFFSET $7"),
+            Sql::ListChunk => concat!(list!(), " LIMIT $6"),
+            Sql::WriteAlways => concat!(
+                insert!(),
+                "version = CASE WHEN ",
+                live!(),
+                " THEN micro_store.version + 1 ELSE 1 END RETURNING version"
+            ),
+            Sql::WriteAbsent => concat!(
+                insert!(),
+                "version = 1 WHERE NOT ",
+                live!(),
+                " RETURNING version"
+            ),
+            Sql::WriteVersion => concat!(
+                "UPDATE micro_store SET value = $3, content_type = $4, metadata = $5, \
+                 expires_at = $6, version = version + 1 \
+                 WHERE scope = $1 AND key = $2 AND ",
+                live!(),
+                " AND version = $8 RETURNING version"
+            ),
+            Sql::Delete => {
+                "DELETE FROM micro_store WHERE scope = $1 AND key = $2 \
+                 RETURNING (expires_at IS NULL OR expires_at > $3)"
+            }
+            Sql::DeleteVersion => {
+                "DELETE FROM micro_store WHERE scope = $1 AND key = $2 \
+                 AND (expires_at IS NULL OR expires_at > $3) AND version = $4 RETURNING version"
+            }
+        }
+    }
+}
 
 /// One pooled connection and the statements prepared on it.
 #[derive(Debug)]
 struct Conn {
     client: Client,
-    prepared: std::sync::Mutex<HashMap<String, Statement>>,
+    prepared: [tokio::sync::OnceCell<Statement>; Sql::COUNT],
+}
+
+/// A place in the pool: the connection, and a lock held only while
+/// connecting, so that calls on a live connection take no lock.
+#[derive(Debug, Default)]
+struct Slot {
+    conn: std::sync::RwLock<Option<Arc<Conn>>>,
+    connecting: Mutex<()>,
 }
 
 /// Records in Postgres or CockroachDB (cargo feature `postgres`).
@@ -56,8 +158,18 @@ struct Conn {
 /// One table, `micro_store`, made on first use, holds every scope; a sweep
 /// deletes expired rows from that table only. Conditional writes are
 /// single statements (`INSERT … ON CONFLICT … WHERE`, `UPDATE … WHERE
-/// version = …`), atomic without explicit locks. Watches are not offered
-/// yet (CockroachDB has no `LISTEN`).
+/// version = …`), atomic without explicit locks.
+///
+/// Watches: a trigger on the table sends each change with `NOTIFY` when
+/// its transaction commits, so a watch sees every process's writes; one
+/// connection per store `LISTEN`s for all its watches. A change whose
+/// record is too large for a notification (about 4 KB) is read back by
+/// version, and skipped if a later change has already replaced it, which
+/// that later change's own notification then reports. Only watched scopes
+/// are notified, and their writes are slower while watched (about 3x on a
+/// busy table: notifying transactions commit one at a time). Where the trigger
+/// cannot be made (CockroachDB has neither triggers of this kind nor
+/// `LISTEN`), watch answers 501 with the reason and everything else works.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -67,10 +179,13 @@ pub struct PostgresStore {
 struct Inner {
     url: String,
     config: tokio_postgres::Config,
-    clients: Vec<Mutex<Option<Arc<Conn>>>>,
+    slots: Vec<Slot>,
     next: AtomicUsize,
-    schema: tokio::sync::OnceCell<()>,
+    /// Made once the table exists: `Err` with the reason when watches
+    /// cannot be offered.
+    schema: tokio::sync::OnceCell<Result<(), String>>,
     sweeper: Sweeper,
+    listener: watch::Listener,
 }
 
 impl PostgresStore {
@@ -88,10 +203,11 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
                 config,
-                clients: (0..POOL).map(|_| Mutex::new(None)).collect(),
+                slots: (0..POOL).map(|_| Slot::default()).collect(),
                 next: AtomicUsize::new(0),
                 schema: tokio::sync::OnceCell::new(),
                 sweeper: Sweeper::new(),
+                listener: watch::Listener::default(),
             }),
         })
     }
@@ -111,68 +227,86 @@ impl PostgresStore {
     /// A connection from the pool, connecting (again) where needed; the
     /// table exists once this returns.
     async fn client(&self) -> Result<Arc<Conn>, StoreError> {
-        let slot = self.inner.next.fetch_add(1, Ordering::Relaxed) % POOL;
-        let client = {
-            let mut held = self.inner.clients[slot].lock().await;
-            match held.as_ref().filter(|c| !c.client.is_closed()) {
-                Some(c) => c.clone(),
-                None => {
-                    let (client, connection) = self
-                        .inner
-                        .config
-                        .connect(NoTls)
-                        .await
-                        .map_err(|e| self.unavailable(e))?;
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "postgres connection ended");
-                        }
-                    });
-                    let conn = Arc::new(Conn {
-                        client,
-                        prepared: std::sync::Mutex::default(),
-                    });
-                    *held = Some(conn.clone());
-                    conn
+        let slot = &self.inner.slots[self.inner.next.fetch_add(1, Ordering::Relaxed) % POOL];
+        let live = |slot: &Slot| {
+            (slot.conn.read().unwrap_or_else(|e| e.into_inner()))
+                .as_ref()
+                .filter(|c| !c.client.is_closed())
+                .cloned()
+        };
+        let conn = match live(slot) {
+            Some(conn) => conn,
+            None => {
+                let _connecting = slot.connecting.lock().await;
+                match live(slot) {
+                    Some(conn) => conn,
+                    None => {
+                        let conn = self.connect().await?;
+                        *slot.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                        conn
+                    }
                 }
             }
         };
+        self.schema(&conn.client).await?;
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> Result<Arc<Conn>, StoreError> {
+        let (client, connection) = self
+            .inner
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection ended");
+            }
+        });
+        Ok(Arc::new(Conn {
+            client,
+            prepared: Default::default(),
+        }))
+    }
+
+    /// Makes the table, and the trigger that feeds watches where the
+    /// database has them; `Err` inside with why watches cannot be offered.
+    async fn schema(&self, client: &Client) -> Result<&Result<(), String>, StoreError> {
         self.inner
             .schema
             .get_or_try_init(|| async {
-                client
-                    .client
-                    .batch_execute(SCHEMA)
+                match client.batch_execute(&watch::setup(SCHEMA)).await {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e) if e.as_db_error().is_some() => {
+                        // No triggers here (CockroachDB): the table alone.
+                        let reason = format!("no watch trigger on this database: {e}");
+                        client
+                            .batch_execute("ROLLBACK")
+                            .await
+                            .map_err(|e| self.failed(&e))?;
+                        client
+                            .batch_execute(SCHEMA)
+                            .await
+                            .map_err(|e| self.failed(&e))?;
+                        Ok(Err(reason))
+                    }
+                    Err(e) => Err(self.failed(&e)),
+                }
+            })
+            .await
+    }
+
+    /// `sql` prepared on `conn`, once per connection.
+    async fn prepare<'c>(&self, conn: &'c Conn, sql: Sql) -> Result<&'c Statement, StoreError> {
+        conn.prepared[sql as usize]
+            .get_or_try_init(|| async {
+                conn.client
+                    .prepare(sql.text())
                     .await
                     .map_err(|e| self.failed(&e))
             })
-            .await?;
-        Ok(client)
-    }
-
-    /// `sql` prepared on `conn`, once per connection: a statement sent as
-    /// text would be parsed and described again on every call, a round
-    /// trip more.
-    async fn prepare(&self, conn: &Conn, sql: &str) -> Result<Statement, StoreError> {
-        let cached = conn
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sql)
-            .cloned();
-        if let Some(statement) = cached {
-            return Ok(statement);
-        }
-        let statement = conn
-            .client
-            .prepare(sql)
             .await
-            .map_err(|e| self.failed(&e))?;
-        conn.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sql.to_owned(), statement.clone());
-        Ok(statement)
     }
 }
 
@@ -181,23 +315,36 @@ fn now_ms() -> i64 {
 }
 
 fn record(row: &Row) -> Result<Record, StoreError> {
+    build(
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    )
+}
+
+/// A record from its columns, as a row or a notification has them.
+fn build(
+    key: Vec<u8>,
+    value: Vec<u8>,
+    content_type: &str,
+    metadata: &str,
+    expires_at: Option<i64>,
+    version: i64,
+) -> Result<Record, StoreError> {
     let bad = |what: &str| StoreError::Backend(format!("postgres store: a row with a bad {what}"));
-    let key: Vec<u8> = row.get(0);
     let key = String::from_utf8(key).map_err(|_| bad("key"))?;
-    let value: Vec<u8> = row.get(1);
-    let content_type: String = row.get(2);
-    let metadata: String = row.get(3);
     let metadata: BTreeMap<String, String> = if metadata.is_empty() {
         BTreeMap::new()
     } else {
-        serde_json::from_str(&metadata).map_err(|_| bad("metadata"))?
+        serde_json::from_str(metadata).map_err(|_| bad("metadata"))?
     };
-    let expires_at: Option<i64> = row.get(4);
-    let version: i64 = row.get(5);
     Ok(Record {
         key,
         value: Bytes::from(value),
-        content_type: ContentType::from_header(&content_type).unwrap_or_default(),
+        content_type: ContentType::from_header(content_type).unwrap_or_default(),
         metadata,
         expires_at: expires_at
             .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default())),
@@ -231,14 +378,10 @@ impl Store for PostgresStore {
             check_scope(scope)?;
             check_key(key, MAX_KEY_LEN)?;
             let conn = self.client().await?;
-            let sql = format!(
-                "SELECT {COLUMNS} FROM micro_store WHERE scope = $1 AND key = $2 \
-                 AND (expires_at IS NULL OR expires_at > $3)"
-            );
             let row = conn
                 .client
                 .query_opt(
-                    &self.prepare(&conn, &sql).await?,
+                    self.prepare(&conn, Sql::Read).await?,
                     &[&scope, &key.as_bytes(), &now_ms()],
                 )
                 .await
@@ -261,10 +404,6 @@ impl Store for PostgresStore {
                 Some(after) if after.as_str() >= query.prefix.as_str() => after.as_bytes().to_vec(),
                 _ => Vec::new(),
             };
-            let base = format!(
-                "SELECT {COLUMNS} FROM micro_store WHERE scope = $1 AND key >= $2 AND key > $3 \
-                 AND key < $4 AND (expires_at IS NULL OR expires_at > $5) ORDER BY key"
-            );
             let start = query.prefix.as_bytes();
             let now = now_ms();
             if query.suffix.is_empty() {
@@ -273,11 +412,10 @@ impl Store for PostgresStore {
                     .limit
                     .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
                 let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-                let sql = format!("{base} LIMIT $6 OFFSET $7");
                 let rows = conn
                     .client
                     .query(
-                        &self.prepare(&conn, &sql).await?,
+                        self.prepare(&conn, Sql::List).await?,
                         &[&scope, &start, &from, &end, &now, &limit, &offset],
                     )
                     .await
@@ -285,14 +423,13 @@ impl Store for PostgresStore {
                 return rows.iter().map(record).collect();
             }
             // A suffix filters here, so read in chunks and page after it.
-            let sql = format!("{base} LIMIT $6");
             let limit = query.limit.unwrap_or(usize::MAX);
             let (mut out, mut skipped) = (Vec::new(), 0);
             loop {
                 let rows = conn
                     .client
                     .query(
-                        &self.prepare(&conn, &sql).await?,
+                        self.prepare(&conn, Sql::ListChunk).await?,
                         &[&scope, &start, &from, &end, &now, &CHUNK],
                     )
                     .await
@@ -341,41 +478,34 @@ impl Store for PostgresStore {
                 write.content_type.as_str(),
             );
             let now = now_ms();
-            let live = "(micro_store.expires_at IS NULL OR micro_store.expires_at > $7)";
             let row = match write.condition {
-                Condition::Always => {
-                    let sql = format!(
-                        "INSERT INTO micro_store (scope, key, value, content_type, metadata, expires_at, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (scope, key) DO UPDATE SET \
-                         value = $3, content_type = $4, metadata = $5, expires_at = $6, \
-                         version = CASE WHEN {live} THEN micro_store.version + 1 ELSE 1 END \
-                         RETURNING version"
-                    );
+                Condition::Always | Condition::Absent => {
+                    let sql = if write.condition == Condition::Always {
+                        Sql::WriteAlways
+                    } else {
+                        Sql::WriteAbsent
+                    };
                     conn.client
-                .query_opt(&self.prepare(&conn, &sql).await?, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
-                        .await
-                }
-                Condition::Absent => {
-                    let sql = format!(
-                        "INSERT INTO micro_store (scope, key, value, content_type, metadata, expires_at, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (scope, key) DO UPDATE SET \
-                         value = $3, content_type = $4, metadata = $5, expires_at = $6, version = 1 \
-                         WHERE NOT {live} RETURNING version"
-                    );
-                    conn.client
-                .query_opt(&self.prepare(&conn, &sql).await?, &[&scope, &key, &value, &ct, &metadata, &expires_at, &now])
+                        .query_opt(
+                            self.prepare(&conn, sql).await?,
+                            &[&scope, &key, &value, &ct, &metadata, &expires_at, &now],
+                        )
                         .await
                 }
                 Condition::Version(v) => {
-                    let sql = format!(
-                        "UPDATE micro_store SET value = $3, content_type = $4, metadata = $5, \
-                         expires_at = $6, version = version + 1 \
-                         WHERE scope = $1 AND key = $2 AND {live} AND version = $8 RETURNING version"
-                    );
                     conn.client
                         .query_opt(
-                            &self.prepare(&conn, &sql).await?,
-                            &[&scope, &key, &value, &ct, &metadata, &expires_at, &now, &version_arg(v)],
+                            self.prepare(&conn, Sql::WriteVersion).await?,
+                            &[
+                                &scope,
+                                &key,
+                                &value,
+                                &ct,
+                                &metadata,
+                                &expires_at,
+                                &now,
+                                &version_arg(v),
+                            ],
                         )
                         .await
                 }
@@ -401,28 +531,19 @@ impl Store for PostgresStore {
             check_key(key, MAX_KEY_LEN)?;
             let conn = self.client().await?;
             let now = now_ms();
-            let live = "(expires_at IS NULL OR expires_at > $3)";
             let row = match condition {
                 Condition::Version(v) => {
-                    let sql = format!(
-                        "DELETE FROM micro_store WHERE scope = $1 AND key = $2 AND {live} \
-                         AND version = $4 RETURNING version"
-                    );
                     conn.client
                         .query_opt(
-                            &self.prepare(&conn, &sql).await?,
+                            self.prepare(&conn, Sql::DeleteVersion).await?,
                             &[&scope, &key.as_bytes(), &now, &version_arg(v)],
                         )
                         .await
                 }
                 _ => {
-                    let sql = format!(
-                        "DELETE FROM micro_store WHERE scope = $1 AND key = $2 \
-                         RETURNING {live}"
-                    );
                     conn.client
                         .query_opt(
-                            &self.prepare(&conn, &sql).await?,
+                            self.prepare(&conn, Sql::Delete).await?,
                             &[&scope, &key.as_bytes(), &now],
                         )
                         .await
@@ -438,6 +559,25 @@ impl Store for PostgresStore {
                 }
                 (None, _) => Ok(false),
             }
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        scope: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Watch, StoreError>> {
+        Box::pin(async move {
+            check_scope(scope)?;
+            let conn = self.client().await?;
+            if let Err(reason) = self.schema(&conn.client).await? {
+                return Err(StoreError::Unsupported(format!(
+                    "postgres at {}: {reason}",
+                    self.inner.url
+                )));
+            }
+            let changes = self.inner.listener.changes(self, scope).await?;
+            changes.watch(scope, prefix)
         })
     }
 
