@@ -84,6 +84,7 @@ pub mod client;
 pub mod codec;
 mod context;
 mod errors;
+pub mod events;
 pub mod metadata;
 pub mod registry;
 pub mod selector;

@@ -199,3 +199,9 @@ async fn nats_kv_store() {
     let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
     conformance::store(async || store.clone(), &prefix, STORE).await;
 }
+
+#[tokio::test]
+async fn memory_events() {
+    let events: Arc<dyn micro::events::Events> = Arc::new(micro::events::MemoryEvents::new());
+    conformance::events(async || events.clone(), "conformance").await;
+}

@@ -371,6 +371,8 @@ pub async fn broker(
     }
 }
 
+mod events;
 mod store;
 
+pub use events::events;
 pub use store::{StoreTraits, store};
