@@ -37,8 +37,16 @@ pub struct Context {
     /// Becomes true when the service serving this stream begins a
     /// graceful stop; only streams' contexts have one.
     stopping: Option<tokio::sync::watch::Receiver<bool>>,
-    /// The serving service's scope of its store, on a server-side context.
-    store: Option<Arc<crate::store::Scoped>>,
+    /// The serving service's store and events, on a server-side context.
+    platform: Option<Arc<Platform>>,
+}
+
+/// The parts a service hands its handlers: its scope of the store and its
+/// events, with its name as their default group.
+#[derive(Debug)]
+pub(crate) struct Platform {
+    pub(crate) store: crate::store::Scoped,
+    pub(crate) events: crate::events::Topics,
 }
 
 impl Default for Context {
@@ -57,7 +65,7 @@ impl Context {
             metadata: Metadata::new(),
             endpoint: None,
             stopping: None,
-            store: None,
+            platform: None,
         }
     }
 
@@ -74,13 +82,13 @@ impl Context {
             metadata,
             endpoint,
             stopping: None,
-            store: None,
+            platform: None,
         }
     }
 
-    /// This context, with the serving service's store.
-    pub(crate) fn with_store(mut self, store: Option<Arc<crate::store::Scoped>>) -> Self {
-        self.store = store;
+    /// This context, with the serving service's store and events.
+    pub(crate) fn with_platform(mut self, platform: Option<Arc<Platform>>) -> Self {
+        self.platform = platform;
         self
     }
 
@@ -92,9 +100,26 @@ impl Context {
     /// 500 on a context that is not a service's: one made with
     /// [`Context::new`], or a subscriber's.
     pub fn store(&self) -> crate::Result<crate::store::Scoped> {
-        self.store.as_deref().cloned().ok_or_else(|| {
+        let platform = self.platform.as_deref();
+        platform.map(|p| p.store.clone()).ok_or_else(|| {
             crate::Error::internal(
                 "this context has no store: only a context a service gives its handlers does",
+            )
+        })
+    }
+
+    /// The events of the service serving this request: publish durable
+    /// events, and consume them with the service's name as the default
+    /// group ([`Topics::options`](crate::events::Topics::options)).
+    ///
+    /// # Errors
+    /// 500 on a context that is not a service's, as for
+    /// [`store`](Self::store).
+    pub fn events(&self) -> crate::Result<crate::events::Topics> {
+        let platform = self.platform.as_deref();
+        platform.map(|p| p.events.clone()).ok_or_else(|| {
+            crate::Error::internal(
+                "this context has no events: only a context a service gives its handlers does",
             )
         })
     }

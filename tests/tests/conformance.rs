@@ -205,3 +205,23 @@ async fn memory_events() {
     let events: Arc<dyn micro::events::Events> = Arc::new(micro::events::MemoryEvents::new());
     conformance::events(async || events.clone(), "conformance").await;
 }
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server with JetStream: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
+async fn nats_events() {
+    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_EVENTS" => Some("nats".to_owned()),
+        "MICRO_EVENTS_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.events().name(), "nats");
+    let events = backends.events().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::events(async || events.clone(), &prefix).await;
+}

@@ -47,6 +47,7 @@ pub(crate) use env::from_env;
 pub(crate) use env::{Choice, unusable};
 
 use crate::broker::{Broker, HttpBroker, MemoryBroker};
+use crate::events::{Events, MemoryEvents};
 use crate::registry::{MdnsRegistry, MemoryRegistry, Registry};
 use crate::store::{FileStore, MemoryStore, Store, Unavailable};
 
@@ -57,6 +58,7 @@ pub struct Backends {
     registry: Arc<dyn Registry>,
     broker: Arc<dyn Broker>,
     store: Arc<dyn Store>,
+    events: Arc<dyn Events>,
 }
 
 impl fmt::Debug for Backends {
@@ -65,6 +67,7 @@ impl fmt::Debug for Backends {
             .field("registry", &self.registry.name())
             .field("broker", &self.broker.name())
             .field("store", &self.store.name())
+            .field("events", &self.events.name())
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +90,7 @@ impl Backends {
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
+    /// | events | `memory`, `nats` (feature `nats`) | `memory` | the NATS URL (`nats://127.0.0.1:4222`) |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -104,6 +108,7 @@ impl Backends {
             registry: Arc::new(MemoryRegistry::new()),
             broker: Arc::new(MemoryBroker::new()),
             store: Arc::new(MemoryStore::new()),
+            events: Arc::new(MemoryEvents::new()),
         }
     }
 
@@ -128,10 +133,12 @@ impl Backends {
         let registry = choose_registry(&var);
         let broker = choose_broker(&var, &registry, &connections);
         let store = choose_store(&var, &connections);
+        let events = choose_events(&var, &connections);
         Self {
             registry,
             broker,
             store,
+            events,
         }
     }
 
@@ -148,6 +155,19 @@ impl Backends {
     /// The store services keep their records in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The events backend services publish durable events to and consume
+    /// them from.
+    pub fn events(&self) -> &Arc<dyn Events> {
+        &self.events
+    }
+
+    /// This bundle with `events` instead of its own.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = events;
+        self
     }
 
     /// This bundle with `store` instead of its own.
@@ -226,6 +246,30 @@ impl Connections {
         map.entry(url.to_owned())
             .or_insert_with(|| nats::NatsConnection::new(url))
             .clone()
+    }
+}
+
+#[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+fn choose_events(
+    var: &impl Fn(&str) -> Option<String>,
+    connections: &Connections,
+) -> Arc<dyn Events> {
+    let (kind, address) = env::part(var, "EVENTS");
+    match kind.as_deref() {
+        #[cfg(feature = "nats")]
+        Some("nats") => {
+            let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
+            Arc::new(crate::events::NatsEvents::on(connections.nats(&url)))
+        }
+        None | Some("memory") => Arc::new(MemoryEvents::new()),
+        Some(other) => {
+            let choices = [
+                Choice::built_in("memory"),
+                Choice::feature("nats", cfg!(feature = "nats")),
+            ];
+            tracing::error!("{}", unusable("MICRO_EVENTS", other, &choices, "memory"));
+            Arc::new(MemoryEvents::new())
+        }
     }
 }
 

@@ -44,6 +44,9 @@
 
 mod delivery;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -57,6 +60,9 @@ use serde::de::DeserializeOwned;
 
 pub use delivery::{DeadLetter, Deliveries, Delivery};
 pub use memory::MemoryEvents;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::NatsEvents;
 pub use topics::Topics;
 
 use crate::codec::ContentType;

@@ -68,8 +68,8 @@ pub(crate) struct Shared {
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
     /// The open streams, which a graceful stop waits for and then ends.
     pub(crate) streams: Arc<streams::Streams>,
-    /// The service's scope of its store, for handlers' contexts.
-    pub(crate) store: Option<Arc<crate::store::Scoped>>,
+    /// The service's store and events, for handlers' contexts.
+    pub(crate) platform: Option<Arc<crate::context::Platform>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -130,7 +130,7 @@ pub(crate) struct Config {
     pub(crate) stream_idle_timeout: Option<Duration>,
     pub(crate) checks: Vec<HealthCheck>,
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
-    pub(crate) store: Option<Arc<crate::store::Scoped>>,
+    pub(crate) platform: Option<Arc<crate::context::Platform>>,
     pub(crate) layers: Vec<RouterLayer>,
 }
 
@@ -196,7 +196,7 @@ impl Server {
             ready: AtomicBool::new(true),
             checks: config.checks,
             broker: config.broker,
-            store: config.store,
+            platform: config.platform,
             streams: Arc::new(streams::Streams::new(
                 config.max_streams,
                 config.stream_idle_timeout,

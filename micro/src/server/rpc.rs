@@ -89,7 +89,7 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
         Metadata::from_headers(parts.headers),
         Some(route.name.clone()),
     )
-    .with_store(shared.store.clone());
+    .with_platform(shared.platform.clone());
     let call = Call::new(context, body, content_type, reply_content_type);
     let running = AssertUnwindSafe(route.handler.clone().call(route.index, call)).catch_unwind();
     let endpoint = &*route.name;

@@ -73,6 +73,7 @@ pub struct Service {
     stream_idle_timeout: Option<Duration>,
     backends: Option<Backends>,
     store: Option<Arc<dyn crate::store::Store>>,
+    events: Option<Arc<dyn crate::events::Events>>,
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
@@ -129,6 +130,7 @@ impl Service {
             stream_idle_timeout: None,
             backends: None,
             store: None,
+            events: None,
             registry: None,
             broker: None,
             subscribers: Vec::new(),
@@ -301,6 +303,17 @@ impl Service {
         self
     }
 
+    /// The events backend the service's handlers publish to and consume
+    /// from, over the [`backends`](Self::backends)'; handlers reach it
+    /// through [`Context::events`](crate::Context::events), with the
+    /// service's name as their default group. Default: that of
+    /// [`Backends::default`] (memory unless `MICRO_EVENTS` says).
+    #[must_use]
+    pub fn events(mut self, events: Arc<dyn crate::events::Events>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
     /// Subscribes `handler` to `topic` when the service starts, besides
     /// the `#[subscribe]` functions and methods.
     #[must_use]
@@ -375,9 +388,16 @@ impl Service {
             })
             .take(crate::store::MAX_SCOPE_LEN)
             .collect();
-        let store = crate::store::Scoped::new(store, &scope)
-            .map(Arc::new)
-            .map_err(|e| e.or_id(&self.name))?;
+        let store = crate::store::Scoped::new(store, &scope).map_err(|e| e.or_id(&self.name))?;
+        let events = self
+            .events
+            .clone()
+            .unwrap_or_else(|| backends.events().clone());
+        let group = scope.replace(':', "_");
+        let platform = Arc::new(crate::context::Platform {
+            store,
+            events: crate::events::Topics::new(events).with_group(&group),
+        });
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
@@ -392,7 +412,7 @@ impl Service {
             stream_idle_timeout: self.stream_idle_timeout,
             checks: self.checks,
             broker: broker.clone(),
-            store: Some(store),
+            platform: Some(platform),
             layers: self.layers,
         })
         .await?;

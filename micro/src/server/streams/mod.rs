@@ -316,7 +316,7 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Re
         Some(route.name.clone()),
     )
     .with_stopping(shared.streams.stopping.subscribe())
-    .with_store(shared.store.clone());
+    .with_platform(shared.platform.clone());
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
             "service \"{}\" has {} streams open, its limit",
