@@ -224,4 +224,25 @@ async fn nats_events() {
     let events = backends.events().clone();
     let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
     conformance::events(async || events.clone(), &prefix).await;
+    // The run's durable consumers, which would otherwise stay on the
+    // server: every one's name holds the prefix.
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("MICRO_EVENTS")
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let names: Vec<String> = stream
+        .consumer_names()
+        .filter_map(|n| std::future::ready(n.ok()))
+        .collect()
+        .await;
+    let ours: Vec<&String> = names.iter().filter(|n| n.contains(&prefix)).collect();
+    assert!(
+        ours.len() >= 10,
+        "durable consumers named by group: {ours:?}"
+    );
+    for name in ours {
+        stream.delete_consumer(name).await.unwrap();
+    }
 }
