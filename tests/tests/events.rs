@@ -103,3 +103,94 @@ async fn a_publish_to_a_nats_server_that_is_down_is_an_error_not_ok() {
         .expect("consuming fails too");
     assert_eq!(err.code(), 503);
 }
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server with JetStream: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
+async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event() {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    const EVENTS: u32 = 10_000;
+    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
+    let topic = format!("crash.t{}", std::process::id());
+    let group = format!("crash-{}", std::process::id());
+    let topics = Topics::new(Arc::new(micro::events::NatsEvents::new(url.clone())));
+    for i in 0..EVENTS {
+        topics.publish(&topic, &i).await.expect("stored");
+    }
+
+    // Each member's acks, read from its output as it goes.
+    let spawn = || -> (Child, std::sync::mpsc::Receiver<u32>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_events_consumer"))
+            .args([&topic, &group])
+            .env("MICRO_TEST_NATS", &url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the consumer starts");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (sender, acks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line.strip_prefix("acked ") {
+                    let _ = sender.send(n.parse().unwrap());
+                }
+            }
+        });
+        (child, acks)
+    };
+    let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+    let (mut first, acks) = spawn();
+    while counts.len() < 2_000 {
+        let n = acks.recv_timeout(Duration::from_secs(20)).expect("acks go on");
+        *counts.entry(n).or_default() += 1;
+    }
+    first.kill().expect("SIGKILL"); // std's kill is SIGKILL
+    first.wait().unwrap();
+    while let Ok(n) = acks.try_recv() {
+        *counts.entry(n).or_default() += 1;
+    }
+    let before = counts.len();
+
+    let (mut second, acks) = spawn();
+    while counts.len() < EVENTS as usize {
+        let n = acks
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("only {} of {EVENTS} events acked", counts.len()));
+        *counts.entry(n).or_default() += 1;
+    }
+    // A moment for any late redelivery to show.
+    while let Ok(n) = acks.recv_timeout(Duration::from_secs(3)) {
+        *counts.entry(n).or_default() += 1;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let twice: Vec<u32> = (counts.iter())
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    println!(
+        "{before} events acked before the kill; {} acked twice (in flight at the kill)",
+        twice.len()
+    );
+    assert_eq!(counts.len(), EVENTS as usize, "every event acked");
+    assert!(counts.values().all(|c| *c <= 2), "none more than twice");
+    // Only events in flight at the kill come twice: those the first member
+    // had pulled (at most one batch) and acked without the server seeing it.
+    assert!(twice.len() <= 1_000, "{} duplicates", twice.len());
+
+    // The group's consumer on the server, removed.
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("MICRO_EVENTS")
+        .await
+        .unwrap();
+    let name = format!("{group}__{}", topic.replace('.', "_2E"));
+    stream.delete_consumer(&name).await.expect("the group's durable consumer exists");
+}
