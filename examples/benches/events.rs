@@ -160,7 +160,10 @@ async fn main() {
         best_rc = best_rc.max(rc);
     }
     let _ = js.delete_stream(format!("BENCH_RAW_{run}")).await;
-    println!("{:<10} {:>10} {:>10} {:>7}", "events", "micro/s", "raw/s", "ratio");
+    println!(
+        "{:<10} {:>10} {:>10} {:>7}",
+        "events", "micro/s", "raw/s", "ratio"
+    );
     for (what, m, r) in [("publish", best_mp, best_rp), ("consume", best_mc, best_rc)] {
         println!("{what:<10} {m:>10.0} {r:>10.0} {:>6.2}x", m / r);
     }

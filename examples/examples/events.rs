@@ -4,7 +4,8 @@
 //! order to `orders.placed` once it is stored; two groups consume it:
 //! billing (which fails twice on order 2 before it succeeds, and never
 //! manages an order of `"poison"`, which is dead-lettered after three
-//! attempts) and shipping. Ops reads the dead letters. In memory by
+//! attempts) and shipping, both the service's consumers, acking on `Ok`
+//! and retrying on an error. Ops reads the dead letters by hand. In memory by
 //! default; on NATS JetStream with one variable once it is built in:
 //!
 //! ```text
@@ -23,7 +24,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use micro::events::{Backoff, ConsumeOptions, DeadLetter, Deliveries, Start, Topics};
+use micro::events::{
+    Backoff, ConsumeOptions, Consumer, DeadLetter, Delivered, Deliveries, Start, Topics,
+};
 use micro::{Backends, Context, Error, Result, handler, service};
 use serde::{Deserialize, Serialize};
 
@@ -58,52 +61,32 @@ impl Orders {
     }
 }
 
-/// Charges each order: `Ok` acks, an error nacks (retried after the
+/// Charges an order: `Ok` acks; an error nacks (retried after the
 /// backoff, dead-lettered after the third attempt).
-async fn billing(mut deliveries: Deliveries) {
-    while let Some(delivery) = deliveries.next().await {
-        let Ok(delivery) = delivery else { continue };
-        let attempt = delivery.attempt();
-        let order: Order = match delivery.decode() {
-            Ok(order) => order,
-            Err(e) => {
-                // A payload that does not decode will never do: at once.
-                let _ = delivery.reject(&e).await;
-                continue;
-            }
-        };
-        let charged = if order.item == "poison" {
-            Err(Error::bad_gateway("the card was declined"))
-        } else if order.id == 2 && attempt < 3 {
-            Err(Error::unavailable("the bank is busy"))
-        } else {
-            Ok(())
-        };
-        match charged {
-            Ok(()) => {
-                println!("billing: charged order {} (attempt {attempt})", order.id);
-                let _ = delivery.ack().await;
-            }
-            Err(e) => {
-                println!(
-                    "billing: order {} failed (attempt {attempt}): {}",
-                    order.id,
-                    e.detail()
-                );
-                let _ = delivery.nack(&e).await;
-            }
-        }
+async fn bill(order: Order, delivery: Delivered) -> Result<()> {
+    let attempt = delivery.attempt();
+    let charged = if order.item == "poison" {
+        Err(Error::bad_gateway("the card was declined"))
+    } else if order.id == 2 && attempt < 3 {
+        Err(Error::unavailable("the bank is busy"))
+    } else {
+        Ok(())
+    };
+    match &charged {
+        Ok(()) => println!("billing: charged order {} (attempt {attempt})", order.id),
+        Err(e) => println!(
+            "billing: order {} failed (attempt {attempt}): {}",
+            order.id,
+            e.detail()
+        ),
     }
+    charged
 }
 
-/// Ships each order.
-async fn shipping(mut deliveries: Deliveries) {
-    while let Some(Ok(delivery)) = deliveries.next().await {
-        if let Ok(order) = delivery.decode::<Order>() {
-            println!("shipping: shipped order {} ({})", order.id, order.item);
-        }
-        let _ = delivery.ack().await;
-    }
+/// Ships an order.
+async fn ship(order: Order, _: Delivered) -> Result<()> {
+    println!("shipping: shipped order {} ({})", order.id, order.item);
+    Ok(())
 }
 
 /// Reads the dead letters.
@@ -127,21 +110,24 @@ async fn main() -> Result<()> {
     let topics = Topics::new(backends.events().clone());
     println!("events on {}", topics.backend().name());
 
+    // Ops reads the dead letters by hand; billing and shipping are the
+    // service's consumers, settled by their functions' results.
     let from_start = |group: &str| ConsumeOptions::group(group).start(Start::Beginning);
-    let billed = from_start("billing")
-        .max_attempts(3)
-        .backoff(Backoff::fixed(Duration::from_millis(200)));
-    tokio::spawn(billing(topics.consume(PLACED, billed).await?));
-    tokio::spawn(shipping(
-        topics.consume(PLACED, from_start("shipping")).await?,
-    ));
     let dead = format!("{PLACED}.dead");
     tokio::spawn(ops(topics.consume(&dead, from_start("ops")).await?));
+    let billing = Consumer::new(PLACED, bill).options(
+        from_start("billing")
+            .max_attempts(3)
+            .backoff(Backoff::fixed(Duration::from_millis(200))),
+    );
+    let shipping = Consumer::new(PLACED, ship).options(from_start("shipping"));
 
     micro::Service::new("orders")
         .address("127.0.0.1:8083")
         .backends(&backends)
         .handle(Orders)
+        .consume(billing)
+        .consume(shipping)
         .run()
         .await
 }

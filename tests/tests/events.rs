@@ -147,7 +147,9 @@ async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event
     let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
     let (mut first, acks) = spawn();
     while counts.len() < 2_000 {
-        let n = acks.recv_timeout(Duration::from_secs(20)).expect("acks go on");
+        let n = acks
+            .recv_timeout(Duration::from_secs(20))
+            .expect("acks go on");
         *counts.entry(n).or_default() += 1;
     }
     first.kill().expect("SIGKILL"); // std's kill is SIGKILL
@@ -192,5 +194,99 @@ async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event
         .await
         .unwrap();
     let name = format!("{group}__{}", topic.replace('.', "_2E"));
-    stream.delete_consumer(&name).await.expect("the group's durable consumer exists");
+    stream
+        .delete_consumer(&name)
+        .await
+        .expect("the group's durable consumer exists");
+}
+
+#[tokio::test]
+async fn a_services_consumer_acks_on_ok_retries_on_err_and_dead_letters_a_bad_payload() {
+    use micro::events::{Backoff, ConsumeOptions, Consumer, DeadLetter, Delivered};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let events: Arc<dyn Events> = Arc::new(MemoryEvents::new());
+    let backends = Backends::memory().with_events(events.clone());
+    let calls = Arc::new(AtomicU32::new(0));
+    let (done, mut billed) = tokio::sync::mpsc::unbounded_channel();
+    let consumer = {
+        let calls = calls.clone();
+        Consumer::new("shop.orders", move |order: Order, d: Delivered| {
+            let (calls, done) = (calls.clone(), done.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                d.in_progress().await?;
+                // Fails twice, then succeeds: retried, not lost.
+                if order.item == "flaky" && d.attempt() < 3 {
+                    return Err(micro::Error::unavailable("try later"));
+                }
+                done.send((order.id, d.attempt(), d.group().to_owned()))
+                    .unwrap();
+                Ok(())
+            }
+        })
+        .options(
+            ConsumeOptions::group("billing")
+                .start(Start::Beginning)
+                .backoff(Backoff::fixed(Duration::from_millis(20))),
+        )
+    };
+    let svc = micro::Service::new("billing")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .consume(consumer)
+        .start()
+        .await
+        .unwrap();
+    let topics = Topics::new(events);
+    let order = |id, item: &str| Order {
+        id,
+        item: item.into(),
+    };
+    topics
+        .publish("shop.orders", &order(1, "tea"))
+        .await
+        .unwrap();
+    topics
+        .publish("shop.orders", &order(2, "flaky"))
+        .await
+        .unwrap();
+    topics
+        .publish("shop.orders", &"not an order")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(5), billed.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        got,
+        [(1, 1, "billing".to_owned()), (2, 3, "billing".to_owned())]
+    );
+    let mut dead = topics
+        .consume(
+            "shop.orders.dead",
+            ConsumeOptions::group("ops").start(Start::Beginning),
+        )
+        .await
+        .unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(5), dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let why = DeadLetter::of(letter.event()).unwrap();
+    assert_eq!(why.attempts, 1, "a payload that does not decode: at once");
+    assert!(why.error.contains("400"), "{}", why.error);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "tea once, flaky three times; the bad payload never reached the function"
+    );
+    svc.stop().await.unwrap();
 }

@@ -76,6 +76,17 @@ impl Delivery {
         self.received.attempt >= self.group.options.max_attempts
     }
 
+    /// What a handler sees of this delivery, and can extend its ack
+    /// deadline with.
+    pub fn info(&self) -> Delivered {
+        Delivered {
+            event: self.received.event.clone(),
+            attempt: self.received.attempt,
+            group: self.group.clone(),
+            settle: self.received.settle.clone(),
+        }
+    }
+
     /// Done: the event leaves the group.
     ///
     /// # Errors
@@ -237,5 +248,61 @@ impl DeadLetter {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         })
+    }
+}
+
+/// What a consuming handler sees of its delivery: the event, which
+/// attempt this is, and a way to say it is still working. The consumer
+/// that called the handler settles the delivery by its result.
+#[derive(Clone)]
+pub struct Delivered {
+    event: Event,
+    attempt: u32,
+    group: Arc<Group>,
+    settle: Arc<dyn super::Settle>,
+}
+
+impl fmt::Debug for Delivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivered")
+            .field("event", &self.event)
+            .field("attempt", &self.attempt)
+            .field("group", &self.group.options.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivered {
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Which delivery of the event this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The event's sequence in its topic.
+    pub fn sequence(&self) -> u64 {
+        self.event.sequence
+    }
+
+    /// The group it was delivered to.
+    pub fn group(&self) -> &str {
+        &self.group.options.group
+    }
+
+    /// Whether a failure now dead-letters the event.
+    pub fn last_attempt(&self) -> bool {
+        self.attempt >= self.group.options.max_attempts
+    }
+
+    /// Still working: the ack wait starts again.
+    ///
+    /// # Errors
+    /// 503 if the backend cannot be reached.
+    pub async fn in_progress(&self) -> Result<()> {
+        Ok(self.settle.in_progress().await?)
     }
 }

@@ -238,7 +238,7 @@ impl Member {
         Ok(Received {
             event: log.events[index].clone(),
             attempt,
-            settle: Box::new(MemorySettle {
+            settle: Arc::new(MemorySettle {
                 member: self.clone(),
                 sequence,
                 delivery,

@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod consumer;
 mod delivery;
 mod memory;
 #[cfg(feature = "nats")]
@@ -51,6 +52,7 @@ mod topics;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -58,7 +60,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::de::DeserializeOwned;
 
-pub use delivery::{DeadLetter, Deliveries, Delivery};
+pub use consumer::Consumer;
+pub(crate) use consumer::Running;
+pub use delivery::{DeadLetter, Delivered, Deliveries, Delivery};
 pub use memory::MemoryEvents;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -305,7 +309,7 @@ pub struct Received {
     /// 1 for the first delivery, 2 for the next, …
     pub attempt: u32,
     /// Settles this delivery with the backend.
-    pub settle: Box<dyn Settle>,
+    pub settle: Arc<dyn Settle>,
 }
 
 impl fmt::Debug for Received {

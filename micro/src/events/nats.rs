@@ -232,7 +232,7 @@ fn received(message: jetstream::Message) -> Result<Received, EventsError> {
     Ok(Received {
         event,
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        settle: Box::new(NatsSettle(message)),
+        settle: Arc::new(NatsSettle(message)),
     })
 }
 

@@ -77,6 +77,7 @@ pub struct Service {
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
+    consumers: Vec<crate::events::Consumer>,
     layers: Vec<RouterLayer>,
     checks: Vec<HealthCheck>,
 }
@@ -134,6 +135,7 @@ impl Service {
             registry: None,
             broker: None,
             subscribers: Vec::new(),
+            consumers: Vec::new(),
             layers: Vec::new(),
             checks: Vec::new(),
         }
@@ -314,6 +316,15 @@ impl Service {
         self
     }
 
+    /// Runs `consumer` on the service's events while it runs: from its
+    /// start (which fails if the consumer cannot consume) to its stop,
+    /// which waits for the delivery being handled.
+    #[must_use]
+    pub fn consume(mut self, consumer: crate::events::Consumer) -> Self {
+        self.consumers.push(consumer);
+        self
+    }
+
     /// Subscribes `handler` to `topic` when the service starts, besides
     /// the `#[subscribe]` functions and methods.
     #[must_use]
@@ -394,9 +405,10 @@ impl Service {
             .clone()
             .unwrap_or_else(|| backends.events().clone());
         let group = scope.replace(':', "_");
+        let topics = crate::events::Topics::new(events).with_group(&group);
         let platform = Arc::new(crate::context::Platform {
             store,
-            events: crate::events::Topics::new(events).with_group(&group),
+            events: topics.clone(),
         });
         let server = Server::start(server::Config {
             name: self.name.clone(),
@@ -439,6 +451,17 @@ impl Service {
             }
         }
 
+        let consumers = match crate::events::Running::start(self.consumers, &topics).await {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                for s in subscriptions {
+                    let _ = s.unsubscribe().await;
+                }
+                return Err(e.or_id(&self.name));
+            }
+        };
+
         let registry = self.registry.unwrap_or_else(|| backends.registry().clone());
         let advertised = match std::env::var("MICRO_SERVER_ADVERTISE")
             .ok()
@@ -471,6 +494,7 @@ impl Service {
         let ttl = RegisterOptions::with_ttl(self.register_ttl);
         if let Err(e) = registration::register_with_retries(&*registry, &record, &ttl).await {
             server.abort();
+            consumers.stop().await;
             return Err(Error::from(e).or_id(&self.name));
         }
         if let (Some(a), Some(version)) = (&advert, version) {
@@ -496,6 +520,7 @@ impl Service {
             server,
             renewing,
             subscriptions,
+            consumers: Some(consumers),
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
         })
@@ -561,6 +586,8 @@ pub struct ServiceHandle {
     renewing: JoinHandle<()>,
     /// Ended after the deregistration, before the drain.
     subscriptions: Vec<crate::broker::Subscription>,
+    /// Stopped with the subscriptions; the delivery being handled finishes.
+    consumers: Option<crate::events::Running>,
     grace_period: Duration,
     shutdown_delay: Duration,
 }
@@ -607,6 +634,9 @@ impl ServiceHandle {
             if let Err(e) = subscription.unsubscribe().await {
                 tracing::warn!(service = %name, error = %e, "unsubscribing failed");
             }
+        }
+        if let Some(consumers) = self.consumers.take() {
+            consumers.stop().await;
         }
         if !self.shutdown_delay.is_zero() {
             tokio::time::sleep(self.shutdown_delay).await;

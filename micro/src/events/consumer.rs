@@ -1,0 +1,161 @@
+//! [`Consumer`]: a function a service runs for each event of a topic,
+//! settling each delivery by its result.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{ConsumeOptions, Delivered, Topics};
+use crate::{Error, Result};
+
+type Handler = Arc<dyn Fn(Delivered) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A function a service runs for each event of a topic, one at a time per
+/// consumer: `Ok` acks; an error nacks (delivered again after the
+/// group's backoff, dead-lettered on the last attempt); a 4xx error or a
+/// payload that does not decode dead-letters at once; a panic nacks as a
+/// 500.
+///
+/// ```no_run
+/// use micro::events::{Consumer, Delivered};
+///
+/// # async fn f() -> micro::Result<()> {
+/// let billing = Consumer::new("orders.placed", |order: String, d: Delivered| async move {
+///     println!("charging {order}, attempt {}", d.attempt());
+///     Ok(())
+/// });
+/// micro::Service::new("billing").consume(billing).run().await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Consumer {
+    topic: String,
+    options: Option<ConsumeOptions>,
+    handler: Handler,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("topic", &self.topic)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Runs `f` with each event of `topic`, decoded as `T`, in the
+    /// service's own group (its name) from new events on, unless
+    /// [`options`](Self::options) say otherwise.
+    pub fn new<T, F, Fut>(topic: impl Into<String>, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(T, Delivered) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Self {
+            topic: topic.into(),
+            options: None,
+            handler: Arc::new(move |delivered: Delivered| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let value: T = delivered.event().decode()?;
+                    f(value, delivered).await
+                })
+            }),
+        }
+    }
+
+    /// The group, start, ack wait, attempts, backoff and dead-letter topic.
+    #[must_use]
+    pub fn options(mut self, options: ConsumeOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+/// A service's consumers while it runs.
+#[derive(Debug)]
+pub(crate) struct Running {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts every consumer on `topics`; fails if one cannot consume.
+    pub(crate) async fn start(consumers: Vec<Consumer>, topics: &Topics) -> Result<Self> {
+        let (stop, stopping) = watch::channel(false);
+        let mut tasks = Vec::with_capacity(consumers.len());
+        for consumer in consumers {
+            let options = consumer.options.clone().unwrap_or_else(|| topics.options());
+            let deliveries = match topics.consume(&consumer.topic, options).await {
+                Ok(d) => d,
+                Err(e) => {
+                    for t in &tasks {
+                        JoinHandle::abort(t);
+                    }
+                    return Err(e);
+                }
+            };
+            tasks.push(tokio::spawn(run(consumer, deliveries, stopping.clone())));
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// Stops taking deliveries and waits for the ones being handled.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(
+    consumer: Consumer,
+    mut deliveries: super::Deliveries,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = stopping.changed() => return,
+            d = deliveries.next() => d,
+        };
+        let delivery = match delivery {
+            None => return,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tracing::warn!(topic = %consumer.topic, error = %e, "consuming failed; trying on");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let handled = AssertUnwindSafe((consumer.handler)(delivery.info()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("the consumer panicked")));
+        let settled = match handled {
+            Ok(()) => delivery.ack().await,
+            Err(e) if (400..500).contains(&e.code()) => delivery.reject(&e).await,
+            Err(e) => delivery.nack(&e).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(topic = %consumer.topic, error = %e, "settling a delivery failed");
+        }
+    }
+}
