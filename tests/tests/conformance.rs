@@ -245,4 +245,10 @@ async fn nats_events() {
     for name in ours {
         stream.delete_consumer(name).await.unwrap();
     }
+    // And the run's events, so that the server does not grow run by run.
+    stream
+        .purge()
+        .filter(format!("micro.events.{prefix}.>"))
+        .await
+        .unwrap();
 }
