@@ -43,6 +43,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
         }
     });
     let subscribers = subscribers_fn(def);
+    let consumers = crate::consume::consumers_fn(krate, &def.consumers);
     let arms = def
         .handlers
         .iter()
@@ -62,6 +63,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             }
 
             #subscribers
+            #consumers
 
             fn call(
                 self: #krate::__private::Arc<Self>,

@@ -14,6 +14,7 @@
 
 mod args;
 mod codegen;
+mod consume;
 mod model;
 mod subscribe;
 mod syntax;
@@ -62,6 +63,58 @@ pub fn subscribe(
     input: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
     expand_free(args.into(), input.into()).into()
+}
+
+/// Consumes a topic of durable events: `#[consume("orders.placed")]`, with
+/// `group = "..."` (default: the service's name), `start = "new" |
+/// "beginning"`, `ack_wait = "30s"`, `max_attempts = 5`, `backoff = "1s"`
+/// (doubling, at most 60 s) and `dead_letter = "topic"`.
+///
+/// On a free async function, the consumer is collected with `inventory`
+/// and every `micro::Service` in the binary runs it. Inside a `#[service]`
+/// impl block, the method runs while the service that handles it runs.
+/// The function takes the event, decoded by its content type, and
+/// optionally a `micro::events::Delivered` (the attempt, the sequence, a
+/// way to extend the ack wait); `Ok` acks, an error nacks (again after the
+/// backoff, dead-lettered on the last attempt), a 4xx error or an event
+/// that does not decode dead-letters at once.
+#[proc_macro_attribute]
+pub fn consume(
+    args: proc_macro::TokenStream,
+    input: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand_free_consumer(args.into(), input.into()).into()
+}
+
+/// `#[consume]` on a free function.
+fn expand_free_consumer(args: TokenStream, input: TokenStream) -> TokenStream {
+    if args.to_string() == syntax::CHECKED {
+        return input;
+    }
+    let item: syn::ItemFn = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[consume]` goes on an async function, or on a method inside a `#[service]` impl block",
+            )
+            .to_compile_error();
+            return quote!(#err #input);
+        }
+    };
+    let def = consume::ConsumeArgs::parse(args, Span::call_site()).and_then(|(topic, args)| {
+        let krate = args.krate.clone().map(|(path, _)| path);
+        consume::check(&item.sig, false, topic, args).map(|def| (def, krate))
+    });
+    let (def, krate) = match def {
+        Ok(def) => def,
+        Err(err) => {
+            let err = err.to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let krate = krate.unwrap_or_else(|| syn::parse_quote!(::micro));
+    consume::free_consumer(&krate, &item, &def)
 }
 
 /// `#[service]`: parse, check, generate. On error, the user's item is

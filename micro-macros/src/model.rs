@@ -25,6 +25,7 @@ pub(crate) struct ServiceDef {
     pub(crate) krate: Path,
     pub(crate) handlers: Vec<HandlerDef>,
     pub(crate) subscribers: Vec<crate::subscribe::SubscriberDef>,
+    pub(crate) consumers: Vec<crate::consume::ConsumerDef>,
 }
 
 /// One `#[handler]` method.
@@ -184,6 +185,7 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
 
     let mut handlers: Vec<HandlerDef> = Vec::new();
     let mut subscribers = Vec::new();
+    let mut consumers = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
@@ -201,6 +203,47 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
                 subscribe_attrs.push(attr.clone());
                 mark_checked(attr);
             }
+        }
+        let mut consume_attrs = Vec::new();
+        for attr in &mut method.attrs {
+            if is_attr(attr, "consume") {
+                consume_attrs.push(attr.clone());
+                mark_checked(attr);
+            }
+        }
+        if let Some(attr) = consume_attrs.first() {
+            if let Some(other) = handler_attrs.first().or(subscribe_attrs.first()) {
+                errors.at(
+                    other,
+                    "a method is one of `#[handler]`, `#[subscribe]` or `#[consume]`, not two",
+                );
+            }
+            if let Some(second) = consume_attrs.get(1) {
+                errors.at(
+                    second,
+                    "duplicate `#[consume]` attribute: consume with another method",
+                );
+            }
+            let tokens = match &attr.meta {
+                syn::Meta::List(list) => list.tokens.clone(),
+                _ => TokenStream::new(),
+            };
+            let parsed = crate::consume::ConsumeArgs::parse(tokens, attr.span()).and_then(
+                |(topic, args)| {
+                    if let Some((_, span)) = args.krate {
+                        return Err(syn::Error::new(
+                            span,
+                            "`crate` of a consumer method comes from its `#[service]`: set it there",
+                        ));
+                    }
+                    crate::consume::check(&method.sig, true, topic, args)
+                },
+            );
+            match parsed {
+                Ok(def) => consumers.push(def),
+                Err(e) => errors.push(e),
+            }
+            continue;
         }
         if let Some(attr) = subscribe_attrs.first() {
             if let Some(h) = handler_attrs.first() {
@@ -275,6 +318,7 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
             krate,
             handlers,
             subscribers,
+            consumers,
         }),
     }
 }

@@ -58,3 +58,62 @@ pub(crate) fn type_name(ty: &Type) -> String {
         .filter(|c| !c.is_whitespace())
         .collect()
 }
+
+/// The checks every `#[<attr>]` function shares before its arguments:
+/// `async`, not generic, `&self` first exactly when it is a method.
+pub(crate) fn check_event_fn(sig: &syn::Signature, method: bool, attr: &str) -> Vec<syn::Error> {
+    use syn::FnArg;
+    let mut errors = Vec::new();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            format!("`#[{attr}]` functions must be `async`"),
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            format!("`#[{attr}]` functions cannot be generic"),
+        ));
+    }
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if method => {
+            if !matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)) {
+                errors.push(syn::Error::new_spanned(
+                    r,
+                    format!("`#[{attr}]` methods must take `&self`"),
+                ));
+            }
+        }
+        Some(FnArg::Receiver(r)) => errors.push(syn::Error::new_spanned(
+            r,
+            format!("`#[{attr}]` on a method only works inside a `#[service]` impl block"),
+        )),
+        _ if method => errors.push(syn::Error::new_spanned(
+            &sig.ident,
+            format!("`#[{attr}]` methods must take `&self` as their first argument"),
+        )),
+        _ => {}
+    }
+    errors
+}
+
+/// The check every `#[<attr>]` function shares after its arguments: it
+/// returns a `Result`.
+pub(crate) fn check_returns_result(sig: &syn::Signature, attr: &str) -> Option<syn::Error> {
+    let returns_result = match &sig.output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    };
+    if returns_result {
+        return None;
+    }
+    let message = format!("`#[{attr}]` functions must return `Result<()>`");
+    Some(match &sig.output {
+        ReturnType::Type(_, ty) => syn::Error::new_spanned(ty, message),
+        ReturnType::Default => syn::Error::new_spanned(&sig.ident, message),
+    })
+}

@@ -69,11 +69,14 @@
 //! | retries | [`client::RetryPolicy`] | 2, on another node, one deadline | yes |
 //! | broker, `#[subscribe]` | [`broker`] | HTTP; memory; NATS (feature `nats`) | yes |
 //! | streams: bidirectional, client, server | [`stream`] | WebSocket on the service port | yes |
+//! | store | [`store`] | memory; file (redb); Postgres, Redis, NATS KV (features) | yes |
+//! | durable events, `#[consume]` | [`events`] | memory; NATS JetStream (feature `nats`) | yes |
 //! | errors | [`Error`] | docs/wire.md JSON | yes |
 //!
 //! Cargo features: `macros` (default) re-exports `#[service]`,
-//! `#[handler]` and `#[subscribe]` from `micro-macros`; `nats` adds the
-//! NATS broker.
+//! `#[handler]`, `#[subscribe]` and `#[consume]` from `micro-macros`;
+//! `nats` adds the NATS broker, KV store and JetStream events; `redis` and
+//! `postgres` add those stores.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -104,7 +107,7 @@ pub use stream::{Stream, Streaming};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
-pub use micro_macros::{handler, service, subscribe};
+pub use micro_macros::{consume, handler, service, subscribe};
 
 /// What generated code uses. Not public API: it changes without notice.
 #[doc(hidden)]
@@ -112,6 +115,7 @@ pub mod __private {
     pub use std::boxed::Box;
     pub use std::string::String;
     pub use std::sync::Arc;
+    pub use std::time::Duration;
     pub use std::vec::Vec;
 
     pub use futures_util::future::BoxFuture;
@@ -121,6 +125,9 @@ pub mod __private {
     pub use crate::client::stream::server_streaming;
     pub use crate::client::{CallOptions, Client, ClientStream, ServiceName, typed_call};
     pub use crate::codec::ContentType;
+    pub use crate::events::{
+        Backoff, ConsumeOptions, Consumer, ConsumerFn, Delivered, Start, StaticConsumer,
+    };
     pub use crate::registry::Endpoint;
     pub use crate::server::StreamCall;
     pub use crate::server::{Call, Handler, Reply};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use micro::events::{Events, MemoryEvents, Start, Topics};
-use micro::{Backends, Context, Result, handler, service};
+use micro::{Backends, Context, Result, consume, handler, service};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -293,6 +293,91 @@ async fn a_services_consumer_acks_on_ok_retries_on_err_and_dead_letters_a_bad_pa
         calls.load(Ordering::SeqCst),
         4,
         "tea once, flaky three times; the bad payload never reached the function"
+    );
+    svc.stop().await.unwrap();
+}
+
+/// What the `#[consume]` functions below saw: (who, value, attempt, group).
+static SEEN: std::sync::Mutex<Vec<(&'static str, u32, u32, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+#[consume("dsl.free", group = "dsl-free", start = "beginning", backoff = "10ms")]
+async fn free_consumer(n: u32, d: micro::events::Delivered) -> Result<()> {
+    SEEN.lock()
+        .unwrap()
+        .push(("free", n, d.attempt(), d.group().to_owned()));
+    if d.attempt() < 2 {
+        return Err(micro::Error::unavailable("once more"));
+    }
+    Ok(())
+}
+
+/// Consumes in its service's own group.
+struct Ledger;
+
+#[service]
+impl Ledger {
+    #[consume("dsl.orders", start = "beginning", max_attempts = 2, ack_wait = "5s")]
+    async fn record(&self, order: Order) -> Result<()> {
+        SEEN.lock()
+            .unwrap()
+            .push(("method", order.id, 0, String::new()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn consume_attributes_run_in_the_service_free_functions_and_methods_alike() {
+    use micro::events::{ConsumeOptions, DeadLetter};
+
+    let events: Arc<dyn Events> = Arc::new(MemoryEvents::new());
+    let topics = Topics::new(events.clone());
+    topics.publish("dsl.free", &7u32).await.unwrap();
+    topics
+        .publish(
+            "dsl.orders",
+            &Order {
+                id: 9,
+                item: "ink".into(),
+            },
+        )
+        .await
+        .unwrap();
+    topics.publish("dsl.orders", &"not an order").await.unwrap();
+    let svc = micro::Service::new("ledger")
+        .address("127.0.0.1:0")
+        .backends(&Backends::memory().with_events(events))
+        .handle(Ledger)
+        .start()
+        .await
+        .unwrap();
+    let mut dead = topics
+        .consume(
+            "dsl.orders.dead",
+            ConsumeOptions::group("ops").start(Start::Beginning),
+        )
+        .await
+        .unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(5), dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let why = DeadLetter::of(letter.event()).unwrap();
+    assert_eq!(
+        why.group, "ledger",
+        "a method's default group is its service's name"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = SEEN.lock().unwrap().clone();
+    assert!(seen.contains(&("method", 9, 0, String::new())), "{seen:?}");
+    assert!(
+        seen.contains(&("free", 7, 1, "dsl-free".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("free", 7, 2, "dsl-free".to_owned())),
+        "retried after the backoff: {seen:?}"
     );
     svc.stop().await.unwrap();
 }

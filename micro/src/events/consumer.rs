@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use super::{ConsumeOptions, Delivered, Topics};
 use crate::{Error, Result};
 
-type Handler = Arc<dyn Fn(Delivered) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+/// What a consumer runs for each delivery.
+pub type ConsumerFn = Arc<dyn Fn(Delivered) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+type Handler = ConsumerFn;
 
 /// A function a service runs for each event of a topic, one at a time per
 /// consumer: `Ok` acks; an error nacks (delivered again after the
@@ -75,6 +77,17 @@ impl Consumer {
         }
     }
 
+    /// A consumer of `topic` running `handler` as it is; generated code
+    /// builds these. An empty group in `options` means the service's.
+    #[doc(hidden)]
+    pub fn from_parts(topic: &str, options: ConsumeOptions, handler: ConsumerFn) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            options: Some(options),
+            handler,
+        }
+    }
+
     /// The group, start, ack wait, attempts, backoff and dead-letter topic.
     #[must_use]
     pub fn options(mut self, options: ConsumeOptions) -> Self {
@@ -101,7 +114,10 @@ impl Running {
         let (stop, stopping) = watch::channel(false);
         let mut tasks = Vec::with_capacity(consumers.len());
         for consumer in consumers {
-            let options = consumer.options.clone().unwrap_or_else(|| topics.options());
+            let mut options = consumer.options.clone().unwrap_or_else(|| topics.options());
+            if options.group.is_empty() {
+                options.group = topics.options().group;
+            }
             let deliveries = match topics.consume(&consumer.topic, options).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -158,4 +174,32 @@ async fn run(
             tracing::warn!(topic = %consumer.topic, error = %e, "settling a delivery failed");
         }
     }
+}
+
+/// A `#[consume]` free function, collected from the whole binary with
+/// `inventory`. Generated code builds these; not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StaticConsumer {
+    /// The topic.
+    pub topic: &'static str,
+    /// The function's path, for logs.
+    pub name: &'static str,
+    /// Its options; an empty group is the service's.
+    pub options: fn() -> ConsumeOptions,
+    /// Decodes the event and calls the function.
+    pub handler: fn(Delivered) -> BoxFuture<'static, Result<()>>,
+}
+
+inventory::collect!(StaticConsumer);
+
+/// Every `#[consume]` free function linked into this binary.
+pub(crate) fn static_consumers() -> Vec<Consumer> {
+    inventory::iter::<StaticConsumer>
+        .into_iter()
+        .map(|s| {
+            let f = s.handler;
+            Consumer::from_parts(s.topic, (s.options)(), Arc::new(f))
+        })
+        .collect()
 }

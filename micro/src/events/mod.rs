@@ -60,8 +60,10 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::de::DeserializeOwned;
 
-pub use consumer::Consumer;
-pub(crate) use consumer::Running;
+#[doc(hidden)]
+pub use consumer::StaticConsumer;
+pub use consumer::{Consumer, ConsumerFn};
+pub(crate) use consumer::{Running, static_consumers};
 pub use delivery::{DeadLetter, Delivered, Deliveries, Delivery};
 pub use memory::MemoryEvents;
 #[cfg(feature = "nats")]
@@ -205,6 +207,16 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// `initial`, doubling after each attempt, at most 60 s (or `initial`
+    /// if that is longer).
+    pub fn exponential(initial: Duration) -> Self {
+        Self {
+            initial,
+            factor: 2.0,
+            max: initial.max(Duration::from_secs(60)),
+        }
+    }
+
     /// The same delay after every attempt.
     pub fn fixed(delay: Duration) -> Self {
         Self {

@@ -76,6 +76,12 @@ pub trait Handler: Send + Sync + 'static {
     fn subscribers(self: Arc<Self>) -> Vec<crate::broker::Subscriber> {
         Vec::new()
     }
+
+    /// The durable events consumers this handler runs while its service
+    /// runs: its `#[consume]` methods. Default: none.
+    fn consumers(self: Arc<Self>) -> Vec<crate::events::Consumer> {
+        Vec::new()
+    }
 }
 
 /// One request as a handler receives it: its context, its body and the

@@ -451,7 +451,12 @@ impl Service {
             }
         }
 
-        let consumers = match crate::events::Running::start(self.consumers, &topics).await {
+        let mut wanted = crate::events::static_consumers();
+        for handler in &self.handlers {
+            wanted.extend(handler.clone().consumers());
+        }
+        wanted.extend(self.consumers);
+        let consumers = match crate::events::Running::start(wanted, &topics).await {
             Ok(c) => c,
             Err(e) => {
                 server.abort();
