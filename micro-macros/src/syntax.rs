@@ -77,14 +77,15 @@ pub(crate) fn check_event_fn(sig: &syn::Signature, method: bool, attr: &str) -> 
         ));
     }
     match sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if method => {
-            if !matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)) {
-                errors.push(syn::Error::new_spanned(
-                    r,
-                    format!("`#[{attr}]` methods must take `&self`"),
-                ));
-            }
+        Some(FnArg::Receiver(r))
+            if method && !matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)) =>
+        {
+            errors.push(syn::Error::new_spanned(
+                r,
+                format!("`#[{attr}]` methods must take `&self`"),
+            ));
         }
+        Some(FnArg::Receiver(_)) if method => {}
         Some(FnArg::Receiver(r)) => errors.push(syn::Error::new_spanned(
             r,
             format!("`#[{attr}]` on a method only works inside a `#[service]` impl block"),
