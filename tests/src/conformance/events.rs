@@ -180,11 +180,17 @@ pub async fn events(make: impl AsyncFn() -> Arc<dyn Events>, prefix: &str) {
     topics.publish(&t, &"flaky").await.unwrap();
     let d = next(&mut retry, SHORT).await;
     assert_eq!(d.attempt(), 1);
+    let (id, sequence) = (d.event().id.clone(), d.sequence());
     d.nack(&Error::internal("try again")).await.unwrap();
     let d = next(&mut retry, SHORT).await;
     assert_eq!(
         (d.decode::<String>().unwrap().as_str(), d.attempt()),
         ("flaky", 2)
+    );
+    assert_eq!(
+        (d.event().id.as_str(), d.sequence()),
+        (id.as_str(), sequence),
+        "a nacked event keeps its place: not published again at the end"
     );
     d.ack().await.unwrap();
     quiet(&mut retry, Duration::from_millis(500)).await;
