@@ -24,6 +24,9 @@ const STREAM: &str = "MICRO_EVENTS";
 /// What a topic's subject begins with.
 const SUBJECT_PREFIX: &str = "micro.events.";
 
+/// The header the event's id travels in.
+const ID: &str = "Micro-Id";
+
 /// The header a metadata entry travels in begins with this.
 const META: &str = "Micro-Meta-";
 
@@ -31,7 +34,8 @@ const META: &str = "Micro-Meta-";
 ///
 /// Every topic is a subject (`micro.events.<topic>`) of one stream,
 /// `MICRO_EVENTS`, made on first use with a 2-minute duplicate window, so
-/// a publisher's id (`Nats-Msg-Id`) is stored once. A group is a durable
+/// a publisher's id is stored once per topic (`Nats-Msg-Id` is
+/// `<topic>:<id>`; the id itself travels in `Micro-Id`). A group is a durable
 /// pull consumer named after the group and the topic, made once and kept:
 /// a restarted process resumes where its group stopped, never a new
 /// consumer per start. Acks are explicit; a nack is JetStream's delayed
@@ -133,7 +137,11 @@ impl Events for NatsEvents {
             let (js, _) = self.stream().await?;
             let id = event.id.unwrap_or_else(crate::context::new_id);
             let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            // JetStream deduplicates across the whole stream: the topic
+            // goes into the key, so that one id on two topics is two events.
+            let dedup = format!("{topic}:{id}");
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, dedup.as_str());
+            headers.insert(ID, id.as_str());
             headers.insert("Content-Type", event.content_type.as_str());
             for (key, value) in &event.metadata {
                 headers.insert(format!("{META}{key}").as_str(), one_line(value).as_str());
@@ -216,7 +224,7 @@ fn received(message: jetstream::Message) -> Result<Received, EventsError> {
         }
     }
     let event = Event {
-        id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()).unwrap_or_default(),
+        id: header(ID).unwrap_or_default(),
         topic: (message.subject.as_str())
             .strip_prefix(SUBJECT_PREFIX)
             .unwrap_or_default()

@@ -49,6 +49,14 @@ pub async fn events(make: impl AsyncFn() -> Arc<dyn Events>, prefix: &str) {
     assert!(!a.id.is_empty() && b.id == "order-7");
     assert!(b.sequence > a.sequence, "sequences grow");
     assert!(again.duplicate && again.sequence == b.sequence, "{again:?}");
+    let elsewhere = topics
+        .publish_with_id(&topic("publish-other"), "order-7", &2u32)
+        .await
+        .unwrap();
+    assert!(
+        !elsewhere.duplicate,
+        "an id is deduplicated within its topic only"
+    );
     let mut all = topics
         .consume(&t, ConsumeOptions::group("all").start(Start::Beginning))
         .await
