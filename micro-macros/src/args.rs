@@ -41,6 +41,19 @@ fn parse_pairs(
     tokens: TokenStream,
     mut on_key: impl FnMut(&str, LitStr) -> syn::Result<()>,
 ) -> syn::Result<()> {
+    parse_keys(attr, known, tokens, |key, value| {
+        on_key(key, value.parse()?)
+    })
+}
+
+/// As [`parse_pairs`], with `on_key` parsing each value itself (a number,
+/// say).
+pub(crate) fn parse_keys(
+    attr: &str,
+    known: &[&str],
+    tokens: TokenStream,
+    mut on_key: impl FnMut(&str, ParseStream<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
     let mut seen: Vec<String> = Vec::new();
     let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
         let key = meta
@@ -66,8 +79,7 @@ fn parse_pairs(
             return Err(meta.error(format!("duplicate `#[{attr}]` argument `{key}`")));
         }
         seen.push(key.clone());
-        let lit: LitStr = meta.value()?.parse()?;
-        on_key(&key, lit)
+        on_key(&key, meta.value()?)
     });
     parser.parse2(tokens)
 }
@@ -105,29 +117,43 @@ impl HandlerArgs {
     }
 }
 
+/// `"topic", rest...`: the topic and the tokens after its comma, or an
+/// error naming `#[attr]` with an `example` topic; `span` is where to
+/// report a missing topic.
+pub(crate) fn split_topic(
+    tokens: TokenStream,
+    span: Span,
+    attr: &str,
+    example: &str,
+) -> syn::Result<(LitStr, TokenStream)> {
+    if tokens.is_empty() {
+        return Err(syn::Error::new(
+            span,
+            format!("`#[{attr}]` needs a topic: `#[{attr}(\"{example}\")]`"),
+        ));
+    }
+    let split = |input: ParseStream<'_>| {
+        let topic: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!(
+                    "`#[{attr}]` takes the topic first, as a string: `#[{attr}(\"{example}\")]`"
+                ),
+            )
+        })?;
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+        Ok((topic, input.parse::<TokenStream>()?))
+    };
+    split.parse2(tokens)
+}
+
 impl SubscribeArgs {
     /// `"topic"`, then `queue = "..."` and `crate = "..."`; `span` is where
     /// to report a missing topic.
     pub(crate) fn parse(tokens: TokenStream, span: Span) -> syn::Result<Self> {
-        if tokens.is_empty() {
-            return Err(syn::Error::new(
-                span,
-                "`#[subscribe]` needs a topic: `#[subscribe(\"user.created\")]`",
-            ));
-        }
-        let split = |input: ParseStream<'_>| {
-            let topic: LitStr = input.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "`#[subscribe]` takes the topic first, as a string: `#[subscribe(\"user.created\")]`",
-                )
-            })?;
-            if !input.is_empty() {
-                input.parse::<Token![,]>()?;
-            }
-            Ok((topic, input.parse::<TokenStream>()?))
-        };
-        let (topic, rest) = split.parse2(tokens)?;
+        let (topic, rest) = split_topic(tokens, span, "subscribe", "user.created")?;
         if topic.value().is_empty() || topic.value().chars().any(char::is_whitespace) {
             return Err(syn::Error::new(
                 topic.span(),

@@ -2,8 +2,7 @@
 //! events consumer, on a free function or a method of a `#[service]` impl.
 
 use proc_macro2::{Span, TokenStream};
-use syn::parse::{ParseStream, Parser};
-use syn::{FnArg, LitInt, LitStr, Path, Signature, Token, Type};
+use syn::{FnArg, LitInt, LitStr, Path, Signature, Type};
 
 /// The checked arguments.
 #[derive(Default)]
@@ -38,15 +37,14 @@ const KNOWN: &[&str] = &[
     "crate",
 ];
 
-/// A topic or group as every backend takes it.
-fn words(text: &str, extra: &[char]) -> bool {
-    !text.is_empty()
-        && text.split('.').all(|w| {
-            !w.is_empty()
-                && w.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || c == '-' || c == '_' || extra.contains(&c)
-                })
-        })
+/// A topic or group as every backend takes it: dot-separated words of
+/// letters, digits, `-` and `_`.
+fn words(text: &str) -> bool {
+    text.split('.').all(|w| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
 }
 
 /// `250ms`, `30s`, `5m`: milliseconds.
@@ -73,55 +71,15 @@ impl ConsumeArgs {
     /// `"topic"` first, then the options; `span` is where to report a
     /// missing topic.
     pub(crate) fn parse(tokens: TokenStream, span: Span) -> syn::Result<(String, Self)> {
-        if tokens.is_empty() {
-            return Err(syn::Error::new(
-                span,
-                "`#[consume]` needs a topic: `#[consume(\"orders.placed\")]`",
-            ));
-        }
-        let split = |input: ParseStream<'_>| {
-            let topic: LitStr = input.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "`#[consume]` takes the topic first, as a string: `#[consume(\"orders.placed\")]`",
-                )
-            })?;
-            if !input.is_empty() {
-                input.parse::<Token![,]>()?;
-            }
-            Ok((topic, input.parse::<TokenStream>()?))
-        };
-        let (topic, rest) = split.parse2(tokens)?;
-        if !words(&topic.value(), &[]) || topic.value().len() > 200 {
+        let (topic, rest) = crate::args::split_topic(tokens, span, "consume", "orders.placed")?;
+        if !words(&topic.value()) || topic.value().len() > 200 {
             return Err(syn::Error::new(
                 topic.span(),
                 "a topic is dot-separated words of letters, digits, `-` and `_`: \"orders.placed\"",
             ));
         }
         let mut args = ConsumeArgs::default();
-        let mut seen: Vec<String> = Vec::new();
-        let parser = syn::meta::parser(|meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let key = key.trim_start_matches("r#").to_owned();
-            if !KNOWN.contains(&key.as_str()) {
-                let expected = KNOWN
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(meta.error(format!(
-                    "unknown `#[consume]` argument `{key}`, expected one of: {expected}"
-                )));
-            }
-            if seen.contains(&key) {
-                return Err(meta.error(format!("duplicate `#[consume]` argument `{key}`")));
-            }
-            seen.push(key.clone());
-            let value = meta.value()?;
+        crate::args::parse_keys("consume", KNOWN, rest, |key, value| {
             if key == "max_attempts" {
                 let lit: LitInt = value.parse().map_err(|e| {
                     syn::Error::new(e.span(), "`max_attempts` is a number: `max_attempts = 5`")
@@ -137,9 +95,9 @@ impl ConsumeArgs {
                 return Ok(());
             }
             let lit: LitStr = value.parse()?;
-            match key.as_str() {
+            match key {
                 "group" => {
-                    if !words(&lit.value(), &[]) || lit.value().len() > 128 {
+                    if !words(&lit.value()) || lit.value().len() > 128 {
                         return Err(syn::Error::new(
                             lit.span(),
                             "a group is letters, digits, `.`, `-` and `_`: \"billing\"",
@@ -159,7 +117,7 @@ impl ConsumeArgs {
                 "ack_wait" => args.ack_wait_ms = Some(duration(&lit)?),
                 "backoff" => args.backoff_ms = Some(duration(&lit)?),
                 "dead_letter" => {
-                    if !words(&lit.value(), &[]) {
+                    if !words(&lit.value()) {
                         return Err(syn::Error::new(
                             lit.span(),
                             "a dead-letter topic is dot-separated words of letters, digits, `-` and `_`",
@@ -170,8 +128,7 @@ impl ConsumeArgs {
                 _ => args.krate = Some((lit.parse::<Path>()?, lit.span())),
             }
             Ok(())
-        });
-        parser.parse2(rest)?;
+        })?;
         Ok((topic.value(), args))
     }
 }

@@ -91,16 +91,9 @@ fn expand_free_consumer(args: TokenStream, input: TokenStream) -> TokenStream {
     if args.to_string() == syntax::CHECKED {
         return input;
     }
-    let item: syn::ItemFn = match syn::parse2(input.clone()) {
+    let item = match free_fn(input, "consume") {
         Ok(item) => item,
-        Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "`#[consume]` goes on an async function, or on a method inside a `#[service]` impl block",
-            )
-            .to_compile_error();
-            return quote!(#err #input);
-        }
+        Err(err) => return err,
     };
     let def = consume::ConsumeArgs::parse(args, Span::call_site()).and_then(|(topic, args)| {
         let krate = args.krate.clone().map(|(path, _)| path);
@@ -164,21 +157,29 @@ fn expand_stray_handler(args: TokenStream, input: TokenStream) -> TokenStream {
     quote!(#err #input)
 }
 
+/// The free function `#[attr]` is on, or the error (with the input) if it
+/// is on something else.
+fn free_fn(input: TokenStream, attr: &str) -> Result<syn::ItemFn, TokenStream> {
+    syn::parse2(input.clone()).map_err(|_| {
+        let err = syn::Error::new(
+            Span::call_site(),
+            format!(
+                "`#[{attr}]` goes on an async function, or on a method inside a `#[service]` impl block"
+            ),
+        )
+        .to_compile_error();
+        quote!(#err #input)
+    })
+}
+
 /// `#[subscribe]` on a free function.
 fn expand_free(args: TokenStream, input: TokenStream) -> TokenStream {
     if args.to_string() == syntax::CHECKED {
         return input;
     }
-    let item: syn::ItemFn = match syn::parse2(input.clone()) {
+    let item = match free_fn(input, "subscribe") {
         Ok(item) => item,
-        Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "`#[subscribe]` goes on an async function, or on a method inside a `#[service]` impl block",
-            )
-            .to_compile_error();
-            return quote!(#err #input);
-        }
+        Err(err) => return err,
     };
     let def = args::SubscribeArgs::parse(args, Span::call_site()).and_then(|args| {
         let krate = args.krate.map(|(path, _)| path);

@@ -35,6 +35,15 @@ impl Shop {
     }
 }
 
+/// The next delivery, within 5 s.
+async fn next_delivery(deliveries: &mut micro::events::Deliveries) -> micro::events::Delivery {
+    tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+        .await
+        .expect("a delivery within 5 s")
+        .expect("the deliveries go on")
+        .expect("no error")
+}
+
 #[tokio::test]
 async fn a_handler_publishes_events_that_a_consumer_in_its_group_acks() {
     let events: Arc<dyn Events> = Arc::new(MemoryEvents::new());
@@ -69,11 +78,7 @@ async fn a_handler_publishes_events_that_a_consumer_in_its_group_acks() {
     let options = micro::events::ConsumeOptions::group("shop").start(Start::Beginning);
     let mut orders = topics.consume("shop.orders", options).await.unwrap();
     for id in 1..=3 {
-        let d = tokio::time::timeout(Duration::from_secs(5), orders.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let d = next_delivery(&mut orders).await;
         assert_eq!(d.decode::<Order>().unwrap().id, id);
         d.ack().await.unwrap();
     }
@@ -281,11 +286,7 @@ async fn a_services_consumer_acks_on_ok_retries_on_err_and_dead_letters_a_bad_pa
         )
         .await
         .unwrap();
-    let letter = tokio::time::timeout(Duration::from_secs(5), dead.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let letter = next_delivery(&mut dead).await;
     let why = DeadLetter::of(letter.event()).unwrap();
     assert_eq!(why.attempts, 1, "a payload that does not decode: at once");
     assert!(why.error.contains("400"), "{}", why.error);
@@ -358,11 +359,7 @@ async fn consume_attributes_run_in_the_service_free_functions_and_methods_alike(
         )
         .await
         .unwrap();
-    let letter = tokio::time::timeout(Duration::from_secs(5), dead.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let letter = next_delivery(&mut dead).await;
     let why = DeadLetter::of(letter.event()).unwrap();
     assert_eq!(
         why.group, "ledger",

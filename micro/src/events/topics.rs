@@ -67,12 +67,7 @@ impl Topics {
         topic: &str,
         value: &T,
     ) -> Result<Published> {
-        let payload = self
-            .content_type
-            .encode(value)
-            .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
-        self.publish_event(topic, NewEvent::new(self.content_type, payload))
-            .await
+        self.publish_event(topic, self.event(value)?).await
     }
 
     /// Publishes `value` with `id`: a second publish of the same id within
@@ -86,12 +81,17 @@ impl Topics {
         id: &str,
         value: &T,
     ) -> Result<Published> {
+        self.publish_event(topic, self.event(value)?.with_id(id))
+            .await
+    }
+
+    /// `value` as an event, encoded with this handle's codec.
+    fn event<T: Serialize + ?Sized>(&self, value: &T) -> Result<NewEvent> {
         let payload = self
             .content_type
             .encode(value)
             .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
-        let event = NewEvent::new(self.content_type, payload).with_id(id);
-        self.publish_event(topic, event).await
+        Ok(NewEvent::new(self.content_type, payload))
     }
 
     /// Publishes an event already encoded.

@@ -90,6 +90,22 @@ impl RedisStore {
         }
     }
 
+    /// Adds `scope` to [`SCOPES`] before its first write from this store,
+    /// so that the sweep knows it.
+    async fn list_scope(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        scope: &str,
+    ) -> Result<(), StoreError> {
+        let listed = || self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        if listed().contains(scope) {
+            return Ok(());
+        }
+        let _: () = conn.sadd(SCOPES, scope).await.map_err(|e| self.error(&e))?;
+        listed().insert(scope.to_owned());
+        Ok(())
+    }
+
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
         self.connection
             .manager()
@@ -276,13 +292,7 @@ impl Store for RedisStore {
             check_scope(scope)?;
             check_key(&write.key, MAX_KEY_LEN)?;
             let mut conn = self.conn().await?;
-            let listed =
-                |s: &Self| (s.listed.lock().unwrap_or_else(|e| e.into_inner())).contains(scope);
-            if !listed(self) {
-                // Listed before the first write, so the sweep knows it.
-                let _: () = conn.sadd(SCOPES, scope).await.map_err(|e| self.error(&e))?;
-                (self.listed.lock().unwrap_or_else(|e| e.into_inner())).insert(scope.to_owned());
-            }
+            self.list_scope(&mut conn, scope).await?;
             let expires_at = expiry(write.ttl);
             let record = Record {
                 key: write.key,
