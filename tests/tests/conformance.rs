@@ -150,6 +150,50 @@ async fn redis_store() {
     conformance::store(async || store.clone(), &prefix, STORE).await;
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_redis),
+    ignore = "needs a Redis server: set MICRO_TEST_REDIS=redis://127.0.0.1:6379"
+)]
+async fn redis_events() {
+    let url = std::env::var("MICRO_TEST_REDIS").expect("MICRO_TEST_REDIS names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_EVENTS" => Some("redis".to_owned()),
+        "MICRO_EVENTS_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.events().name(), "redis");
+    let events = backends.events().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::events(async || events.clone(), &prefix).await;
+
+    // A group is a consumer group of the topic's stream, kept on the server.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let groups: redis::Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(format!("micro:events:{{{prefix}.groups}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = format!("{groups:?}");
+    assert!(text.contains("workers") && text.contains("audit"), "{text}");
+    // The run's keys, so that the server does not grow run by run.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("micro:events:{{{prefix}.*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 10, "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// A few characters that differ from run to run.
 #[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
 fn rand_suffix() -> String {

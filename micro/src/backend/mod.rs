@@ -90,7 +90,7 @@ impl Backends {
     /// | registry | `mdns`, `memory` | `mdns` | unused |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
-    /// | events | `memory`, `nats` (feature `nats`) | `memory` | the NATS URL (`nats://127.0.0.1:4222`) |
+    /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -249,7 +249,7 @@ impl Connections {
     }
 }
 
-#[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+#[cfg_attr(not(any(feature = "nats", feature = "redis")), allow(unused_variables))]
 fn choose_events(
     var: &impl Fn(&str) -> Option<String>,
     connections: &Connections,
@@ -261,11 +261,23 @@ fn choose_events(
             let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
             Arc::new(crate::events::NatsEvents::on(connections.nats(&url)))
         }
+        #[cfg(feature = "redis")]
+        Some("redis") => {
+            let url = address.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+            match connections.redis(&url) {
+                Ok(c) => Arc::new(crate::events::RedisEvents::on(c)),
+                Err(e) => {
+                    tracing::error!(error = %e, "MICRO_EVENTS=redis: events cannot be used");
+                    Arc::new(crate::events::Unavailable::new("redis", e))
+                }
+            }
+        }
         None | Some("memory") => Arc::new(MemoryEvents::new()),
         Some(other) => {
             let choices = [
                 Choice::built_in("memory"),
                 Choice::feature("nats", cfg!(feature = "nats")),
+                Choice::feature("redis", cfg!(feature = "redis")),
             ];
             tracing::error!("{}", unusable("MICRO_EVENTS", other, &choices, "memory"));
             Arc::new(MemoryEvents::new())

@@ -69,4 +69,30 @@ impl RedisConnection {
             .await
             .cloned()
     }
+
+    /// A connection of its own, not shared: for blocking reads, which would
+    /// hold up every other caller of the shared one. Replies may take up to
+    /// `response_timeout`; it reconnects by itself.
+    ///
+    /// # Errors
+    /// Why the server could not be reached, naming its URL.
+    pub(crate) async fn dedicated(
+        &self,
+        response_timeout: std::time::Duration,
+    ) -> Result<redis::aio::ConnectionManager, String> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(1);
+        self.client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| format!("redis at {}: {e}", self.url))
+    }
+}
+
+/// Whether `e` means the server could not be reached (503), rather than
+/// that it refused the command.
+pub(crate) fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }

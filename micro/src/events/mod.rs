@@ -23,6 +23,7 @@
 //! |---|---|---|
 //! | [`MemoryEvents`] (default) | `memory` | unused; one process |
 //! | `NatsEvents` (feature `nats`) | `nats` | `nats://host:4222` (JetStream) |
+//! | `RedisEvents` (feature `redis`) | `redis` | `redis://host:6379` (streams; Redis 6.2+) |
 //!
 //! ```
 //! use futures_util::StreamExt;
@@ -48,7 +49,12 @@ mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 mod nats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 mod topics;
+#[cfg(feature = "redis")]
+mod unavailable;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,7 +75,12 @@ pub use memory::MemoryEvents;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::NatsEvents;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisEvents;
 pub use topics::Topics;
+#[cfg(feature = "redis")]
+pub(crate) use unavailable::Unavailable;
 
 use crate::codec::ContentType;
 use crate::{Error, code};

@@ -115,11 +115,7 @@ impl RedisStore {
 
     fn error(&self, e: &redis::RedisError) -> StoreError {
         let text = format!("redis at {}: {e}", self.connection.url());
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-        {
+        if crate::backend::redis::unreachable(e) {
             StoreError::Unavailable(text)
         } else {
             StoreError::Backend(text)

@@ -1,0 +1,757 @@
+//! Events in Redis streams: a stream per topic, a consumer group per
+//! group, Lua scripts where a step must be atomic.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use redis::Value;
+use redis::aio::ConnectionManager;
+use tokio::time::Instant;
+
+use super::{
+    ConsumeOptions, DEDUP_WINDOW, Event, Events, EventsError, NewEvent, Published, Receipts,
+    Received, Settle, Start,
+};
+use crate::backend::redis::{RedisConnection, unreachable};
+use crate::codec::ContentType;
+
+/// How many new events one read takes for a member.
+const BATCH: usize = 64;
+
+/// How many due redeliveries one claim takes.
+const CLAIM_BATCH: usize = 64;
+
+/// A consumer with nothing pending that has not been seen this long is
+/// removed from its group when another member starts.
+const REAP_IDLE: Duration = Duration::from_secs(600);
+
+/// Stores an event unless its id is within the dedup window; returns
+/// `{sequence, duplicate}`. The entry's id is `<ms>-<sequence>`: Redis
+/// keeps entries in id order, so both the time and the topic's gapless
+/// sequence only grow (a clock that steps back reuses the last time).
+///
+/// KEYS: stream, meta hash, the id's dedup key. ARGV: the dedup window in
+/// ms, then the entry's fields.
+const PUBLISH: &str = r"
+local old = redis.call('GET', KEYS[3])
+if old then return {tonumber(old), 1} end
+local meta = redis.call('HMGET', KEYS[2], 'seq', 'ms')
+local seq = (tonumber(meta[1]) or 0) + 1
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(meta[2]) or 0
+if ms < last then ms = last end
+local args = {'XADD', KEYS[1], string.format('%d-%d', ms, seq)}
+for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+redis.call(unpack(args))
+redis.call('HSET', KEYS[2], 'seq', seq, 'ms', ms)
+redis.call('SET', KEYS[3], seq, 'PX', ARGV[1])
+return {seq, 0}
+";
+
+/// Makes the group unless it exists; returns 1 if it made it. ARGV: the
+/// group, then `id` and the last id it has seen, or `seq` and the first
+/// sequence it should get (found by a binary search over the entries'
+/// times, as sequences and times grow together).
+const GROUP: &str = r"
+local function seqof(id) return tonumber(string.match(id, '-(%d+)$')) end
+local function msof(id) return tonumber(string.match(id, '^(%d+)')) end
+local start = ARGV[3]
+if ARGV[2] == 'seq' then
+  local s = tonumber(ARGV[3])
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if not first or seqof(first[1]) >= s then
+    start = '0-0'
+  else
+    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+    if seqof(last[1]) < s then
+      start = last[1]
+    else
+      local lo, hi = msof(first[1]), msof(last[1]) + 1
+      while hi - lo > 1 do
+        local mid = math.floor((lo + hi) / 2)
+        local e = redis.call('XRANGE', KEYS[1], string.format('%d-0', mid), '+', 'COUNT', 1)[1]
+        if not e or seqof(e[1]) >= s then hi = mid else lo = mid end
+      end
+      start = string.format('%d-%d', lo, s - 1)
+    end
+  end
+end
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], start, 'MKSTREAM')
+if type(made) == 'table' and made.err then
+  if string.find(made.err, 'BUSYGROUP') then return 0 end
+  return made
+end
+return 1
+";
+
+/// Takes over the group's deliveries that are due again (unacked for the
+/// ack wait, or nacked and their delay over), oldest first; a nack whose
+/// delay outlasts the ack wait is put back to wait. Returns
+/// `{{id, fields, attempt}, ...}`.
+///
+/// KEYS: stream, due hash. ARGV: group, consumer, ack wait in ms, count.
+const CLAIM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = tonumber(ARGV[3])
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', wait, '-', '+', ARGV[4])
+local out = {}
+for _, p in ipairs(pending) do
+  local field = ARGV[1] .. ' ' .. p[1]
+  local due = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+  if due > now then
+    local idle = wait - (due - now)
+    if idle < 0 then idle = 0 end
+    redis.call('XCLAIM', KEYS[1], ARGV[1], p[2], 0, p[1], 'IDLE', idle, 'JUSTID')
+  else
+    if due > 0 then redis.call('HDEL', KEYS[2], field) end
+    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, p[1])[1]
+    if e then out[#out + 1] = {e[1], e[2], p[4] + 1} end
+  end
+end
+return out
+";
+
+/// Restamps a delivery if it is still this consumer's and this attempt:
+/// sets its idle time (0 to restart the ack wait, the ack wait less a
+/// delay to make it due after the delay), records a delay longer than the
+/// ack wait, and optionally sets its delivery count. Returns 1 if it did.
+///
+/// KEYS: stream, due hash. ARGV: group, consumer, id, attempt, idle in ms,
+/// a long delay in ms (0 if none), the delivery count to set ('' to keep).
+const SETTLE: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1]
+if not p or p[2] ~= ARGV[2] or p[4] ~= tonumber(ARGV[4]) then return 0 end
+local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[5], 'JUSTID'}
+if ARGV[7] ~= '' then
+  args[#args + 1] = 'RETRYCOUNT'
+  args[#args + 1] = ARGV[7]
+end
+redis.call(unpack(args))
+if ARGV[6] ~= '0' then
+  local t = redis.call('TIME')
+  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[6])
+  redis.call('HSET', KEYS[2], ARGV[1] .. ' ' .. ARGV[3], string.format('%d', due))
+end
+return 1
+";
+
+/// Removes the group's consumers that hold nothing and have been idle
+/// longer than ARGV[2] ms (ARGV[3], if given, is removed whenever it holds
+/// nothing): one that comes back is made again by its next read, so
+/// nothing is lost.
+const REAP: &str = r"
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if info.pending == 0 and (info.name == ARGV[3] or info.idle > tonumber(ARGV[2])) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info.name)
+    removed = removed + 1
+  end
+end
+return removed
+";
+
+/// Events in Redis streams (cargo feature `redis`).
+///
+/// A topic is a stream, `micro:events:{<topic>}`, whose entry ids are
+/// `<ms>-<sequence>`: the time it was stored and its gapless sequence in
+/// the topic. A group is a Redis consumer group of that stream, made on
+/// first use and kept, so a restarted process resumes where its group
+/// stopped; each member is a consumer of its own with a connection of its
+/// own for its blocking reads (everything else goes over the connection
+/// the parts share).
+///
+/// At least once: an entry stays in the group's pending list until a
+/// member acks it. A member takes over the entries that have gone unacked
+/// for the ack wait (a member that died, say) oldest first. A nack keeps
+/// the entry in the pending list, in its place, and only changes when it is
+/// due again; a publisher's id is remembered for the dedup window under a
+/// key of its own. Nothing trims the streams: cap them with `XTRIM` if they
+/// must not grow for ever.
+#[derive(Clone, Debug)]
+pub struct RedisEvents {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connection: Arc<RedisConnection>,
+    publish: redis::Script,
+    group: redis::Script,
+    claim: redis::Script,
+    settle: redis::Script,
+    reap: redis::Script,
+}
+
+impl RedisEvents {
+    /// Events at the Redis server at `url` (`redis://host:port/db`), on a
+    /// connection of their own.
+    ///
+    /// # Errors
+    /// 400 for a URL Redis does not take.
+    pub fn new(url: &str) -> Result<Self, EventsError> {
+        Ok(Self::on(
+            RedisConnection::new(url).map_err(EventsError::Invalid)?,
+        ))
+    }
+
+    /// Events on `connection`, which other parts may share.
+    pub(crate) fn on(connection: Arc<RedisConnection>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connection,
+                publish: redis::Script::new(PUBLISH),
+                group: redis::Script::new(GROUP),
+                claim: redis::Script::new(CLAIM),
+                settle: redis::Script::new(SETTLE),
+                reap: redis::Script::new(REAP),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    async fn conn(&self) -> Result<ConnectionManager, EventsError> {
+        (self.connection.manager().await).map_err(EventsError::Unavailable)
+    }
+
+    fn error(&self, e: &redis::RedisError) -> EventsError {
+        let text = format!("redis events at {}: {e}", self.connection.url());
+        if unreachable(e) {
+            EventsError::Unavailable(text)
+        } else {
+            EventsError::Backend(text)
+        }
+    }
+
+    /// Makes `group` on `stream` unless it exists.
+    async fn make_group(&self, stream: &str, group: &str, start: Start) -> Result<(), EventsError> {
+        let (mode, at) = group_start(start);
+        let mut conn = self.conn().await?;
+        let _: i64 = (self.group.key(stream).arg(group).arg(mode).arg(at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+}
+
+/// How [`GROUP`] starts a new group at `start`: after an entry id (`id`),
+/// or at a sequence it looks up (`seq`).
+fn group_start(start: Start) -> (&'static str, String) {
+    match start {
+        Start::New => ("id", "$".to_owned()),
+        Start::Beginning => ("id", "0-0".to_owned()),
+        Start::Sequence(s) if s <= 1 => ("id", "0-0".to_owned()),
+        Start::Sequence(s) => ("seq", s.to_string()),
+        Start::Time(t) => {
+            // Entries stored in the millisecond `t` falls in or later.
+            let nanos = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+            let ms = nanos.div_ceil(1_000_000);
+            match ms.checked_sub(1) {
+                Some(before) => ("id", format!("{before}-{}", u64::MAX)),
+                None => ("id", "0-0".to_owned()),
+            }
+        }
+    }
+}
+
+/// A topic's keys, all with the topic as their hash tag, so that they sit
+/// on one node of a Redis Cluster.
+fn stream_key(topic: &str) -> String {
+    format!("micro:events:{{{topic}}}")
+}
+
+fn meta_key(topic: &str) -> String {
+    format!("micro:events:{{{topic}}}:meta")
+}
+
+fn due_key(topic: &str) -> String {
+    format!("micro:events:{{{topic}}}:due")
+}
+
+fn dedup_key(topic: &str, id: &str) -> String {
+    format!("micro:events:{{{topic}}}:id:{id}")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Events for RedisEvents {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        event: NewEvent,
+    ) -> BoxFuture<'a, Result<Published, EventsError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut conn = inner.conn().await?;
+            let id = event.id.unwrap_or_else(crate::context::new_id);
+            let mut call = inner.publish.prepare_invoke();
+            call.key(stream_key(topic))
+                .key(meta_key(topic))
+                .key(dedup_key(topic, &id))
+                .arg(millis(DEDUP_WINDOW))
+                .arg("i")
+                .arg(&id)
+                .arg("c")
+                .arg(event.content_type.as_str())
+                .arg("p")
+                .arg(event.payload.as_ref());
+            for (key, value) in &event.metadata {
+                call.arg(format!("m.{key}")).arg(value);
+            }
+            let (sequence, duplicate): (u64, i64) = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| inner.error(&e))?;
+            Ok(Published {
+                id,
+                sequence,
+                duplicate: duplicate == 1,
+            })
+        })
+    }
+
+    fn consume<'a>(
+        &'a self,
+        topic: &'a str,
+        options: &'a ConsumeOptions,
+    ) -> BoxFuture<'a, Result<Receipts, EventsError>> {
+        Box::pin(async move {
+            let inner = self.inner.clone();
+            let stream = stream_key(topic);
+            inner
+                .make_group(&stream, &options.group, options.start)
+                .await?;
+            let ack_wait = options.ack_wait.max(Duration::from_millis(10));
+            // Blocking reads end this often, to look for due redeliveries.
+            let poll = (ack_wait / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+            let reader = (inner.connection)
+                .dedicated(poll + Duration::from_secs(5))
+                .await
+                .map_err(EventsError::Unavailable)?;
+            let shared = Arc::new(Shared {
+                inner,
+                topic: topic.to_owned(),
+                stream,
+                due: due_key(topic),
+                group: options.group.clone(),
+                name: format!("{}-{}", std::process::id(), crate::context::new_id()),
+                ack_wait,
+                wake: Mutex::new(None),
+            });
+            // Consumers that left nothing behind, gone for a while.
+            if let Ok(mut conn) = shared.inner.conn().await {
+                let _: Result<i64, _> = (shared.inner.reap.key(&shared.stream))
+                    .arg(&shared.group)
+                    .arg(millis(REAP_IDLE))
+                    .invoke_async(&mut conn)
+                    .await;
+            }
+            let member = Member {
+                shared,
+                start: options.start,
+                reader,
+                poll,
+                buffer: VecDeque::new(),
+                next_claim: Instant::now(),
+                failed: false,
+            };
+            let receipts = futures_util::stream::unfold(member, |mut member| async move {
+                let next = member.next().await;
+                Some((next, member))
+            });
+            Ok(receipts.boxed())
+        })
+    }
+}
+
+/// What one member and its deliveries share.
+#[derive(Debug)]
+struct Shared {
+    inner: Arc<Inner>,
+    topic: String,
+    stream: String,
+    due: String,
+    group: String,
+    /// This member's consumer name in the group.
+    name: String,
+    ack_wait: Duration,
+    /// The earliest time one of this member's nacks is due, if sooner than
+    /// its next look.
+    wake: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Runs [`SETTLE`] on delivery `id`, attempt `attempt`; false if it is
+    /// no longer this member's.
+    async fn restamp(
+        &self,
+        id: &str,
+        attempt: u32,
+        idle: Duration,
+        long_delay: Duration,
+        count: Option<u32>,
+    ) -> Result<bool, EventsError> {
+        let mut conn = self.inner.conn().await?;
+        let count = count.map(|c| c.to_string()).unwrap_or_default();
+        let done: i64 = (self.inner.settle.key(&self.stream).key(&self.due))
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg(id)
+            .arg(attempt)
+            .arg(millis(idle))
+            .arg(millis(long_delay))
+            .arg(count)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.inner.error(&e))?;
+        Ok(done == 1)
+    }
+
+    /// An entry as a delivery of attempt `attempt`, read at `read_at`.
+    fn buffered(
+        self: &Arc<Self>,
+        id: &[u8],
+        fields: Value,
+        attempt: u32,
+        read_at: Instant,
+    ) -> Option<Buffered> {
+        let id = std::str::from_utf8(id).ok()?;
+        let (ms, sequence) = id.split_once('-')?;
+        let (ms, sequence) = (ms.parse::<u64>().ok()?, sequence.parse::<u64>().ok()?);
+        let mut event = Event {
+            id: String::new(),
+            topic: self.topic.clone(),
+            sequence,
+            timestamp: UNIX_EPOCH + Duration::from_millis(ms),
+            metadata: BTreeMap::new(),
+            content_type: ContentType::default(),
+            payload: bytes::Bytes::new(),
+        };
+        let Value::Array(fields) = fields else {
+            return None;
+        };
+        let mut fields = fields.into_iter();
+        while let (Some(Value::BulkString(name)), Some(Value::BulkString(value))) =
+            (fields.next(), fields.next())
+        {
+            match name.as_slice() {
+                b"i" => event.id = String::from_utf8(value).ok()?,
+                b"c" => {
+                    let ct = std::str::from_utf8(&value).ok()?;
+                    event.content_type = ContentType::from_header(ct).unwrap_or_default();
+                }
+                b"p" => event.payload = value.into(),
+                other => {
+                    if let Some(key) = other.strip_prefix(b"m.") {
+                        event.metadata.insert(
+                            String::from_utf8_lossy(key).into_owned(),
+                            String::from_utf8(value).ok()?,
+                        );
+                    }
+                }
+            }
+        }
+        let received = Received {
+            event,
+            attempt,
+            settle: Arc::new(RedisSettle {
+                shared: self.clone(),
+                id: id.to_owned(),
+                attempt,
+            }),
+        };
+        Some(Buffered {
+            received,
+            id: id.to_owned(),
+            read_at,
+        })
+    }
+}
+
+/// A delivery read but not handed over yet.
+struct Buffered {
+    received: Received,
+    /// Its entry id.
+    id: String,
+    read_at: Instant,
+}
+
+/// One member of a group: its reads, its claims, and what it has read but
+/// not handed over yet.
+struct Member {
+    shared: Arc<Shared>,
+    /// Where the group starts, should it have to be made again.
+    start: Start,
+    reader: ConnectionManager,
+    poll: Duration,
+    buffer: VecDeque<Buffered>,
+    next_claim: Instant,
+    /// The last call failed: wait before the next.
+    failed: bool,
+}
+
+impl Member {
+    async fn next(&mut self) -> Result<Received, EventsError> {
+        if std::mem::take(&mut self.failed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let result = self.next_inner().await;
+        self.failed = result.is_err();
+        result
+    }
+
+    async fn next_inner(&mut self) -> Result<Received, EventsError> {
+        loop {
+            while let Some(b) = self.buffer.pop_front() {
+                // Held here long: restart its ack wait, unless another
+                // member has taken it over meanwhile.
+                if b.read_at.elapsed() > self.shared.ack_wait / 2 {
+                    let (attempt, zero) = (b.received.attempt, Duration::ZERO);
+                    if !(self.shared.restamp(&b.id, attempt, zero, zero, None)).await? {
+                        continue;
+                    }
+                }
+                return Ok(b.received);
+            }
+            let now = Instant::now();
+            let woken = {
+                let mut wake = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+                match *wake {
+                    Some(at) if at <= now => wake.take().is_some(),
+                    _ => false,
+                }
+            };
+            if woken || now >= self.next_claim {
+                self.next_claim = now + self.poll;
+                self.claim().await?;
+                if !self.buffer.is_empty() {
+                    continue;
+                }
+            }
+            self.read().await?;
+        }
+    }
+
+    /// Takes over the group's due redeliveries.
+    async fn claim(&mut self) -> Result<(), EventsError> {
+        let shared = &self.shared;
+        let mut conn = shared.inner.conn().await?;
+        let reply: Value = (shared.inner.claim.key(&shared.stream).key(&shared.due))
+            .arg(&shared.group)
+            .arg(&shared.name)
+            .arg(millis(shared.ack_wait))
+            .arg(CLAIM_BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| shared.inner.error(&e))?;
+        let now = Instant::now();
+        for entry in array(reply) {
+            let mut parts = array(entry).into_iter();
+            if let (Some(Value::BulkString(id)), Some(fields), Some(Value::Int(attempt))) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+                if let Some(b) = shared.buffered(&id, fields, attempt, now) {
+                    self.buffer.push_back(b);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads new events, waiting up to the poll interval (less if a nack
+    /// is due sooner).
+    async fn read(&mut self) -> Result<(), EventsError> {
+        let shared = self.shared.clone();
+        let now = Instant::now();
+        let wake = *shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let until = wake.map_or(self.next_claim, |w| w.min(self.next_claim));
+        // BLOCK 0 would wait for ever.
+        let block = millis(until.saturating_duration_since(now)).max(1);
+        let reply: Result<Value, _> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&shared.group)
+            .arg(&shared.name)
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("BLOCK")
+            .arg(block)
+            .arg("STREAMS")
+            .arg(&shared.stream)
+            .arg(">")
+            .query_async(&mut self.reader)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            // The group is gone (the stream deleted, say): make it again.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                let inner = &shared.inner;
+                return inner
+                    .make_group(&shared.stream, &shared.group, self.start)
+                    .await;
+            }
+            Err(e) => return Err(shared.inner.error(&e)),
+        };
+        let now = Instant::now();
+        // One stream asked for: its entries are the first reply's second
+        // part (an array in RESP2, a map in RESP3).
+        let entries = match reply {
+            Value::Array(streams) => streams
+                .into_iter()
+                .next()
+                .and_then(|s| array(s).into_iter().nth(1)),
+            Value::Map(streams) => streams.into_iter().next().map(|(_, entries)| entries),
+            _ => None,
+        };
+        for entry in entries.map(array).unwrap_or_default() {
+            let mut parts = array(entry).into_iter();
+            if let (Some(Value::BulkString(id)), Some(fields)) = (parts.next(), parts.next())
+                && let Some(b) = shared.buffered(&id, fields, 1, now)
+            {
+                self.buffer.push_back(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Member {
+    /// Hands what it read but did not hand over back to the group at once
+    /// (with its delivery count as it was), and leaves the group if it
+    /// holds nothing else.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let unread: Vec<(String, u32)> = (self.buffer.drain(..))
+            .map(|b| (b.id, b.received.attempt))
+            .collect();
+        runtime.spawn(async move {
+            for (id, attempt) in unread {
+                let (idle, zero) = (shared.ack_wait, Duration::ZERO);
+                let count = Some(attempt - 1);
+                if shared
+                    .restamp(&id, attempt, idle, zero, count)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if let Ok(mut conn) = shared.inner.conn().await {
+                let _: Result<i64, _> = (shared.inner.reap.key(&shared.stream))
+                    .arg(&shared.group)
+                    .arg(millis(REAP_IDLE))
+                    .arg(&shared.name)
+                    .invoke_async(&mut conn)
+                    .await;
+            }
+        });
+    }
+}
+
+fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// Settles one delivery: an ack is `XACK`; a nack or a progress report
+/// restamps the entry, if it is still this member's.
+struct RedisSettle {
+    shared: Arc<Shared>,
+    id: String,
+    attempt: u32,
+}
+
+impl Settle for RedisSettle {
+    fn ack(&self) -> BoxFuture<'_, Result<(), EventsError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let mut conn = shared.inner.conn().await?;
+            let _: i64 = redis::cmd("XACK")
+                .arg(&shared.stream)
+                .arg(&shared.group)
+                .arg(&self.id)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| shared.inner.error(&e))?;
+            Ok(())
+        })
+    }
+
+    fn nack(&self, delay: Duration) -> BoxFuture<'_, Result<(), EventsError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            // Due after `delay`: an idle time that reaches the ack wait
+            // then, or, for a delay longer than that, a due time of its own.
+            let (idle, long) = match shared.ack_wait.checked_sub(delay) {
+                Some(idle) => (idle, Duration::ZERO),
+                None => (Duration::ZERO, delay.max(Duration::from_millis(1))),
+            };
+            (shared.restamp(&self.id, self.attempt, idle, long, None)).await?;
+            let due = Instant::now() + delay;
+            let mut wake = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+            if wake.is_none_or(|w| due < w) {
+                *wake = Some(due);
+            }
+            Ok(())
+        })
+    }
+
+    fn in_progress(&self) -> BoxFuture<'_, Result<(), EventsError>> {
+        Box::pin(async move {
+            let zero = Duration::ZERO;
+            (self
+                .shared
+                .restamp(&self.id, self.attempt, zero, zero, None))
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_topic_as_hash_tag() {
+        assert_eq!(
+            stream_key("orders.created"),
+            "micro:events:{orders.created}"
+        );
+        assert_eq!(dedup_key("orders", "o-1"), "micro:events:{orders}:id:o-1");
+    }
+
+    #[test]
+    fn a_group_starts_after_the_entry_before_its_start() {
+        let id = |start| group_start(start).1;
+        assert_eq!(id(Start::New), "$");
+        assert_eq!(id(Start::Beginning), "0-0");
+        assert_eq!(id(Start::Sequence(1)), "0-0");
+        assert_eq!(group_start(Start::Sequence(7)), ("seq", "7".to_owned()));
+        // From the millisecond the time falls in: entries of an earlier
+        // millisecond are before it, whatever their sequence.
+        let at = |nanos| Start::Time(UNIX_EPOCH + Duration::from_nanos(nanos));
+        assert_eq!(id(at(5_000_000)), format!("4-{}", u64::MAX));
+        assert_eq!(id(at(5_000_001)), format!("5-{}", u64::MAX));
+        assert_eq!(id(at(0)), "0-0");
+    }
+}
