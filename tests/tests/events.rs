@@ -91,6 +91,26 @@ async fn a_context_outside_a_service_has_no_events() {
     assert_eq!(err.code(), 500);
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_publish_to_a_redis_server_that_is_down_is_an_error_not_ok() {
+    // Nothing listens on port 1 of loopback.
+    let events = micro::events::RedisEvents::new("redis://127.0.0.1:1").unwrap();
+    let topics = Topics::new(Arc::new(events));
+    let err = topics.publish("orders.created", &1).await.unwrap_err();
+    assert_eq!(err.code(), 503, "{err}");
+    assert!(err.detail().contains("127.0.0.1:1"), "{err}");
+    let err = topics
+        .consume("orders.created", micro::events::ConsumeOptions::group("g"))
+        .await
+        .err()
+        .expect("consuming fails too");
+    assert_eq!(err.code(), 503);
+    // And a URL Redis does not take is a clear 400 from the start.
+    let err = micro::events::RedisEvents::new("http://nope").unwrap_err();
+    assert!(err.to_string().contains("http://nope"), "{err}");
+}
+
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn a_publish_to_a_nats_server_that_is_down_is_an_error_not_ok() {
@@ -109,31 +129,48 @@ async fn a_publish_to_a_nats_server_that_is_down_is_an_error_not_ok() {
     assert_eq!(err.code(), 503);
 }
 
-#[cfg(feature = "nats")]
-#[tokio::test]
-#[cfg_attr(
-    not(micro_test_nats),
-    ignore = "needs a NATS server with JetStream: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
-)]
-async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event() {
-    use std::collections::BTreeMap;
+/// Kills a member of a group with SIGKILL while it holds unacked events
+/// (of 10,000) on the backend `kind` at `url`, and checks that another
+/// member acks every event, each at most twice, the second time only for
+/// those in flight at the kill. Returns the topic and the group.
+#[cfg(any(feature = "nats", feature = "redis"))]
+async fn a_killed_member_loses_nothing(kind: &str, url: &str) -> (String, String) {
+    use std::collections::{BTreeMap, BTreeSet};
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
+    /// A member process, killed if the test fails first.
+    struct Member(Child);
+    impl Drop for Member {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     const EVENTS: u32 = 10_000;
-    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
     let topic = format!("crash.t{}", std::process::id());
     let group = format!("crash-{}", std::process::id());
-    let topics = Topics::new(Arc::new(micro::events::NatsEvents::new(url.clone())));
+    let vars = [
+        ("MICRO_REGISTRY", "memory"),
+        ("MICRO_BROKER", "memory"),
+        ("MICRO_EVENTS", kind),
+        ("MICRO_EVENTS_ADDRESS", url),
+    ];
+    let backends = micro::Backends::from_vars(|name| {
+        (vars.iter().find(|(n, _)| *n == name)).map(|(_, v)| (*v).to_owned())
+    });
+    assert_eq!(backends.events().name(), kind);
+    let topics = Topics::new(backends.events().clone());
     for i in 0..EVENTS {
         topics.publish(&topic, &i).await.expect("stored");
     }
 
-    // Each member's acks, read from its output as it goes.
-    let spawn = || -> (Child, std::sync::mpsc::Receiver<u32>) {
+    // Each member's events, as it reads and acks them: `(acked, n)`.
+    let spawn = || -> (Member, std::sync::mpsc::Receiver<(bool, u32)>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_events_consumer"))
             .args([&topic, &group])
-            .env("MICRO_TEST_NATS", &url)
+            .envs(vars)
             .stdout(Stdio::piped())
             .spawn()
             .expect("the consumer starts");
@@ -142,55 +179,94 @@ async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event
         std::thread::spawn(move || {
             for line in out.lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("acked ") {
-                    let _ = sender.send(n.parse().unwrap());
-                }
+                let seen = match line.split_once(' ') {
+                    Some(("got", n)) => (false, n.parse().unwrap()),
+                    Some(("acked", n)) => (true, n.parse().unwrap()),
+                    _ => continue,
+                };
+                let _ = sender.send(seen);
             }
         });
-        (child, acks)
+        (Member(child), acks)
     };
     let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-    let (mut first, acks) = spawn();
-    while counts.len() < 2_000 {
-        let n = acks
-            .recv_timeout(Duration::from_secs(20))
-            .expect("acks go on");
-        *counts.entry(n).or_default() += 1;
+    let mut unsettled = BTreeSet::new();
+    // Counts an ack, or notes an event read and not acked yet.
+    let record = |counts: &mut BTreeMap<u32, u32>, unsettled: &mut BTreeSet<u32>, seen| {
+        let (acked, n): (bool, u32) = seen;
+        if acked {
+            *counts.entry(n).or_default() += 1;
+            unsettled.remove(&n);
+        } else {
+            unsettled.insert(n);
+        }
+        counts.len()
+    };
+    let (mut first, events) = spawn();
+    while record(
+        &mut counts,
+        &mut unsettled,
+        (events.recv_timeout(Duration::from_secs(20))).expect("acks go on"),
+    ) < 2_000
+    {}
+    first.0.kill().expect("SIGKILL"); // std's kill is SIGKILL
+    first.0.wait().unwrap();
+    while let Ok(seen) = events.try_recv() {
+        record(&mut counts, &mut unsettled, seen);
     }
-    first.kill().expect("SIGKILL"); // std's kill is SIGKILL
-    first.wait().unwrap();
-    while let Ok(n) = acks.try_recv() {
-        *counts.entry(n).or_default() += 1;
-    }
-    let before = counts.len();
+    // Read but with no ack seen at the kill: acked or not, the server knows.
+    let in_flight = std::mem::take(&mut unsettled);
 
-    let (mut second, acks) = spawn();
-    while counts.len() < EVENTS as usize {
-        let n = acks
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("only {} of {EVENTS} events acked", counts.len()));
-        *counts.entry(n).or_default() += 1;
+    let (mut second, events) = spawn();
+    let settled = |counts: &BTreeMap<u32, u32>| {
+        (0..EVENTS).all(|n| counts.contains_key(&n) || in_flight.contains(&n))
+    };
+    while !settled(&counts) {
+        let seen = events.recv_timeout(Duration::from_secs(20));
+        let seen =
+            seen.unwrap_or_else(|_| panic!("only {} of {EVENTS} events acked", counts.len()));
+        record(&mut counts, &mut unsettled, seen);
     }
     // A moment for any late redelivery to show.
-    while let Ok(n) = acks.recv_timeout(Duration::from_secs(3)) {
-        *counts.entry(n).or_default() += 1;
+    while let Ok(seen) = events.recv_timeout(Duration::from_secs(3)) {
+        record(&mut counts, &mut unsettled, seen);
     }
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.0.kill().unwrap();
+    second.0.wait().unwrap();
 
     let twice: Vec<u32> = (counts.iter())
         .filter(|(_, c)| **c > 1)
         .map(|(n, _)| *n)
         .collect();
+    let unseen: Vec<u32> = (0..EVENTS).filter(|n| !counts.contains_key(n)).collect();
     println!(
-        "{before} events acked before the kill; {} acked twice (in flight at the kill)",
-        twice.len()
+        "{kind}: {} in flight at the kill; {} acked twice; {} acked only in flight",
+        in_flight.len(),
+        twice.len(),
+        unseen.len()
     );
-    assert_eq!(counts.len(), EVENTS as usize, "every event acked");
+    // Not seen acked: only events whose ack the kill cut off from the
+    // output; the server's word on them is the caller's check.
+    assert!(
+        unseen.iter().all(|n| in_flight.contains(n)),
+        "lost: {unseen:?}"
+    );
     assert!(counts.values().all(|c| *c <= 2), "none more than twice");
     // Only events in flight at the kill come twice: those the first member
     // had pulled (at most one batch) and acked without the server seeing it.
     assert!(twice.len() <= 1_000, "{} duplicates", twice.len());
+    (topic, group)
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_nats),
+    ignore = "needs a NATS server with JetStream: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
+)]
+async fn a_nats_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event() {
+    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
+    let (topic, group) = a_killed_member_loses_nothing("nats", &url).await;
 
     // The group's consumer on the server, removed.
     let client = async_nats::connect(url.as_str()).await.unwrap();
@@ -199,6 +275,11 @@ async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event
         .await
         .unwrap();
     let name = format!("{group}__{}", topic.replace('.', "_2E"));
+    // Every event acked on the server: none pending, none unread.
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(&name).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0), "{info:?}");
     stream
         .delete_consumer(&name)
         .await
@@ -207,6 +288,50 @@ async fn a_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event
     stream
         .purge()
         .filter(format!("micro.events.{topic}"))
+        .await
+        .unwrap();
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_redis),
+    ignore = "needs a Redis server: set MICRO_TEST_REDIS=redis://127.0.0.1:6379"
+)]
+async fn a_redis_consumer_killed_with_sigkill_loses_nothing_its_group_gets_every_event() {
+    let url = std::env::var("MICRO_TEST_REDIS").expect("MICRO_TEST_REDIS names the server");
+    let (topic, group) = a_killed_member_loses_nothing("redis", &url).await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Every event acked on the server: none pending, none unread.
+    let stream = format!("micro:events:{{{topic}}}");
+    let (pending, ..): (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg(&group)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "nothing pending");
+    let groups: redis::Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        format!("{groups:?}").contains("-10000"),
+        "all read: {groups:?}"
+    );
+    // The topic's keys, so that the server does not grow run by run.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("micro:events:{{{topic}}}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
         .await
         .unwrap();
 }

@@ -203,6 +203,37 @@ pub async fn events(make: impl AsyncFn() -> Arc<dyn Events>, prefix: &str) {
     d.ack().await.unwrap();
     quiet(&mut retry, Duration::from_millis(500)).await;
 
+    // A nack whose delay outlasts the ack wait: not delivered again before
+    // the delay is over, nor taken over as unacked meanwhile.
+    let t = topic("nack-long");
+    let options = ConsumeOptions::group("patient")
+        .start(Start::Beginning)
+        .ack_wait(Duration::from_secs(1))
+        .backoff(Backoff::fixed(Duration::from_millis(1_800)));
+    let mut patient = topics.consume(&t, options.clone()).await.unwrap();
+    let mut other = topics.consume(&t, options).await.unwrap();
+    topics.publish(&t, &"later").await.unwrap();
+    let d = tokio::select! {
+        d = next(&mut patient, SHORT) => d,
+        d = next(&mut other, SHORT) => d,
+    };
+    let (id, nacked) = (d.event().id.clone(), std::time::Instant::now());
+    d.nack(&Error::internal("not yet")).await.unwrap();
+    let again = tokio::select! {
+        d = next(&mut patient, SHORT) => d,
+        d = next(&mut other, SHORT) => d,
+    };
+    assert!(
+        nacked.elapsed() >= Duration::from_millis(1_700),
+        "delivered again after {:?}, before the nack's delay",
+        nacked.elapsed()
+    );
+    assert_eq!(
+        (again.event().id.as_str(), again.attempt()),
+        (id.as_str(), 2)
+    );
+    again.ack().await.unwrap();
+
     // Unacked past the ack wait: delivered again, to another member too.
     let t = topic("ackwait");
     let options = ConsumeOptions::group("slow")
