@@ -180,6 +180,18 @@ async fn redis_events() {
         .unwrap();
     let text = format!("{groups:?}");
     assert!(text.contains("workers") && text.contains("audit"), "{text}");
+    // A server that lost its scripts (a restart, SCRIPT FLUSH) is given
+    // them again.
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let topics = micro::events::Topics::new(events.clone());
+    let t = format!("{prefix}.flushed");
+    let first = topics.publish_with_id(&t, "once", &1).await.unwrap();
+    let again = topics.publish_with_id(&t, "once", &1).await.unwrap();
+    assert!(!first.duplicate && again.duplicate && again.sequence == first.sequence);
     // The run's keys, so that the server does not grow run by run.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("micro:events:{{{prefix}.*"))

@@ -29,64 +29,46 @@ const CLAIM_BATCH: usize = 64;
 const REAP_IDLE: Duration = Duration::from_secs(600);
 
 /// Stores an event unless its id is within the dedup window; returns
-/// `{sequence, duplicate}`. The entry's id is `<ms>-<sequence>`: Redis
-/// keeps entries in id order, so both the time and the topic's gapless
-/// sequence only grow (a clock that steps back reuses the last time).
+/// `{entry id, duplicate}`.
 ///
-/// KEYS: stream, meta hash, the id's dedup key. ARGV: the dedup window in
-/// ms, then the entry's fields.
+/// KEYS: stream, the id's dedup key. ARGV: the dedup window in ms, then
+/// the entry's fields.
 const PUBLISH: &str = r"
-local old = redis.call('GET', KEYS[3])
-if old then return {tonumber(old), 1} end
-local meta = redis.call('HMGET', KEYS[2], 'seq', 'ms')
-local seq = (tonumber(meta[1]) or 0) + 1
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(meta[2]) or 0
-if ms < last then ms = last end
-local args = {'XADD', KEYS[1], string.format('%d-%d', ms, seq)}
-for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
-redis.call(unpack(args))
-redis.call('HSET', KEYS[2], 'seq', seq, 'ms', ms)
-redis.call('SET', KEYS[3], seq, 'PX', ARGV[1])
-return {seq, 0}
+local old = redis.call('GET', KEYS[2])
+if old then return {old, 1} end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[1])
+return {id, 0}
 ";
 
-/// Makes the group unless it exists; returns 1 if it made it. ARGV: the
-/// group, then `id` and the last id it has seen, or `seq` and the first
-/// sequence it should get (found by a binary search over the entries'
-/// times, as sequences and times grow together).
+/// Makes the group unless it exists, after entry ARGV[2]; returns 1 if it
+/// made it.
 const GROUP: &str = r"
-local function seqof(id) return tonumber(string.match(id, '-(%d+)$')) end
-local function msof(id) return tonumber(string.match(id, '^(%d+)')) end
-local start = ARGV[3]
-if ARGV[2] == 'seq' then
-  local s = tonumber(ARGV[3])
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  if not first or seqof(first[1]) >= s then
-    start = '0-0'
-  else
-    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-    if seqof(last[1]) < s then
-      start = last[1]
-    else
-      local lo, hi = msof(first[1]), msof(last[1]) + 1
-      while hi - lo > 1 do
-        local mid = math.floor((lo + hi) / 2)
-        local e = redis.call('XRANGE', KEYS[1], string.format('%d-0', mid), '+', 'COUNT', 1)[1]
-        if not e or seqof(e[1]) >= s then hi = mid else lo = mid end
-      end
-      start = string.format('%d-%d', lo, s - 1)
-    end
-  end
-end
-local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], start, 'MKSTREAM')
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
 if type(made) == 'table' and made.err then
   if string.find(made.err, 'BUSYGROUP') then return 0 end
   return made
 end
 return 1
 ";
+
+/// How many bits of an event's sequence hold the entry id's second part.
+const SEQUENCE_BITS: u32 = 20;
+
+/// An entry id's sequence: `<ms>-<n>` as `ms · 2^20 + n`, so that it grows
+/// as the ids do (Redis makes `n` count the entries of one millisecond).
+fn sequence_of(id: &str) -> Option<u64> {
+    let (ms, n) = id.split_once('-')?;
+    let (ms, n) = (ms.parse::<u64>().ok()?, n.parse::<u64>().ok()?);
+    let n = n.min((1 << SEQUENCE_BITS) - 1);
+    Some(ms.checked_shl(SEQUENCE_BITS)?.saturating_add(n))
+}
+
+/// The entry id of a sequence.
+fn id_of(sequence: u64) -> String {
+    let n = sequence & ((1 << SEQUENCE_BITS) - 1);
+    format!("{}-{n}", sequence >> SEQUENCE_BITS)
+}
 
 /// Takes over the group's deliveries that are due again (unacked for the
 /// ack wait, or nacked and their delay over), oldest first; a nack whose
@@ -159,9 +141,12 @@ return removed
 
 /// Events in Redis streams (cargo feature `redis`).
 ///
-/// A topic is a stream, `micro:events:{<topic>}`, whose entry ids are
-/// `<ms>-<sequence>`: the time it was stored and its gapless sequence in
-/// the topic. A group is a Redis consumer group of that stream, made on
+/// A topic is a stream, `micro:events:{<topic>}`, with ids Redis makes
+/// (`<ms>-<n>`); an event's sequence is its id as one number,
+/// `ms · 2^20 + n`, so it grows with gaps, and a start at a sequence is a
+/// start after an id. An event without a publisher's id is one `XADD`; one
+/// with an id is a script that adds it unless the id is within the dedup
+/// window (the id kept under a key of its own). A group is a Redis consumer group of that stream, made on
 /// first use and kept, so a restarted process resumes where its group
 /// stopped; each member is a consumer of its own with a connection of its
 /// own for its blocking reads (everything else goes over the connection
@@ -171,8 +156,7 @@ return removed
 /// member acks it. A member takes over the entries that have gone unacked
 /// for the ack wait (a member that died, say) oldest first. A nack keeps
 /// the entry in the pending list, in its place, and only changes when it is
-/// due again; a publisher's id is remembered for the dedup window under a
-/// key of its own. Nothing trims the streams: cap them with `XTRIM` if they
+/// due again. Nothing trims the streams: cap them with `XTRIM` if they
 /// must not grow for ever.
 #[derive(Clone, Debug)]
 pub struct RedisEvents {
@@ -232,9 +216,8 @@ impl Inner {
 
     /// Makes `group` on `stream` unless it exists.
     async fn make_group(&self, stream: &str, group: &str, start: Start) -> Result<(), EventsError> {
-        let (mode, at) = group_start(start);
         let mut conn = self.conn().await?;
-        let _: i64 = (self.group.key(stream).arg(group).arg(mode).arg(at))
+        let _: i64 = (self.group.key(stream).arg(group).arg(group_start(start)))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(&e))?;
@@ -242,21 +225,18 @@ impl Inner {
     }
 }
 
-/// How [`GROUP`] starts a new group at `start`: after an entry id (`id`),
-/// or at a sequence it looks up (`seq`).
-fn group_start(start: Start) -> (&'static str, String) {
+/// The entry id a new group starting at `start` has seen last.
+fn group_start(start: Start) -> String {
     match start {
-        Start::New => ("id", "$".to_owned()),
-        Start::Beginning => ("id", "0-0".to_owned()),
-        Start::Sequence(s) if s <= 1 => ("id", "0-0".to_owned()),
-        Start::Sequence(s) => ("seq", s.to_string()),
+        Start::New => "$".to_owned(),
+        Start::Beginning | Start::Sequence(0 | 1) => "0-0".to_owned(),
+        Start::Sequence(s) => id_of(s - 1),
         Start::Time(t) => {
             // Entries stored in the millisecond `t` falls in or later.
             let nanos = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-            let ms = nanos.div_ceil(1_000_000);
-            match ms.checked_sub(1) {
-                Some(before) => ("id", format!("{before}-{}", u64::MAX)),
-                None => ("id", "0-0".to_owned()),
+            match nanos.div_ceil(1_000_000).checked_sub(1) {
+                Some(before) => format!("{before}-{}", u64::MAX),
+                None => "0-0".to_owned(),
             }
         }
     }
@@ -266,10 +246,6 @@ fn group_start(start: Start) -> (&'static str, String) {
 /// on one node of a Redis Cluster.
 fn stream_key(topic: &str) -> String {
     format!("micro:events:{{{topic}}}")
-}
-
-fn meta_key(topic: &str) -> String {
-    format!("micro:events:{{{topic}}}:meta")
 }
 
 fn due_key(topic: &str) -> String {
@@ -297,25 +273,60 @@ impl Events for RedisEvents {
         Box::pin(async move {
             let inner = &self.inner;
             let mut conn = inner.conn().await?;
-            let id = event.id.unwrap_or_else(crate::context::new_id);
-            let mut call = inner.publish.prepare_invoke();
-            call.key(stream_key(topic))
-                .key(meta_key(topic))
-                .key(dedup_key(topic, &id))
-                .arg(millis(DEDUP_WINDOW))
-                .arg("i")
-                .arg(&id)
-                .arg("c")
-                .arg(event.content_type.as_str())
-                .arg("p")
-                .arg(event.payload.as_ref());
-            for (key, value) in &event.metadata {
-                call.arg(format!("m.{key}")).arg(value);
-            }
-            let (sequence, duplicate): (u64, i64) = call
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| inner.error(&e))?;
+            let fields = |cmd: &mut redis::Cmd, id: &str| {
+                cmd.arg("i")
+                    .arg(id)
+                    .arg("c")
+                    .arg(event.content_type.as_str())
+                    .arg("p")
+                    .arg(event.payload.as_ref());
+                for (key, value) in &event.metadata {
+                    cmd.arg(format!("m.{key}")).arg(value);
+                }
+            };
+            let (id, (entry, duplicate)) = match event.id {
+                // A new id cannot be a duplicate: only a publisher's own is
+                // kept, by a script that adds the entry unless it is there.
+                None => {
+                    let id = crate::context::new_id();
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(stream_key(topic)).arg("*");
+                    fields(&mut cmd, &id);
+                    let entry: String = cmd
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| inner.error(&e))?;
+                    (id, (entry, 0))
+                }
+                Some(ref id) => {
+                    let mut cmd = redis::cmd("EVALSHA");
+                    cmd.arg(inner.publish.get_hash()).arg(2);
+                    cmd.arg(stream_key(topic)).arg(dedup_key(topic, id));
+                    cmd.arg(millis(DEDUP_WINDOW));
+                    fields(&mut cmd, id);
+                    let reply: (String, i64) = match cmd.query_async(&mut conn).await {
+                        Ok(reply) => reply,
+                        Err(e)
+                            if e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                        {
+                            let _: String = redis::cmd("SCRIPT")
+                                .arg("LOAD")
+                                .arg(PUBLISH)
+                                .query_async(&mut conn)
+                                .await
+                                .map_err(|e| inner.error(&e))?;
+                            cmd.query_async(&mut conn)
+                                .await
+                                .map_err(|e| inner.error(&e))?
+                        }
+                        Err(e) => return Err(inner.error(&e)),
+                    };
+                    (id.clone(), reply)
+                }
+            };
+            let sequence = sequence_of(&entry)
+                .ok_or_else(|| EventsError::Backend(format!("redis events: entry id {entry}")))?;
             Ok(Published {
                 id,
                 sequence,
@@ -430,8 +441,8 @@ impl Shared {
         read_at: Instant,
     ) -> Option<Buffered> {
         let id = std::str::from_utf8(id).ok()?;
-        let (ms, sequence) = id.split_once('-')?;
-        let (ms, sequence) = (ms.parse::<u64>().ok()?, sequence.parse::<u64>().ok()?);
+        let sequence = sequence_of(id)?;
+        let ms = sequence >> SEQUENCE_BITS;
         let mut event = Event {
             id: String::new(),
             topic: self.topic.clone(),
@@ -741,12 +752,28 @@ mod tests {
     }
 
     #[test]
+    fn sequences_grow_as_entry_ids_do() {
+        let ids = ["0-1", "5-0", "5-1", "5-1048575", "6-0", "1764000000000-0"];
+        let seqs: Vec<u64> = ids.iter().map(|i| sequence_of(i).unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        for (id, seq) in ids.iter().zip(&seqs) {
+            assert_eq!(&id_of(*seq), id);
+        }
+        assert_eq!(sequence_of("not an id"), None);
+    }
+
+    #[test]
     fn a_group_starts_after_the_entry_before_its_start() {
-        let id = |start| group_start(start).1;
+        let id = group_start;
         assert_eq!(id(Start::New), "$");
         assert_eq!(id(Start::Beginning), "0-0");
         assert_eq!(id(Start::Sequence(1)), "0-0");
-        assert_eq!(group_start(Start::Sequence(7)), ("seq", "7".to_owned()));
+        let seq = sequence_of("1764000000000-3").unwrap();
+        assert_eq!(id(Start::Sequence(seq)), "1764000000000-2");
+        assert_eq!(
+            id(Start::Sequence(seq - 3)),
+            format!("1763999999999-{}", (1 << 20) - 1)
+        );
         // From the millisecond the time falls in: entries of an earlier
         // millisecond are before it, whatever their sequence.
         let at = |nanos| Start::Time(UNIX_EPOCH + Duration::from_nanos(nanos));
