@@ -320,11 +320,7 @@ async fn redis(n: u64) {
         best.keep(mp, mc, rp, rc);
         keys.push(key);
         let tagged = format!("micro:events:{{{topic}}}");
-        keys.extend([
-            format!("{tagged}"),
-            format!("{tagged}:meta"),
-            format!("{tagged}:due"),
-        ]);
+        keys.extend([format!("{tagged}:due"), tagged]);
     }
     let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
     // The dedup keys expire by themselves.
