@@ -52,22 +52,32 @@ end
 return 1
 ";
 
-/// How many bits of an event's sequence hold the entry id's second part.
-const SEQUENCE_BITS: u32 = 20;
+/// How many bits of an event's sequence hold the entry id's second part
+/// (the entries of one millisecond: Redis adds far fewer than 4096).
+const SEQUENCE_BITS: u32 = 12;
 
-/// An entry id's sequence: `<ms>-<n>` as `ms · 2^20 + n`, so that it grows
-/// as the ids do (Redis makes `n` count the entries of one millisecond).
+/// The millisecond sequences count from (2024-01-01 UTC), so that they
+/// stay below 2^53, exact in JSON for JavaScript too, until 2093.
+const EPOCH_MS: u64 = 1_704_067_200_000;
+
+/// An entry id's sequence: `<ms>-<n>` as `(ms - 2024) · 2^12 + n`, so that
+/// it grows as the ids do.
 fn sequence_of(id: &str) -> Option<u64> {
     let (ms, n) = id.split_once('-')?;
     let (ms, n) = (ms.parse::<u64>().ok()?, n.parse::<u64>().ok()?);
     let n = n.min((1 << SEQUENCE_BITS) - 1);
-    Some(ms.checked_shl(SEQUENCE_BITS)?.saturating_add(n))
+    Some((ms.saturating_sub(EPOCH_MS) << SEQUENCE_BITS) + n)
 }
 
 /// The entry id of a sequence.
 fn id_of(sequence: u64) -> String {
     let n = sequence & ((1 << SEQUENCE_BITS) - 1);
-    format!("{}-{n}", sequence >> SEQUENCE_BITS)
+    format!("{}-{n}", (sequence >> SEQUENCE_BITS) + EPOCH_MS)
+}
+
+/// An entry's time, from its sequence.
+fn millis_of(sequence: u64) -> u64 {
+    (sequence >> SEQUENCE_BITS) + EPOCH_MS
 }
 
 /// Takes over the group's deliveries that are due again (unacked for the
@@ -142,8 +152,8 @@ return removed
 /// Events in Redis streams (cargo feature `redis`).
 ///
 /// A topic is a stream, `micro:events:{<topic>}`, with ids Redis makes
-/// (`<ms>-<n>`); an event's sequence is its id as one number,
-/// `ms · 2^20 + n`, so it grows with gaps, and a start at a sequence is a
+/// (`<ms>-<n>`); an event's sequence is its id as one number below 2^53,
+/// `(ms - 2024-01-01) · 2^12 + n`, so it grows with gaps, and a start at a sequence is a
 /// start after an id. An event without a publisher's id is one `XADD`; one
 /// with an id is a script that adds it unless the id is within the dedup
 /// window (the id kept under a key of its own). A group is a Redis consumer group of that stream, made on
@@ -442,7 +452,7 @@ impl Shared {
     ) -> Option<Buffered> {
         let id = std::str::from_utf8(id).ok()?;
         let sequence = sequence_of(id)?;
-        let ms = sequence >> SEQUENCE_BITS;
+        let ms = millis_of(sequence);
         let mut event = Event {
             id: String::new(),
             topic: self.topic.clone(),
@@ -753,13 +763,23 @@ mod tests {
 
     #[test]
     fn sequences_grow_as_entry_ids_do() {
-        let ids = ["0-1", "5-0", "5-1", "5-1048575", "6-0", "1764000000000-0"];
+        let ids = [
+            "1704067200000-1",
+            "1704067200005-0",
+            "1704067200005-1",
+            "1704067200005-4095",
+            "1704067200006-0",
+            "1764000000000-0",
+        ];
         let seqs: Vec<u64> = ids.iter().map(|i| sequence_of(i).unwrap()).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         for (id, seq) in ids.iter().zip(&seqs) {
             assert_eq!(&id_of(*seq), id);
         }
         assert_eq!(sequence_of("not an id"), None);
+        // Exact as a JSON number in JavaScript until 2093.
+        let in_2093: u64 = 1_704_067_200_000 + (1 << 41) - 1;
+        assert!(sequence_of(&format!("{in_2093}-4095")).unwrap() < 1u64 << 53);
     }
 
     #[test]
@@ -772,7 +792,7 @@ mod tests {
         assert_eq!(id(Start::Sequence(seq)), "1764000000000-2");
         assert_eq!(
             id(Start::Sequence(seq - 3)),
-            format!("1763999999999-{}", (1 << 20) - 1)
+            format!("1763999999999-{}", (1 << 12) - 1)
         );
         // From the millisecond the time falls in: entries of an earlier
         // millisecond are before it, whatever their sequence.
