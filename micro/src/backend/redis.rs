@@ -57,15 +57,7 @@ impl RedisConnection {
     /// Why the server could not be reached, naming its URL.
     pub(crate) async fn manager(&self) -> Result<redis::aio::ConnectionManager, String> {
         self.manager
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_number_of_retries(1);
-                self.client
-                    .get_connection_manager_with_config(config)
-                    .await
-                    .map_err(|e| format!("redis at {}: {e}", self.url))
-            })
+            .get_or_try_init(|| self.connect(Self::config()))
             .await
             .cloned()
     }
@@ -80,10 +72,22 @@ impl RedisConnection {
         &self,
         response_timeout: std::time::Duration,
     ) -> Result<redis::aio::ConnectionManager, String> {
-        let config = redis::aio::ConnectionManagerConfig::new()
+        self.connect(Self::config().set_response_timeout(Some(response_timeout)))
+            .await
+    }
+
+    /// How every connection here connects: within [`CONNECT_TIMEOUT`],
+    /// one retry.
+    fn config() -> redis::aio::ConnectionManagerConfig {
+        redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(1);
+            .set_number_of_retries(1)
+    }
+
+    async fn connect(
+        &self,
+        config: redis::aio::ConnectionManagerConfig,
+    ) -> Result<redis::aio::ConnectionManager, String> {
         self.client
             .get_connection_manager_with_config(config)
             .await
