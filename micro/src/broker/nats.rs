@@ -76,6 +76,10 @@ impl NatsBroker {
     }
 }
 
+/// The header names micro sends, parsed once.
+const MICRO_ID: async_nats::HeaderName = async_nats::HeaderName::from_static("Micro-Id");
+const CONTENT_TYPE: async_nats::HeaderName = async_nats::HeaderName::from_static("Content-Type");
+
 /// A NATS message as micro's.
 fn from_nats(msg: async_nats::Message) -> Message {
     let mut metadata = Metadata::new();
@@ -97,7 +101,7 @@ fn from_nats(msg: async_nats::Message) -> Message {
         }
     }
     Message {
-        topic: msg.subject.to_string(),
+        topic: msg.subject.as_str().to_owned(),
         id: id.unwrap_or_else(crate::context::new_id),
         metadata,
         content_type,
@@ -134,10 +138,10 @@ impl Broker for NatsBroker {
             for (k, v) in message.metadata.iter() {
                 headers.insert(k, v);
             }
-            headers.insert("Micro-Id", message.id.as_str());
-            headers.insert("Content-Type", message.content_type.as_str());
+            headers.insert(MICRO_ID, message.id.clone());
+            headers.insert(CONTENT_TYPE, message.content_type.as_str());
             client
-                .publish_with_headers(message.topic.clone(), headers, message.body)
+                .publish_with_headers(message.topic, headers, message.body)
                 .await
                 .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
             // NATS core tells nobody who listened.
@@ -171,6 +175,9 @@ impl Broker for NatsBroker {
             let task = tokio::spawn(async move {
                 loop {
                     let next = tokio::select! {
+                        // In this order, without select's random pick:
+                        // a stop is seen even while messages keep coming.
+                        biased;
                         _ = &mut stop_rx => break,
                         next = subscriber.next() => next,
                     };
