@@ -10,25 +10,25 @@ use http::{HeaderValue, Request, StatusCode};
 
 use super::{CallOptions, Client};
 use crate::codec::ContentType;
-use crate::context::new_id_header;
 use crate::transport::{Failure, USER_AGENT_VALUE, reply_error};
 use crate::wire::{MICRO_ENDPOINT, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
 
 impl Client {
     /// Sends `attempt` to a node of `service`, and again to another node
-    /// while the retry policy says so, all within `deadline`.
+    /// while the retry policy says so, all within `deadline`; the call
+    /// started at `started` (read once, for the first attempt too).
     pub(super) async fn attempts(
         &self,
         target: &Target<'_>,
         content_type: ContentType,
         attempt: &Attempt,
         options: &CallOptions,
-        deadline: Instant,
+        (started, deadline): (Instant, Instant),
     ) -> Result<Outcome> {
         let (service, endpoint) = (target.service, target.endpoint);
         let policy = options.retry.as_ref().unwrap_or(&self.inner.retry);
-        let budget = deadline.saturating_duration_since(Instant::now());
+        let budget = deadline.saturating_duration_since(started);
         // Pinned where it is made: handing the large future to the timer
         // by value would copy it on every call.
         let attempts = std::pin::pin!(async {
@@ -43,8 +43,21 @@ impl Client {
                     Ok(picked) => picked.node().address.as_str(),
                     Err(address) => address,
                 };
+                // The clock is read again once anything (a lookup, a
+                // failed attempt) may have taken time since the start.
+                let now = match (&node, retry) {
+                    (Err(_), 0) => started,
+                    _ => Instant::now(),
+                };
                 let result = self
-                    .send(target, address, content_type, attempt, options, deadline)
+                    .send(
+                        target,
+                        address,
+                        content_type,
+                        attempt,
+                        options,
+                        (now, deadline),
+                    )
                     .await;
                 let reached = !matches!(result, Err(Failure::Transport(_)));
                 if let Ok(picked) = &node {
@@ -91,7 +104,7 @@ impl Client {
         content_type: ContentType,
         attempt: &Attempt,
         options: &CallOptions,
-        deadline: Instant,
+        (now, deadline): (Instant, Instant),
     ) -> Result<Outcome, Failure> {
         // The URI's text becomes its storage: one allocation, no copy.
         let uri = http::Uri::from_maybe_shared(Bytes::from(format!("http://{address}/"))).map_err(
@@ -123,11 +136,12 @@ impl Client {
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
         headers.insert(MICRO_ENDPOINT.clone(), target.endpoint_header.clone());
         headers.insert(MICRO_SERVICE.clone(), target.service_header.clone());
-        let id = match &options.context {
-            Some(ctx) => ctx.id_header().clone(),
-            None => new_id_header(),
-        };
-        headers.insert(MICRO_ID.clone(), id);
+        // A call made for a context carries its request id on; without
+        // one the server makes the id (docs/wire.md), so that a plain call
+        // neither draws a random id nor sends it.
+        if let Some(ctx) = &options.context {
+            headers.insert(MICRO_ID.clone(), ctx.id_header().clone());
+        }
         // A call's budget is what is left of its deadline; a stream's is
         // its own deadline, if it has one.
         let budget = match attempt {
@@ -135,7 +149,7 @@ impl Client {
             Attempt::Open { deadline } => *deadline,
         };
         if let Some(budget) = budget {
-            let remaining = budget.saturating_duration_since(Instant::now());
+            let remaining = budget.saturating_duration_since(now);
             headers.insert(
                 TIMEOUT.clone(),
                 HeaderValue::from(remaining.as_nanos() as u64),
@@ -151,17 +165,16 @@ impl Client {
                 return Ok(Outcome::Socket(Box::new(socket), address.to_owned()));
             }
         };
-        let (parts, bytes) = self
-            .inner
-            .transport
-            .exchange(
-                parts,
-                body,
-                self.inner.max_response_size,
-                target.service,
-                address,
-            )
-            .await?;
+        // Boxed: reading a reply takes room that every call's future,
+        // and every handler's future around it, would carry otherwise.
+        let (parts, bytes) = Box::pin(self.inner.transport.exchange(
+            parts,
+            body,
+            self.inner.max_response_size,
+            target.service,
+            address,
+        ))
+        .await?;
         let reply_type = parts
             .headers
             .get(CONTENT_TYPE)

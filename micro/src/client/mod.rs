@@ -249,13 +249,14 @@ impl Client {
         options: &CallOptions,
     ) -> Result<(ContentType, Bytes)> {
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
-        let mut deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let mut deadline = started + timeout;
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
             deadline = deadline.min(parent);
         }
         let attempt = attempt::Attempt::Call { body };
         match self
-            .attempts(target, content_type, &attempt, options, deadline)
+            .attempts(target, content_type, &attempt, options, (started, deadline))
             .await?
         {
             attempt::Outcome::Reply(content_type, body) => Ok((content_type, body)),

@@ -275,11 +275,12 @@ impl Client {
         options: CallOptions,
     ) -> Result<ClientStream<Req, Rsp>> {
         let content_type = options.content_type.unwrap_or(self.inner.content_type);
-        let mut stream_deadline = options.timeout.map(|t| Instant::now() + t);
+        let started = Instant::now();
+        let mut stream_deadline = options.timeout.map(|t| started + t);
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
             stream_deadline = Some(stream_deadline.map_or(parent, |d| d.min(parent)));
         }
-        let mut open_deadline = Instant::now() + self.inner.timeout;
+        let mut open_deadline = started + self.inner.timeout;
         if let Some(d) = stream_deadline {
             open_deadline = open_deadline.min(d);
         }
@@ -288,7 +289,13 @@ impl Client {
         };
         let target = super::attempt::Target::new(service, endpoint)?;
         let outcome = self
-            .attempts(&target, content_type, &attempt, &options, open_deadline)
+            .attempts(
+                &target,
+                content_type,
+                &attempt,
+                &options,
+                (started, open_deadline),
+            )
             .await?;
         let super::attempt::Outcome::Socket(socket, address) = outcome else {
             unreachable!("an opening yields a socket");

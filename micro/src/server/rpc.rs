@@ -94,7 +94,7 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
     let running = AssertUnwindSafe(route.handler.clone().call(route.index, call)).catch_unwind();
     let endpoint = &*route.name;
     let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), running)
+        Some(deadline) => within(deadline, running)
             .await
             .map_err(|_| Error::timeout(format!("deadline exceeded serving {endpoint}")))?,
         None => running.await,
@@ -196,7 +196,7 @@ pub(crate) async fn read_body(
         ),
     };
     let mut body = body;
-    let collected = tokio::time::timeout_at(until.into(), collect(&mut body, limit)).await;
+    let collected = within(until, collect(&mut body, limit)).await;
     match collected {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(Collect::TooLarge)) => {
@@ -210,6 +210,21 @@ pub(crate) async fn read_body(
             "request body not complete when {what}"
         ))),
     }
+}
+
+/// `work` if it finishes by `deadline`. A timer is set only if the first
+/// poll leaves it pending: a small body that came with its head, or a
+/// handler that does not wait, costs no timer.
+async fn within<F: Future>(
+    deadline: Instant,
+    work: F,
+) -> std::result::Result<F::Output, tokio::time::error::Elapsed> {
+    let mut work = std::pin::pin!(work);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return Ok(done);
+    }
+    tokio::time::timeout_at(deadline.into(), work).await
 }
 
 enum Collect {
