@@ -95,6 +95,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod sync;
 pub(crate) mod transport;
 pub(crate) mod wire;
 

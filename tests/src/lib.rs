@@ -306,3 +306,25 @@ impl RawClient {
             .expect("request failed")
     }
 }
+
+/// Deletes the Redis keys matching `pattern` (a test run's own), so that
+/// the server does not grow run by run; how many there were.
+#[cfg(feature = "redis")]
+pub async fn delete_redis_keys(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> usize {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(conn)
+            .await
+            .expect("DEL");
+    }
+    keys.len()
+}

@@ -193,17 +193,9 @@ async fn redis_events() {
     let again = topics.publish_with_id(&t, "once", &1).await.unwrap();
     assert!(!first.duplicate && again.duplicate && again.sequence == first.sequence);
     // The run's keys, so that the server does not grow run by run.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("micro:events:{{{prefix}.*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(keys.len() >= 10, "{keys:?}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let deleted =
+        micro_tests::delete_redis_keys(&mut conn, &format!("micro:events:{{{prefix}.*")).await;
+    assert!(deleted >= 10, "{deleted} keys");
 }
 
 /// A few characters that differ from run to run.
@@ -254,6 +246,58 @@ async fn nats_kv_store() {
     let store = backends.store().clone();
     let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
     conformance::store(async || store.clone(), &prefix, STORE).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_sync() {
+    conformance::sync(Arc::new(micro::sync::MemoryLocks::new()), "conformance").await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_redis),
+    ignore = "needs a Redis server: set MICRO_TEST_REDIS=redis://127.0.0.1:6379"
+)]
+async fn redis_sync() {
+    let url = std::env::var("MICRO_TEST_REDIS").expect("MICRO_TEST_REDIS names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_SYNC" => Some("redis".to_owned()),
+        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.sync().name(), "redis");
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::sync(backends.sync().clone(), &prefix).await;
+
+    // A held lock is a key Redis expires; its tokens a counter beside it.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let name = format!("{prefix}.keys");
+    let lock = locker
+        .try_lock(&name, std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let key = format!("micro:sync:{{{name}}}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 5000, "{ttl}");
+    let fence: u64 = redis::cmd("GET")
+        .arg(format!("{key}:fence"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fence, lock.fence());
+    lock.unlock().await.unwrap();
+    let deleted =
+        micro_tests::delete_redis_keys(&mut conn, &format!("micro:sync:{{{prefix}.*")).await;
+    assert!(deleted > 0);
 }
 
 #[tokio::test]

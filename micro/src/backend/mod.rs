@@ -50,6 +50,7 @@ use crate::broker::{Broker, HttpBroker, MemoryBroker};
 use crate::events::{Events, MemoryEvents};
 use crate::registry::{MdnsRegistry, MemoryRegistry, Registry};
 use crate::store::{FileStore, MemoryStore, Store, Unavailable};
+use crate::sync::{Locks, MemoryLocks};
 
 /// One backend of each part, shared by a service and its clients. Cheap to
 /// clone: clones share the parts.
@@ -59,6 +60,7 @@ pub struct Backends {
     broker: Arc<dyn Broker>,
     store: Arc<dyn Store>,
     events: Arc<dyn Events>,
+    sync: Arc<dyn Locks>,
 }
 
 impl fmt::Debug for Backends {
@@ -68,6 +70,7 @@ impl fmt::Debug for Backends {
             .field("broker", &self.broker.name())
             .field("store", &self.store.name())
             .field("events", &self.events.name())
+            .field("sync", &self.sync.name())
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +94,7 @@ impl Backends {
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
+    /// | sync | `memory`, `redis` (feature `redis`) | `memory` | the server's URL (`redis://127.0.0.1:6379`) |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -109,6 +113,7 @@ impl Backends {
             broker: Arc::new(MemoryBroker::new()),
             store: Arc::new(MemoryStore::new()),
             events: Arc::new(MemoryEvents::new()),
+            sync: Arc::new(MemoryLocks::new()),
         }
     }
 
@@ -134,11 +139,13 @@ impl Backends {
         let broker = choose_broker(&var, &registry, &connections);
         let store = choose_store(&var, &connections);
         let events = choose_events(&var, &connections);
+        let sync = choose_sync(&var, &connections);
         Self {
             registry,
             broker,
             store,
             events,
+            sync,
         }
     }
 
@@ -167,6 +174,18 @@ impl Backends {
     #[must_use]
     pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// The locks services take and run their elections on.
+    pub fn sync(&self) -> &Arc<dyn Locks> {
+        &self.sync
+    }
+
+    /// This bundle with `sync` instead of its own.
+    #[must_use]
+    pub fn with_sync(mut self, sync: Arc<dyn Locks>) -> Self {
+        self.sync = sync;
         self
     }
 
@@ -281,6 +300,36 @@ fn choose_events(
             ];
             tracing::error!("{}", unusable("MICRO_EVENTS", other, &choices, "memory"));
             Arc::new(MemoryEvents::new())
+        }
+    }
+}
+
+fn choose_sync(var: &impl Fn(&str) -> Option<String>, connections: &Connections) -> Arc<dyn Locks> {
+    let (kind, address) = env::part(var, "SYNC");
+    #[cfg(not(feature = "redis"))]
+    let _ = (connections, address);
+    match kind.as_deref() {
+        #[cfg(feature = "redis")]
+        Some("redis") => {
+            let url = address.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+            match connections.redis(&url) {
+                Ok(c) => Arc::new(crate::sync::RedisLocks::on(c)),
+                Err(e) => {
+                    // A lock on another backend than the one asked for
+                    // would not exclude anyone: refuse every lock.
+                    tracing::error!(error = %e, "MICRO_SYNC=redis: locks cannot be used");
+                    Arc::new(crate::sync::Unavailable::new("redis", e))
+                }
+            }
+        }
+        None | Some("memory") => Arc::new(MemoryLocks::new()),
+        Some(other) => {
+            let choices = [
+                Choice::built_in("memory"),
+                Choice::feature("redis", cfg!(feature = "redis")),
+            ];
+            tracing::error!("{}", unusable("MICRO_SYNC", other, &choices, "memory"));
+            Arc::new(MemoryLocks::new())
         }
     }
 }

@@ -373,6 +373,8 @@ pub async fn broker(
 
 mod events;
 mod store;
+mod sync;
 
 pub use events::events;
 pub use store::{StoreTraits, store};
+pub use sync::sync;
