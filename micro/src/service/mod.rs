@@ -2,7 +2,10 @@
 //! its defaults. [`Service`] and [`ServiceHandle`] are also at the crate
 //! root.
 
+mod leader;
 mod registration;
+
+pub use leader::{DEFAULT_LEADER_TTL, LEADER_PREFIX, Leading, leader_key};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,6 +81,8 @@ pub struct Service {
     broker: Option<Arc<dyn crate::broker::Broker>>,
     subscribers: Vec<crate::broker::Subscriber>,
     consumers: Vec<crate::events::Consumer>,
+    leader_tasks: Vec<leader::LeaderTask>,
+    sync: Option<Arc<dyn crate::sync::Locks>>,
     layers: Vec<RouterLayer>,
     checks: Vec<HealthCheck>,
 }
@@ -136,6 +141,8 @@ impl Service {
             broker: None,
             subscribers: Vec::new(),
             consumers: Vec::new(),
+            leader_tasks: Vec::new(),
+            sync: None,
             layers: Vec::new(),
             checks: Vec::new(),
         }
@@ -313,6 +320,64 @@ impl Service {
     #[must_use]
     pub fn events(mut self, events: Arc<dyn crate::events::Events>) -> Self {
         self.events = Some(events);
+        self
+    }
+
+    /// The lock backend the service's elections run on, over the
+    /// [`backends`](Self::backends)'. Default: that of [`Backends::default`]
+    /// (memory unless `MICRO_SYNC` says).
+    #[must_use]
+    pub fn sync(mut self, sync: Arc<dyn crate::sync::Locks>) -> Self {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// Runs `task` only while this node leads `election`: every node of
+    /// the service that declares it campaigns, one leads at a time, and its
+    /// node shows `leader.<election>` (the lead's fencing token) in the
+    /// registry. The task starts when the lead is won and is dropped when
+    /// the lead is lost; a graceful stop resigns, so another node takes
+    /// over at once. A lead lasts [`DEFAULT_LEADER_TTL`] past the last
+    /// renewal of a node that stopped renewing (it crashed, say).
+    ///
+    /// ```no_run
+    /// # async fn run() -> micro::Result<()> {
+    /// micro::Service::new("billing")
+    ///     .leader_task("invoicing", |leading| async move {
+    ///         loop {
+    ///             // Send this hour's invoices, on one node of the service;
+    ///             // `leading.fence()` guards the writes.
+    ///             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    ///         }
+    ///     })
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn leader_task<F, Fut>(self, election: impl Into<String>, task: F) -> Self
+    where
+        F: Fn(Leading) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.leader_task_with_ttl(election, DEFAULT_LEADER_TTL, task)
+    }
+
+    /// As [`leader_task`](Self::leader_task), with the lead's time to live:
+    /// a shorter one hands over sooner after a crash, at the cost of more
+    /// renewals (one every third of it).
+    #[must_use]
+    pub fn leader_task_with_ttl<F, Fut>(
+        mut self,
+        election: impl Into<String>,
+        ttl: Duration,
+        task: F,
+    ) -> Self
+    where
+        F: Fn(Leading) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        (self.leader_tasks).push(leader::LeaderTask::new(election.into(), ttl, task));
         self
     }
 
@@ -502,6 +567,20 @@ impl Service {
             consumers.stop().await;
             return Err(Error::from(e).or_id(&self.name));
         }
+        // Campaigns start once the node is registered, so that the lead it
+        // wins shows on it.
+        let (leaders, leaders_seen) = tokio::sync::watch::channel(BTreeMap::new());
+        let sync = self.sync.unwrap_or_else(|| backends.sync().clone());
+        let locker = crate::sync::Locker::with_owner(sync, record.nodes[0].id.clone());
+        let campaigns = match leader::Campaigns::start(self.leader_tasks, &locker, &leaders) {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                consumers.stop().await;
+                let _ = registry.deregister(&record).await;
+                return Err(e.or_id(&self.name));
+            }
+        };
         if let (Some(a), Some(version)) = (&advert, version) {
             a.registered(version);
         }
@@ -511,6 +590,7 @@ impl Service {
             ttl,
             self.register_interval,
             advert,
+            (leaders, leaders_seen),
         ));
         tracing::info!(
             service = %self.name,
@@ -526,6 +606,7 @@ impl Service {
             renewing,
             subscriptions,
             consumers: Some(consumers),
+            campaigns: Some(campaigns),
             grace_period: self.grace_period,
             shutdown_delay: self.shutdown_delay,
         })
@@ -593,6 +674,8 @@ pub struct ServiceHandle {
     subscriptions: Vec<crate::broker::Subscription>,
     /// Stopped with the subscriptions; the delivery being handled finishes.
     consumers: Option<crate::events::Running>,
+    /// Resigned first on a stop, so the lead moves on at once.
+    campaigns: Option<leader::Campaigns>,
     grace_period: Duration,
     shutdown_delay: Duration,
 }
@@ -629,6 +712,9 @@ impl ServiceHandle {
     pub async fn stop(mut self) -> Result<()> {
         let name = self.server.name().to_owned();
         self.server.begin_stop();
+        if let Some(campaigns) = self.campaigns.take() {
+            campaigns.resign().await;
+        }
         // No renewal may race the deregistration below.
         self.renewing.abort();
         let _ = (&mut self.renewing).await;

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::broker::Advertisement;
 use crate::registry::{self, Node, RegisterOptions, Registry};
 
@@ -71,6 +73,13 @@ pub(super) async fn register_with_retries(
     registry.register(record, options.clone()).await
 }
 
+/// The node metadata of the leads a node holds (`leader.*`), both ends:
+/// the renewal keeps the sender so that the channel lives as long as it.
+pub(super) type Leads = (
+    watch::Sender<BTreeMap<String, String>>,
+    watch::Receiver<BTreeMap<String, String>>,
+);
+
 /// Renews the registration every `interval`, and at once when the
 /// broker's advertised subscriptions change, until the task is aborted (a
 /// graceful stop aborts it before it deregisters).
@@ -80,6 +89,9 @@ pub(super) async fn renew(
     options: RegisterOptions,
     interval: Duration,
     mut advert: Option<Advertisement>,
+    // The leads this node holds (`leader.*`); the sender lives in the
+    // handle, so a change re-registers at once.
+    (_leaders, mut leaders): Leads,
 ) {
     let mut next = tokio::time::Instant::now() + interval;
     loop {
@@ -91,6 +103,11 @@ pub(super) async fn renew(
         };
         tokio::select! {
             () = tokio::time::sleep_until(next) => next += interval,
+            Ok(()) = leaders.changed() => {
+                let node = &mut record.nodes[0];
+                node.metadata.retain(|key, _| !key.starts_with(super::LEADER_PREFIX));
+                node.metadata.extend(leaders.borrow_and_update().clone());
+            }
             alive = changed => {
                 if !alive {
                     advert = None;
