@@ -74,7 +74,7 @@ pub use nats::NatsKvStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use scoped::{Scoped, WriteBuilder};
+pub use scoped::{FENCE_KEY, Scoped, WriteBuilder};
 pub use unavailable::Unavailable;
 
 use crate::codec::ContentType;

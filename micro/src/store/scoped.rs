@@ -107,6 +107,7 @@ impl Scoped {
             ttl: None,
             condition: Condition::Always,
             metadata: std::collections::BTreeMap::new(),
+            fence: None,
         }
     }
 
@@ -197,7 +198,12 @@ pub struct WriteBuilder<'a, T: ?Sized> {
     ttl: Option<Duration>,
     condition: Condition,
     metadata: std::collections::BTreeMap<String, String>,
+    fence: Option<u64>,
 }
+
+/// The record metadata key that holds the fencing token of a fenced
+/// write ([`WriteBuilder::fence`]).
+pub const FENCE_KEY: &str = "micro.fence";
 
 impl<T: Serialize + ?Sized> WriteBuilder<'_, T> {
     /// The record expires `ttl` from now.
@@ -228,20 +234,65 @@ impl<T: Serialize + ?Sized> WriteBuilder<'_, T> {
         self
     }
 
+    /// Only for the holder of fencing token `fence` (a
+    /// [`Lock`](crate::sync::Lock)'s or a lead's) or a later one: the write
+    /// is refused with 409 if the record was last written with a larger
+    /// token, so a holder that was paused past its lease cannot overwrite
+    /// what the next holder wrote. The token is kept in the record's
+    /// metadata under [`FENCE_KEY`]. It replaces any version condition:
+    /// the check and the write are one compare-and-set, retried if another
+    /// write comes between them.
+    pub fn fence(mut self, fence: u64) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
     /// Stores the write; returns the record's new version.
     ///
     /// # Errors
-    /// 409 when the condition does not hold; 400 for a bad key or a value
-    /// the codec cannot encode; 503 when the backend is down.
-    pub async fn send(self) -> Result<u64> {
+    /// 409 when the condition or the fence does not hold; 400 for a bad
+    /// key or a value the codec cannot encode; 503 when the backend is
+    /// down.
+    pub async fn send(mut self) -> Result<u64> {
         let content_type = self.scoped.content_type;
         let value = content_type
             .encode(self.value)
             .map_err(|e| Error::bad_request(format!("record \"{}\": {e}", self.key)))?;
-        let mut write = Write::new(self.key, value, content_type);
-        write.ttl = self.ttl;
-        write.condition = self.condition;
-        write.metadata = self.metadata;
-        Ok(self.scoped.store.write(&self.scoped.scope, write).await?)
+        let Some(fence) = self.fence else {
+            let mut write = Write::new(self.key, value, content_type);
+            write.ttl = self.ttl;
+            write.condition = self.condition;
+            write.metadata = self.metadata;
+            return Ok(self.scoped.store.write(&self.scoped.scope, write).await?);
+        };
+        self.metadata
+            .insert(FENCE_KEY.to_owned(), fence.to_string());
+        loop {
+            let condition = match self.scoped.read(self.key).await {
+                Ok(record) => {
+                    let last = record.metadata.get(FENCE_KEY).and_then(|f| f.parse().ok());
+                    if let Some(last) = last.filter(|last: &u64| *last > fence) {
+                        return Err(Error::conflict(format!(
+                            "record \"{}\" was written with fencing token {last}, later than {fence}",
+                            self.key
+                        )));
+                    }
+                    Condition::Version(record.version)
+                }
+                Err(e) if e.code() == crate::code::NOT_FOUND => Condition::Absent,
+                Err(e) => return Err(e),
+            };
+            let mut write = Write::new(self.key, value.clone(), content_type);
+            write.ttl = self.ttl;
+            write.condition = condition;
+            write.metadata = self.metadata.clone();
+            match self.scoped.store.write(&self.scoped.scope, write).await {
+                Ok(version) => return Ok(version),
+                // Another write came between the read and this one: look
+                // at its token.
+                Err(super::StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

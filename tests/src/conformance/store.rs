@@ -274,6 +274,59 @@ pub async fn store(make: impl AsyncFn() -> Arc<dyn Store>, prefix: &str, traits:
     }
     assert_eq!(s.get::<u64>("n").await.unwrap(), 1000, "no increment lost");
 
+    // Fenced writes: a write with an older fencing token than the last is
+    // refused, whoever comes first; racing holders end with the newest.
+    let s = handle("fenced").await;
+    s.write("job", &"five")
+        .fence(5)
+        .send()
+        .await
+        .expect("first");
+    let err = s
+        .write("job", &"three")
+        .fence(3)
+        .send()
+        .await
+        .expect_err("older");
+    assert_eq!(err.code(), 409, "{err}");
+    s.write("job", &"five again")
+        .fence(5)
+        .send()
+        .await
+        .expect("same holder");
+    s.write("job", &"seven")
+        .fence(7)
+        .send()
+        .await
+        .expect("newer");
+    let record = s.read("job").await.unwrap();
+    assert_eq!(record.decode::<String>().unwrap(), "seven");
+    assert_eq!(
+        record
+            .metadata
+            .get(micro::store::FENCE_KEY)
+            .map(String::as_str),
+        Some("7")
+    );
+    let racers: Vec<_> = (10..18u64)
+        .map(|fence| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let _ = s.write("race", &fence).fence(fence).send().await;
+                }
+            })
+        })
+        .collect();
+    for t in racers {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        s.get::<u64>("race").await.unwrap(),
+        17,
+        "the newest holder's write"
+    );
+
     // Watch: every change under the prefix, in order.
     let s = handle("watch").await;
     if traits.watches {
