@@ -295,8 +295,10 @@ async fn redis_sync() {
         .unwrap();
     assert_eq!(fence, lock.fence());
     lock.unlock().await.unwrap();
-    let deleted =
-        micro_tests::delete_redis_keys(&mut conn, &format!("micro:sync:{{{prefix}.*")).await;
+    let mut deleted = 0;
+    for pattern in ["micro:sync:{", "micro:sync:{election:"] {
+        deleted += micro_tests::delete_redis_keys(&mut conn, &format!("{pattern}{prefix}.*")).await;
+    }
     assert!(deleted > 0);
 }
 

@@ -221,4 +221,17 @@ fn leaders_across_processes_hand_over_on_kill_and_term() {
     assert!(fence3 > fence2, "{leads:?}");
     assert_eq!(nodes[second].wait(Duration::from_secs(5)), 0);
     assert_eq!(leads.len(), 3, "{leads:?}");
+    drop(nodes);
+
+    // The election's keys, so that the server does not grow run by run.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let pattern = format!("micro:sync:{{election:{election}}}*");
+        assert!(micro_tests::delete_redis_keys(&mut conn, &pattern).await > 0);
+    });
 }
