@@ -328,3 +328,27 @@ pub async fn delete_redis_keys(
     }
     keys.len()
 }
+
+/// Runs `sql` with the one text parameter `arg` on the Postgres server at
+/// `url`, on a connection of its own; how many rows it touched.
+#[cfg(feature = "postgres")]
+pub async fn postgres_execute(url: &str, sql: &str, arg: &str) -> u64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("postgres");
+    tokio::spawn(connection);
+    client.execute(sql, &[&arg]).await.expect(sql)
+}
+
+/// Purges the key of the NATS lock `name` (and its history) from micro's
+/// lock bucket, so that the bucket does not grow run by run.
+#[cfg(feature = "nats")]
+pub async fn purge_nats_locks(url: &str, name: &str) {
+    let client = async_nats::connect(url).await.expect("nats");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("micro-sync")
+        .await
+        .expect("the lock bucket");
+    let key: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    kv.purge(&key).await.expect("purge");
+}

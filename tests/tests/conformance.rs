@@ -302,6 +302,74 @@ async fn redis_sync() {
     assert!(deleted > 0);
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_postgres),
+    ignore = "needs a Postgres server: set MICRO_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn postgres_sync() {
+    let url = std::env::var("MICRO_TEST_POSTGRES").expect("MICRO_TEST_POSTGRES names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_SYNC" => Some("postgres".to_owned()),
+        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.sync().name(), "postgres");
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::sync(backends.sync().clone(), &prefix).await;
+    // A lock is a row that keeps its last token; these are this run's.
+    let deleted = micro_tests::postgres_execute(
+        &url,
+        "DELETE FROM micro_locks WHERE name LIKE $1 || '%' OR name LIKE 'election:' || $1 || '%'",
+        &prefix,
+    )
+    .await;
+    assert!(deleted >= 4, "{deleted}");
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_nats_kv),
+    ignore = "needs a NATS server with JetStream KV (2.10+): set MICRO_TEST_NATS_KV=nats://127.0.0.1:4223"
+)]
+async fn nats_sync() {
+    let url = std::env::var("MICRO_TEST_NATS_KV").expect("MICRO_TEST_NATS_KV names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_SYNC" => Some("nats".to_owned()),
+        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.sync().name(), "nats");
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::sync(backends.sync().clone(), &prefix).await;
+
+    // A held lock is a key of the bucket, its token the key's revision.
+    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let name = format!("{prefix}.keys");
+    let lock = locker
+        .try_lock(&name, std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("micro-sync")
+        .await
+        .unwrap();
+    let key: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    let entry = kv.entry(&key).await.unwrap().expect("the lock's key");
+    assert_eq!(entry.revision, lock.fence());
+    lock.unlock().await.unwrap();
+    for suffix in [".try", ".mutex", ".lease", ".keys"] {
+        micro_tests::purge_nats_locks(&url, &format!("{prefix}{suffix}")).await;
+    }
+    micro_tests::purge_nats_locks(&url, &format!("election:{prefix}.leader")).await;
+}
+
 #[tokio::test]
 async fn memory_events() {
     let events: Arc<dyn micro::events::Events> = Arc::new(micro::events::MemoryEvents::new());

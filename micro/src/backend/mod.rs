@@ -32,6 +32,8 @@
 mod env;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
@@ -94,7 +96,7 @@ impl Backends {
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
-    /// | sync | `memory`, `redis` (feature `redis`) | `memory` | the server's URL (`redis://127.0.0.1:6379`) |
+    /// | sync | `memory`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the server's URL, as for the store |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
@@ -220,23 +222,23 @@ struct Connections {
     nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
     #[cfg(feature = "redis")]
     redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
-    /// A Postgres store is its own pool: the parts at one URL share it.
     #[cfg(feature = "postgres")]
-    postgres: Mutex<HashMap<String, crate::store::PostgresStore>>,
+    postgres: Mutex<HashMap<String, Arc<postgres::PostgresPool>>>,
 }
 
 impl Connections {
-    /// The pool of connections to the Postgres server at `url`.
+    /// The pool of connections to the Postgres server at `url`: the same
+    /// one for every part that asks.
     ///
     /// # Errors
     /// Why the driver does not take the URL.
     #[cfg(feature = "postgres")]
-    fn postgres(&self, url: &str) -> Result<crate::store::PostgresStore, crate::store::StoreError> {
+    fn postgres(&self, url: &str) -> Result<Arc<postgres::PostgresPool>, String> {
         let mut map = self.postgres.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(url) {
             return Ok(p.clone());
         }
-        let p = crate::store::PostgresStore::new(url)?;
+        let p = postgres::PostgresPool::new(url)?;
         map.insert(url.to_owned(), p.clone());
         Ok(p)
     }
@@ -304,28 +306,47 @@ fn choose_events(
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "nats")),
+    allow(unused_variables)
+)]
 fn choose_sync(var: &impl Fn(&str) -> Option<String>, connections: &Connections) -> Arc<dyn Locks> {
     let (kind, address) = env::part(var, "SYNC");
-    #[cfg(not(feature = "redis"))]
-    let _ = (connections, address);
+    // A lock on another backend than the one asked for would not exclude
+    // anyone: one that cannot be set up refuses every lock.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    let refuse = |name: &'static str, e: String| -> Arc<dyn Locks> {
+        tracing::error!(error = %e, "MICRO_SYNC={name}: locks cannot be used");
+        Arc::new(crate::sync::Unavailable::new(name, e))
+    };
     match kind.as_deref() {
         #[cfg(feature = "redis")]
         Some("redis") => {
             let url = address.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
             match connections.redis(&url) {
                 Ok(c) => Arc::new(crate::sync::RedisLocks::on(c)),
-                Err(e) => {
-                    // A lock on another backend than the one asked for
-                    // would not exclude anyone: refuse every lock.
-                    tracing::error!(error = %e, "MICRO_SYNC=redis: locks cannot be used");
-                    Arc::new(crate::sync::Unavailable::new("redis", e))
-                }
+                Err(e) => refuse("redis", e),
             }
+        }
+        #[cfg(feature = "postgres")]
+        Some("postgres") => {
+            let url = address.unwrap_or_else(|| POSTGRES_DEFAULT_URL.to_owned());
+            match connections.postgres(&url) {
+                Ok(pool) => Arc::new(crate::sync::PostgresLocks::on(pool)),
+                Err(e) => refuse("postgres", e),
+            }
+        }
+        #[cfg(feature = "nats")]
+        Some("nats") => {
+            let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
+            Arc::new(crate::sync::NatsLocks::on(connections.nats(&url)))
         }
         None | Some("memory") => Arc::new(MemoryLocks::new()),
         Some(other) => {
             let choices = [
                 Choice::built_in("memory"),
+                Choice::feature("nats", cfg!(feature = "nats")),
+                Choice::feature("postgres", cfg!(feature = "postgres")),
                 Choice::feature("redis", cfg!(feature = "redis")),
             ];
             tracing::error!("{}", unusable("MICRO_SYNC", other, &choices, "memory"));
@@ -333,6 +354,10 @@ fn choose_sync(var: &impl Fn(&str) -> Option<String>, connections: &Connections)
         }
     }
 }
+
+/// The Postgres server parts use when given none.
+#[cfg(feature = "postgres")]
+const POSTGRES_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
     match env::part(var, "REGISTRY").0.as_deref() {
@@ -366,13 +391,12 @@ fn choose_store(
         }
         #[cfg(feature = "postgres")]
         Some("postgres") => {
-            let url =
-                address.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            let url = address.unwrap_or_else(|| POSTGRES_DEFAULT_URL.to_owned());
             match connections.postgres(&url) {
-                Ok(store) => Arc::new(store),
+                Ok(pool) => Arc::new(crate::store::PostgresStore::on(pool)),
                 Err(e) => {
                     tracing::error!(error = %e, "MICRO_STORE=postgres: the store cannot be used");
-                    Arc::new(Unavailable::new("postgres", e.to_string()))
+                    Arc::new(Unavailable::new("postgres", e))
                 }
             }
         }

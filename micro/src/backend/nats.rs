@@ -59,3 +59,14 @@ impl NatsConnection {
         self.client.get()
     }
 }
+
+/// `key` as lowercase hex: any string as a valid NATS subject token or KV
+/// key, in the same byte order.
+pub(crate) fn hex(key: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(key.len() * 2);
+    for b in key.bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

@@ -15,7 +15,7 @@ use super::{
     Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
     check_scope, conflict, expiry, holds,
 };
-use crate::backend::nats::NatsConnection;
+use crate::backend::nats::{NatsConnection, hex};
 
 /// Records in NATS JetStream key-value buckets (cargo feature `nats`; a
 /// server with JetStream, 2.10 or later).
@@ -113,14 +113,6 @@ fn bucket_name(scope: &str) -> String {
         }
     }
     name
-}
-
-fn hex(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() * 2);
-    for b in key.bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 fn unhex(name: &str) -> Option<String> {

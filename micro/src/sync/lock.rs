@@ -43,12 +43,13 @@ impl std::fmt::Debug for Lock {
 }
 
 impl Lock {
+    /// The guard of `name`, held by `owner` with `fence` since `asked`.
     pub(super) fn held(
         backend: Arc<dyn Locks>,
-        name: String,
-        owner: String,
+        (name, owner): (String, String),
         fence: u64,
         ttl: Duration,
+        asked: Instant,
     ) -> Self {
         let held = Arc::new(Held {
             backend,
@@ -58,7 +59,7 @@ impl Lock {
             ttl,
         });
         let (tx, lost) = watch::channel(false);
-        let renewal = tokio::spawn(renew(held.clone(), tx));
+        let renewal = tokio::spawn(renew(held.clone(), tx, asked));
         Self {
             held,
             lost,
@@ -140,11 +141,10 @@ impl Drop for Lock {
 
 /// Renews `held` every third of its time to live until a renewal is
 /// refused or the lease has run out unrenewed; then says it is lost.
-async fn renew(held: Arc<Held>, lost: watch::Sender<bool>) {
+async fn renew(held: Arc<Held>, lost: watch::Sender<bool>, asked: Instant) {
     let every = held.ttl / 3;
-    // The lease runs from just before the acquisition returned.
-    let mut expires = Instant::now() + held.ttl;
-    let mut next = Instant::now() + every;
+    let mut expires = asked + held.ttl;
+    let mut next = asked + every;
     loop {
         tokio::time::sleep_until(next.min(expires)).await;
         if Instant::now() >= expires {

@@ -29,16 +29,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Backends: [`MemoryLocks`] (the default, one process) and, with the
-//! cargo feature `redis`, [`RedisLocks`]. `MICRO_SYNC` and
-//! `MICRO_SYNC_ADDRESS` choose one for [`Backends`](crate::Backends).
+//! Backends, each passing one conformance suite:
+//!
+//! | backend | `MICRO_SYNC` | `MICRO_SYNC_ADDRESS` | a lease ends | tokens |
+//! |---|---|---|---|---|
+//! | [`MemoryLocks`] (default) | `memory` | unused | by this process's clock | a counter per name |
+//! | `RedisLocks` (feature `redis`) | `redis` | `redis://host:port/db` | by Redis (key expiry) | a counter key per name |
+//! | `PostgresLocks` (feature `postgres`) | `postgres` | `postgres://user@host:port/db` | by the database's clock | a row per name |
+//! | `NatsLocks` (feature `nats`) | `nats` | `nats://host:port` | as its waiters time it (see its docs) | the key's revision |
+//!
+//! [`Backends`](crate::Backends) chooses one from `MICRO_SYNC` and
+//! `MICRO_SYNC_ADDRESS`, on the connection its store to the same server
+//! uses.
 
 mod election;
 mod lock;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "postgres", feature = "redis"))]
 mod unavailable;
 
 use std::sync::Arc;
@@ -49,9 +62,13 @@ use futures_util::future::BoxFuture;
 pub use election::Leadership;
 pub use lock::Lock;
 pub use memory::MemoryLocks;
+#[cfg(feature = "nats")]
+pub use nats::NatsLocks;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLocks;
 #[cfg(feature = "redis")]
 pub use redis::RedisLocks;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) use unavailable::Unavailable;
 
 use crate::Error;
@@ -107,7 +124,7 @@ impl From<SyncError> for Error {
 ///   `fence`, and say whether they did.
 /// - A lease that is not renewed within its `ttl` ends by itself.
 pub trait Locks: Send + Sync + 'static {
-    /// The backend's name (`memory`, `redis`).
+    /// The backend's name (`memory`, `redis`, `postgres`, `nats`).
     fn name(&self) -> &'static str;
 
     /// Takes `name` for `owner` if it is free; its fencing token.
@@ -258,15 +275,18 @@ impl Locker {
     async fn attempt(&self, name: &str, owner: &str, ttl: Duration) -> crate::Result<Option<Lock>> {
         check_name(name)?;
         check_ttl(ttl)?;
+        // The lease runs from before the backend took it, so this side
+        // never thinks it holds the lock longer than the backend does.
+        let asked = tokio::time::Instant::now();
         let Some(fence) = self.backend.acquire(name, owner, ttl).await? else {
             return Ok(None);
         };
         Ok(Some(Lock::held(
             self.backend.clone(),
-            name.to_owned(),
-            owner.to_owned(),
+            (name.to_owned(), owner.to_owned()),
             fence,
             ttl,
+            asked,
         )))
     }
 }

@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::encoding::millis;
 use super::sweeper::Sweeper;
@@ -17,18 +15,13 @@ use super::{
     Condition, MAX_KEY_LEN, Query, Record, SWEEP_EVERY, Store, StoreError, Watch, Write, check_key,
     check_scope, conflict, expiry,
 };
+use crate::backend::postgres::{PgConn, PgError, PostgresPool};
 use crate::codec::ContentType;
 
 mod watch;
 
-/// How many connections the pool keeps.
-const POOL: usize = 4;
-
 /// How many rows a listing with a suffix reads at a time.
 const CHUNK: i64 = 256;
-
-/// How long connecting may take before calls fail with 503.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// micro's table: keys as bytes, so that both Postgres and CockroachDB
 /// order them byte by byte whatever the collation, and no pattern (`LIKE`)
@@ -68,8 +61,6 @@ enum Sql {
 }
 
 impl Sql {
-    const COUNT: usize = 9;
-
     fn text(self) -> &'static str {
         macro_rules! list {
             () => {
@@ -138,21 +129,6 @@ impl Sql {
     }
 }
 
-/// One pooled connection and the statements prepared on it.
-#[derive(Debug)]
-struct Conn {
-    client: Client,
-    prepared: [tokio::sync::OnceCell<Statement>; Sql::COUNT],
-}
-
-/// A place in the pool: the connection, and a lock held only while
-/// connecting, so that calls on a live connection take no lock.
-#[derive(Debug, Default)]
-struct Slot {
-    conn: std::sync::RwLock<Option<Arc<Conn>>>,
-    connecting: Mutex<()>,
-}
-
 /// Records in Postgres or CockroachDB (cargo feature `postgres`).
 ///
 /// One table, `micro_store`, made on first use, holds every scope; a sweep
@@ -177,10 +153,7 @@ pub struct PostgresStore {
 
 #[derive(Debug)]
 struct Inner {
-    url: String,
-    config: tokio_postgres::Config,
-    slots: Vec<Slot>,
-    next: AtomicUsize,
+    pool: Arc<PostgresPool>,
     /// Made once the table exists: `Err` with the reason when watches
     /// cannot be offered.
     schema: tokio::sync::OnceCell<Result<(), String>>,
@@ -195,79 +168,36 @@ impl PostgresStore {
     /// # Errors
     /// 400 for a URL the driver does not take.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("postgres URL \"{url}\": {e}")))?;
-        config.connect_timeout(CONNECT_TIMEOUT);
-        Ok(Self {
+        Ok(Self::on(
+            PostgresPool::new(url).map_err(StoreError::Invalid)?,
+        ))
+    }
+
+    /// A store on `pool`, which other parts may share.
+    pub(crate) fn on(pool: Arc<PostgresPool>) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                url: url.to_owned(),
-                config,
-                slots: (0..POOL).map(|_| Slot::default()).collect(),
-                next: AtomicUsize::new(0),
+                pool,
                 schema: tokio::sync::OnceCell::new(),
                 sweeper: Sweeper::new(),
                 listener: watch::Listener::default(),
             }),
-        })
-    }
-
-    fn unavailable(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!("postgres at {}: {e}", self.inner.url))
-    }
-
-    fn failed(&self, e: &tokio_postgres::Error) -> StoreError {
-        if e.is_closed() || e.as_db_error().is_none() {
-            self.unavailable(e)
-        } else {
-            StoreError::Backend(format!("postgres at {}: {e}", self.inner.url))
         }
     }
 
-    /// A connection from the pool, connecting (again) where needed; the
-    /// table exists once this returns.
-    async fn client(&self) -> Result<Arc<Conn>, StoreError> {
-        let slot = &self.inner.slots[self.inner.next.fetch_add(1, Ordering::Relaxed) % POOL];
-        let live = |slot: &Slot| {
-            (slot.conn.read().unwrap_or_else(|e| e.into_inner()))
-                .as_ref()
-                .filter(|c| !c.client.is_closed())
-                .cloned()
-        };
-        let conn = match live(slot) {
-            Some(conn) => conn,
-            None => {
-                let _connecting = slot.connecting.lock().await;
-                match live(slot) {
-                    Some(conn) => conn,
-                    None => {
-                        let conn = self.connect().await?;
-                        *slot.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-                        conn
-                    }
-                }
-            }
-        };
-        self.schema(&conn.client).await?;
-        Ok(conn)
+    fn pool(&self) -> &PostgresPool {
+        &self.inner.pool
     }
 
-    async fn connect(&self) -> Result<Arc<Conn>, StoreError> {
-        let (client, connection) = self
-            .inner
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgres connection ended");
-            }
-        });
-        Ok(Arc::new(Conn {
-            client,
-            prepared: Default::default(),
-        }))
+    fn failed(&self, e: &tokio_postgres::Error) -> StoreError {
+        self.pool().failed(e).into()
+    }
+
+    /// A connection from the pool; the table exists once this returns.
+    async fn client(&self) -> Result<Arc<PgConn>, StoreError> {
+        let conn = self.pool().conn().await?;
+        self.schema(&conn.client).await?;
+        Ok(conn)
     }
 
     /// Makes the table, and the trigger that feeds watches where the
@@ -298,15 +228,17 @@ impl PostgresStore {
     }
 
     /// `sql` prepared on `conn`, once per connection.
-    async fn prepare<'c>(&self, conn: &'c Conn, sql: Sql) -> Result<&'c Statement, StoreError> {
-        conn.prepared[sql as usize]
-            .get_or_try_init(|| async {
-                conn.client
-                    .prepare(sql.text())
-                    .await
-                    .map_err(|e| self.failed(&e))
-            })
-            .await
+    async fn prepare(&self, conn: &PgConn, sql: Sql) -> Result<Statement, StoreError> {
+        Ok(conn.prepare(self.pool(), sql.text()).await?)
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Unavailable(text) => StoreError::Unavailable(text),
+            PgError::Backend(text) => StoreError::Backend(text),
+        }
     }
 }
 
@@ -381,7 +313,7 @@ impl Store for PostgresStore {
             let row = conn
                 .client
                 .query_opt(
-                    self.prepare(&conn, Sql::Read).await?,
+                    &self.prepare(&conn, Sql::Read).await?,
                     &[&scope, &key.as_bytes(), &now_ms()],
                 )
                 .await
@@ -415,7 +347,7 @@ impl Store for PostgresStore {
                 let rows = conn
                     .client
                     .query(
-                        self.prepare(&conn, Sql::List).await?,
+                        &self.prepare(&conn, Sql::List).await?,
                         &[&scope, &start, &from, &end, &now, &limit, &offset],
                     )
                     .await
@@ -429,7 +361,7 @@ impl Store for PostgresStore {
                 let rows = conn
                     .client
                     .query(
-                        self.prepare(&conn, Sql::ListChunk).await?,
+                        &self.prepare(&conn, Sql::ListChunk).await?,
                         &[&scope, &start, &from, &end, &now, &CHUNK],
                     )
                     .await
@@ -487,7 +419,7 @@ impl Store for PostgresStore {
                     };
                     conn.client
                         .query_opt(
-                            self.prepare(&conn, sql).await?,
+                            &self.prepare(&conn, sql).await?,
                             &[&scope, &key, &value, &ct, &metadata, &expires_at, &now],
                         )
                         .await
@@ -495,7 +427,7 @@ impl Store for PostgresStore {
                 Condition::Version(v) => {
                     conn.client
                         .query_opt(
-                            self.prepare(&conn, Sql::WriteVersion).await?,
+                            &self.prepare(&conn, Sql::WriteVersion).await?,
                             &[
                                 &scope,
                                 &key,
@@ -535,7 +467,7 @@ impl Store for PostgresStore {
                 Condition::Version(v) => {
                     conn.client
                         .query_opt(
-                            self.prepare(&conn, Sql::DeleteVersion).await?,
+                            &self.prepare(&conn, Sql::DeleteVersion).await?,
                             &[&scope, &key.as_bytes(), &now, &version_arg(v)],
                         )
                         .await
@@ -543,7 +475,7 @@ impl Store for PostgresStore {
                 _ => {
                     conn.client
                         .query_opt(
-                            self.prepare(&conn, Sql::Delete).await?,
+                            &self.prepare(&conn, Sql::Delete).await?,
                             &[&scope, &key.as_bytes(), &now],
                         )
                         .await
@@ -573,7 +505,7 @@ impl Store for PostgresStore {
             if let Err(reason) = self.schema(&conn.client).await? {
                 return Err(StoreError::Unsupported(format!(
                     "postgres at {}: {reason}",
-                    self.inner.url
+                    self.pool().url()
                 )));
             }
             let changes = self.inner.listener.changes(self, scope).await?;

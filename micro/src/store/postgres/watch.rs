@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{Mutex, mpsc};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::{Inner, PostgresStore, build};
 use crate::store::changes::Changes;
@@ -155,12 +155,7 @@ impl Listener {
 
 /// Connects and `LISTEN`s, and starts the task that feeds the changes.
 async fn listen(store: &PostgresStore) -> Result<(Arc<Client>, Arc<Changes>), StoreError> {
-    let (client, mut connection) = store
-        .inner
-        .config
-        .connect(NoTls)
-        .await
-        .map_err(|e| store.unavailable(e))?;
+    let (client, mut connection) = store.inner.pool.connect().await?;
     let (sender, notices) = mpsc::channel(BACKLOG);
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
@@ -214,11 +209,11 @@ async fn feed(
                         Err(e) => changes.fail(e),
                     },
                     Some(Err(e)) => {
-                        changes.fail(store.unavailable(format!("the watch connection was lost ({e}); watch again")));
+                        changes.fail(StoreError::from(store.inner.pool.unavailable(format!("the watch connection was lost ({e}); watch again"))));
                         return;
                     }
                     None => {
-                        changes.fail(store.unavailable("the watch connection was lost; watch again"));
+                        changes.fail(StoreError::from(store.inner.pool.unavailable("the watch connection was lost; watch again")));
                         return;
                     }
                 }
@@ -293,7 +288,7 @@ impl PostgresStore {
                 let row = conn
                     .client
                     .query_opt(
-                        self.prepare(&conn, super::Sql::ReadVersion).await?,
+                        &self.prepare(&conn, super::Sql::ReadVersion).await?,
                         &[&notice.s, &key, &notice.v],
                     )
                     .await
