@@ -15,6 +15,10 @@
 //! curl -H 'Content-Type: application/json' -H 'Micro-Endpoint: Scheduler.Status' -d '{}' http://localhost:8091
 //! ```
 //!
+//! Postgres or NATS serve as well: `MICRO_SYNC=postgres MICRO_STORE=postgres`
+//! with `MICRO_SYNC_ADDRESS` and `MICRO_STORE_ADDRESS` set to the database
+//! URL, built with `--features store-backends`.
+//!
 //! Stop the leader (Ctrl-C or `kill`) and another instance leads at once;
 //! kill it with `kill -9` and another leads within the lead's 5 s.
 
