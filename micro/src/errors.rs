@@ -80,6 +80,8 @@ pub mod code {
     pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
     /// 426: `GET /` without a WebSocket upgrade.
     pub const UPGRADE_REQUIRED: u16 = 426;
+    /// 429: the caller sent more than it may; try again later.
+    pub const TOO_MANY_REQUESTS: u16 = 429;
     /// 500: the handler failed without saying why, or panicked.
     pub const INTERNAL: u16 = 500;
     /// 501: not implemented, or a transfer coding the server does not take.
@@ -139,6 +141,8 @@ impl Error {
         payload_too_large => code::PAYLOAD_TOO_LARGE;
         /// 415: the content type has no codec.
         unsupported_media_type => code::UNSUPPORTED_MEDIA_TYPE;
+        /// 429: the caller sent more than it may; try again later.
+        too_many_requests => code::TOO_MANY_REQUESTS;
         /// 500: the handler failed without saying why, or panicked.
         internal => code::INTERNAL;
         /// 501: the endpoint exists but is not implemented.

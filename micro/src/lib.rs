@@ -86,6 +86,7 @@ pub mod backend;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod config;
 mod context;
 mod errors;
 pub mod events;

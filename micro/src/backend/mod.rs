@@ -106,6 +106,14 @@ impl Backends {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
+    /// As [`from_env`](Self::from_env), each `MICRO_*` variable that is
+    /// unset in the environment read from `config`'s key `micro.*`
+    /// (`MICRO_STORE_ADDRESS` from `micro.store_address`): micro's own
+    /// settings in the service's config file.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self::from_vars(|name| config.micro_var(name))
+    }
+
     /// Everything in this process: a memory registry and a memory broker.
     /// Nothing goes on the network; services and clients sharing the bundle
     /// find each other.
@@ -382,7 +390,29 @@ fn choose_store(
     var: &impl Fn(&str) -> Option<String>,
     connections: &Connections,
 ) -> Arc<dyn Store> {
-    let (kind, address) = env::part(var, "STORE");
+    store_for(var, "STORE", connections)
+}
+
+/// The store the remote config source reads: the one `MICRO_CONFIG` and
+/// `MICRO_CONFIG_ADDRESS` name (the store's kinds), or none when
+/// `MICRO_CONFIG` is unset.
+pub(crate) fn config_store(var: &impl Fn(&str) -> Option<String>) -> Option<Arc<dyn Store>> {
+    env::part(var, "CONFIG").0?;
+    Some(store_for(var, "CONFIG", &Connections::default()))
+}
+
+/// The store `MICRO_<PART>` and `MICRO_<PART>_ADDRESS` name.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "nats")),
+    allow(unused_variables)
+)]
+fn store_for(
+    var: &impl Fn(&str) -> Option<String>,
+    part: &str,
+    connections: &Connections,
+) -> Arc<dyn Store> {
+    let (kind, address) = env::part(var, part);
+    let name = format!("MICRO_{part}");
     match kind.as_deref() {
         #[cfg(feature = "nats")]
         Some("nats") => {
@@ -395,7 +425,7 @@ fn choose_store(
             match connections.postgres(&url) {
                 Ok(pool) => Arc::new(crate::store::PostgresStore::on(pool)),
                 Err(e) => {
-                    tracing::error!(error = %e, "MICRO_STORE=postgres: the store cannot be used");
+                    tracing::error!(error = %e, "{name}=postgres: the store cannot be used");
                     Arc::new(Unavailable::new("postgres", e))
                 }
             }
@@ -406,7 +436,7 @@ fn choose_store(
             match connections.redis(&url) {
                 Ok(c) => Arc::new(crate::store::RedisStore::on(c)),
                 Err(e) => {
-                    tracing::error!(error = %e, "MICRO_STORE=redis: the store cannot be used");
+                    tracing::error!(error = %e, "{name}=redis: the store cannot be used");
                     Arc::new(Unavailable::new("redis", e))
                 }
             }
@@ -417,7 +447,7 @@ fn choose_store(
             match FileStore::open(&dir) {
                 Ok(store) => Arc::new(store),
                 Err(e) => {
-                    tracing::error!(error = %e, "MICRO_STORE=file: the store cannot be opened");
+                    tracing::error!(error = %e, "{name}=file: the store cannot be opened");
                     Arc::new(Unavailable::new("file", e.to_string()))
                 }
             }
@@ -430,7 +460,7 @@ fn choose_store(
                 Choice::feature("postgres", cfg!(feature = "postgres")),
                 Choice::feature("redis", cfg!(feature = "redis")),
             ];
-            tracing::error!("{}", unusable("MICRO_STORE", other, &choices, "memory"));
+            tracing::error!("{}", unusable(&name, other, &choices, "memory"));
             Arc::new(MemoryStore::new())
         }
     }

@@ -275,6 +275,38 @@ impl Service {
         self
     }
 
+    /// micro's own settings from `config`: the backends
+    /// ([`Backends::from_config`]: `micro.registry`, `micro.store`,
+    /// `micro.store_address`, …), the listen address
+    /// (`micro.server_address`) and the advertised one
+    /// (`micro.server_advertise`); a `MICRO_*` variable set in the
+    /// environment wins over its key, and backends set with
+    /// [`backends`](Self::backends) win over the config's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let config = micro::config::Config::builder()
+    ///     .set_default("micro.registry", "memory")
+    ///     .set_default("micro.server_address", "127.0.0.1:0")
+    ///     .load()
+    ///     .await?;
+    /// let service = micro::Service::new("greeter").config(&config);
+    /// # let _ = service; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn config(mut self, config: &crate::config::Config) -> Self {
+        if self.backends.is_none() {
+            self.backends = Some(Backends::from_config(config));
+        }
+        if let Some(address) = config.micro_var("MICRO_SERVER_ADDRESS") {
+            self.address = Some(address);
+        }
+        if let Some(advertise) = config.micro_var("MICRO_SERVER_ADVERTISE") {
+            self.advertise = Some(advertise);
+        }
+        self
+    }
+
     /// The backends to run on: the registry to register in and the broker
     /// to subscribe through (a [`registry`](Self::registry) or
     /// [`broker`](Self::broker) set alone wins over the bundle's). Default:

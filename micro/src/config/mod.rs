@@ -1,0 +1,757 @@
+//! Configuration: layered sources, typed values, hot reload that never
+//! loads a bad file.
+//!
+//! A [`Config`] merges its sources in the order the builder was given
+//! them, later ones winning:
+//!
+//! | source | builder | keys | values |
+//! |---|---|---|---|
+//! | defaults | [`defaults`](ConfigBuilder::defaults), [`set_default`](ConfigBuilder::set_default) | as serialized | typed |
+//! | files | [`file`](ConfigBuilder::file), [`optional_file`](ConfigBuilder::optional_file) | JSON, TOML or YAML by extension | typed; `${VAR}` and `${VAR:-default}` expanded in strings |
+//! | environment | [`env`](ConfigBuilder::env) | `APP_DATABASE__MAX_CONNS` is `database.max_conns` | text |
+//! | command line | [`args`](ConfigBuilder::args) | `--database.max_conns=5` | text |
+//! | a store | [`store`](ConfigBuilder::store), [`remote`](ConfigBuilder::remote) | `greeter/limits` is `greeter.limits` | each record's value |
+//!
+//! The merge rules: tables merge key by key; anything else replaces what
+//! came before, so a later `false`, `0` or `""` wins and arrays are
+//! replaced whole; a `null` deletes the key. Text (the environment, flags,
+//! an expanded `${VAR}`) becomes the type it is read as when it parses as
+//! that, so `"5"` reads as a number; a string a file typed stays a string,
+//! so `"t"` is never a boolean.
+//!
+//! Files and the store are watched. A file's directory is watched (editors
+//! and Kubernetes ConfigMaps replace files by rename), and a change is
+//! read once the directory has been quiet for 100 ms. A file that does not
+//! parse, a store value that does not decode, a section that does not
+//! deserialize into its watcher's type or fails its validation: each keeps
+//! the last good value, is logged, and is reported to
+//! [`errors`](Config::errors) and the watcher's
+//! [`last_error`](Watched::last_error).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+//! use micro::config::Config;
+//! use serde::Deserialize;
+//!
+//! #[derive(Debug, Deserialize)]
+//! struct Database {
+//!     url: String,
+//!     max_conns: u32,
+//! }
+//!
+//! let config = Config::builder()
+//!     .set_default("database.max_conns", 10)
+//!     .set_default("database.url", "postgres://localhost/app")
+//!     .env_from("APP", [("APP_DATABASE__MAX_CONNS".into(), "5".into())])
+//!     .args(["--database.url=postgres://db/app"])
+//!     .load()
+//!     .await?;
+//! let db: Database = config.get("database")?;
+//! assert_eq!(db.max_conns, 5);
+//! assert_eq!(db.url, "postgres://db/app");
+//! assert_eq!(config.explain("database.max_conns").unwrap().to_string(),
+//!            "database.max_conns: env APP_DATABASE__MAX_CONNS (over default)");
+//! # Ok(()) }
+//! ```
+//!
+//! micro's own settings can come from the same config: every `MICRO_*`
+//! variable is also the key `micro.*` (`MICRO_STORE_ADDRESS` is
+//! `micro.store_address`), the variable winning when both are set; see
+//! [`Config::micro_var`], [`Backends::from_config`](crate::Backends::from_config)
+//! and [`Service::config`](crate::Service::config).
+
+mod de;
+mod format;
+mod remote;
+mod secret;
+mod sources;
+mod value;
+mod watch;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, watch as tokio_watch};
+
+pub use secret::Secret;
+pub use value::Origin;
+pub use watch::Watched;
+
+use crate::store::Store;
+use crate::{Error, code};
+use format::Format;
+use value::{Node, Value};
+
+/// Why a config value could not be had, or a source could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    path: Option<String>,
+    origin: Option<Origin>,
+    message: String,
+}
+
+/// What kind of [`ConfigError`] it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// No source sets the path (404).
+    Missing,
+    /// A value is not of the type it was read as (400).
+    Invalid,
+    /// A section's validation refused it (400).
+    Rejected,
+    /// A source could not be read or parsed (400).
+    Source,
+    /// The remote source cannot be reached (503).
+    Unavailable,
+}
+
+impl ConfigError {
+    /// What kind of error it is.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// The path of the value at fault, if one is.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The source that set the value at fault, if one did.
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
+    fn source(what: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Self {
+            kind: ConfigErrorKind::Source,
+            path: None,
+            origin: None,
+            message: format!("config {what}: {why}"),
+        }
+    }
+
+    fn unavailable(what: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Self {
+            kind: ConfigErrorKind::Unavailable,
+            ..Self::source(what, why)
+        }
+    }
+
+    /// A value at `path` that failed to be `what` it was read as, or was
+    /// refused, because `why`.
+    fn at(kind: ConfigErrorKind, tree: &Node, path: &str, why: &str) -> Self {
+        let (node, _) = tree.nearest(path);
+        let origin = (!path.is_empty() || !matches!(node.value, Value::Table(_)))
+            .then(|| (*node.origin).clone());
+        let set_by = origin
+            .as_ref()
+            .map(|o| format!(" (set by {o})"))
+            .unwrap_or_default();
+        let shown = if path.is_empty() { "(root)" } else { path };
+        let message = match kind {
+            ConfigErrorKind::Rejected => format!("config \"{shown}\"{set_by} was refused: {why}"),
+            _ => format!("config \"{shown}\"{set_by}: {why}"),
+        };
+        Self {
+            kind,
+            path: Some(path.to_owned()),
+            origin,
+            message,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(err: ConfigError) -> Self {
+        let code = match err.kind {
+            ConfigErrorKind::Missing => code::NOT_FOUND,
+            ConfigErrorKind::Unavailable => code::UNAVAILABLE,
+            _ => code::BAD_REQUEST,
+        };
+        Error::new("", code, err.to_string()).with_source(err)
+    }
+}
+
+/// Where a value came from, and what it replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Explanation {
+    /// The path asked about.
+    pub path: String,
+    /// The source that set the value.
+    pub origin: Origin,
+    /// The sources whose values it replaced, latest first.
+    pub replaced: Vec<Origin>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.origin)?;
+        if !self.replaced.is_empty() {
+            let over: Vec<String> = self.replaced.iter().map(ToString::to_string).collect();
+            write!(f, " (over {})", over.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// One source of a config, as the builder was given it.
+#[derive(Debug)]
+enum Source {
+    Fixed(Node),
+    File {
+        path: PathBuf,
+        required: bool,
+    },
+    Env {
+        prefix: String,
+        vars: Option<Vec<(String, String)>>,
+    },
+    Args(Vec<String>),
+    Store(remote::Remote),
+    /// The store `MICRO_CONFIG` names, if it names one.
+    Remote {
+        prefix: String,
+    },
+}
+
+/// A source and its last good tree.
+#[derive(Debug)]
+struct Layer {
+    source: Source,
+    tree: Node,
+    /// For a file: the text last read, to skip reloads that change
+    /// nothing.
+    text: Option<String>,
+}
+
+/// Builds a [`Config`]; see the [module docs](self).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct ConfigBuilder {
+    sources: Vec<Source>,
+    secrets: Vec<String>,
+    watch: Option<bool>,
+}
+
+impl ConfigBuilder {
+    /// Defaults from a serializable value (a struct with defaults, or a
+    /// `serde_json::json!` literal); a value that does not serialize to a
+    /// table is ignored with an error logged.
+    pub fn defaults<T: Serialize>(mut self, value: &T) -> Self {
+        match serde_json::to_value(value) {
+            Ok(v @ serde_json::Value::Object(_)) => self.sources.push(Source::Fixed(
+                value::from_json(v, &Arc::new(Origin::Default)),
+            )),
+            Ok(other) => {
+                tracing::error!(value = %other, "config defaults must be a table; ignored")
+            }
+            Err(e) => tracing::error!(error = %e, "config defaults do not serialize; ignored"),
+        }
+        self
+    }
+
+    /// A default for one path.
+    pub fn set_default<T: Serialize>(mut self, path: &str, value: T) -> Self {
+        match serde_json::to_value(value) {
+            Ok(v) => {
+                let origin = Arc::new(Origin::Default);
+                let mut root = Node::table(origin.clone());
+                let path: Vec<String> = value::segments(path).map(str::to_owned).collect();
+                root.insert(&path, value::from_json(v, &origin));
+                self.sources.push(Source::Fixed(root));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, path, "config default does not serialize; ignored")
+            }
+        }
+        self
+    }
+
+    /// A file that must exist: JSON, TOML or YAML by its extension
+    /// (`.json`, `.toml`, `.yaml`, `.yml`).
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sources.push(Source::File {
+            path: path.into(),
+            required: true,
+        });
+        self
+    }
+
+    /// A file that may be missing; when it is (or is removed later), it
+    /// sets nothing.
+    pub fn optional_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sources.push(Source::File {
+            path: path.into(),
+            required: false,
+        });
+        self
+    }
+
+    /// The process's environment variables starting with `prefix` and
+    /// `_`: `APP_DATABASE__MAX_CONNS` sets `database.max_conns` (a double
+    /// underscore nests, single ones stay, names are lowercased).
+    pub fn env(mut self, prefix: impl Into<String>) -> Self {
+        self.sources.push(Source::Env {
+            prefix: prefix.into(),
+            vars: None,
+        });
+        self
+    }
+
+    /// As [`env`](Self::env), from the variables given instead of the
+    /// process's.
+    pub fn env_from(
+        mut self,
+        prefix: impl Into<String>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.sources.push(Source::Env {
+            prefix: prefix.into(),
+            vars: Some(vars.into_iter().collect()),
+        });
+        self
+    }
+
+    /// Command-line flags: `--database.max_conns=5`, `--name value`, and
+    /// a bare `--verbose` for `true`; other arguments are the program's,
+    /// and `--` ends the flags. Pass `std::env::args().skip(1)`.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.sources
+            .push(Source::Args(args.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// The records under `prefix` in `scope` of `store`, watched: the key
+    /// `<prefix>greeter/limits` (or `greeter.limits`) sets
+    /// `greeter.limits` to the record's value. A store that cannot watch
+    /// is read once.
+    pub fn store(mut self, store: Arc<dyn Store>, scope: &str, prefix: &str) -> Self {
+        self.sources
+            .push(Source::Store(remote::Remote::new(store, scope, prefix)));
+        self
+    }
+
+    /// The store that `MICRO_CONFIG` and `MICRO_CONFIG_ADDRESS` name (from
+    /// the environment, or `micro.config` and `micro.config_address` in
+    /// the sources before this one), as [`store`](Self::store) with scope
+    /// `config` and `prefix`; nothing when `MICRO_CONFIG` is unset.
+    pub fn remote(mut self, prefix: &str) -> Self {
+        self.sources.push(Source::Remote {
+            prefix: prefix.to_owned(),
+        });
+        self
+    }
+
+    /// Marks `path` (and everything under it) secret: printed and
+    /// explained as `<redacted>`. Keys named like secrets (containing
+    /// `password`, `secret` or `token`, or ending in `api_key` or
+    /// `private_key`) are secret without being marked.
+    pub fn secret(mut self, path: &str) -> Self {
+        self.secrets.push(path.to_owned());
+        self
+    }
+
+    /// Whether to watch files and the store for changes (the default) or
+    /// read them once.
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// Reads every source and merges them; then watches files and the
+    /// store unless told not to.
+    ///
+    /// # Errors
+    /// A required file missing or not parsing, an unset `${VAR}` with no
+    /// default, a bad flag, or a store that cannot be read.
+    pub async fn load(self) -> Result<Config, ConfigError> {
+        let mut layers = Vec::with_capacity(self.sources.len());
+        for source in self.sources {
+            let source = match source {
+                Source::Remote { prefix } => {
+                    let merged = merge(&layers);
+                    let var = |name: &str| micro_var(&merged, name);
+                    match crate::backend::config_store(&var) {
+                        Some(store) => Source::Store(remote::Remote::new(store, "config", &prefix)),
+                        None => continue,
+                    }
+                }
+                other => other,
+            };
+            let mut layer = Layer {
+                source,
+                tree: Node::table(Arc::new(Origin::Default)),
+                text: None,
+            };
+            layer.read().await?;
+            layers.push(layer);
+        }
+        let tree = Arc::new(merge(&layers));
+        let (tree_tx, _) = tokio_watch::channel(tree);
+        let (errors, _) = broadcast::channel(64);
+        let config = Config {
+            inner: Arc::new(Inner {
+                layers: Mutex::new(layers),
+                tree: tree_tx,
+                errors,
+                last_error: Mutex::new(None),
+                secrets: self.secrets,
+                watching: Mutex::new(Vec::new()),
+            }),
+        };
+        if self.watch.unwrap_or(true) {
+            watch::start(&config)?;
+        }
+        Ok(config)
+    }
+}
+
+impl Layer {
+    /// Reads the source again; on an error the last good tree stays.
+    async fn read(&mut self) -> Result<bool, ConfigError> {
+        let tree = match &self.source {
+            Source::Fixed(tree) => tree.clone(),
+            Source::File { path, required } => {
+                let Some(format) = Format::of(path) else {
+                    return Err(ConfigError::source(
+                        format_args!("file {}", path.display()),
+                        "unknown format: name it .json, .toml, .yaml or .yml",
+                    ));
+                };
+                let text = match std::fs::read_to_string(path) {
+                    Ok(text) => Some(text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+                    Err(e) => {
+                        return Err(ConfigError::source(
+                            format_args!("file {}", path.display()),
+                            e,
+                        ));
+                    }
+                };
+                if text.is_some() && text == self.text {
+                    return Ok(false);
+                }
+                let tree = match &text {
+                    Some(text) => {
+                        format::parse(text, format, path, &|name| std::env::var(name).ok())
+                            .map_err(|e| {
+                                ConfigError::source(format_args!("file {}", path.display()), e)
+                            })?
+                    }
+                    None => Node::table(Arc::new(Origin::File {
+                        path: path.clone(),
+                        line: None,
+                    })),
+                };
+                self.text = text;
+                tree
+            }
+            Source::Env { prefix, vars } => match vars {
+                Some(vars) => sources::env(prefix, vars.iter().cloned()),
+                None => sources::env(prefix, std::env::vars()),
+            },
+            Source::Args(args) => {
+                sources::args(args).map_err(|e| ConfigError::source("command line", e))?
+            }
+            Source::Store(remote) => remote.read().await?,
+            Source::Remote { .. } => unreachable!("made a store source when loaded"),
+        };
+        let changed = tree != self.tree;
+        self.tree = tree;
+        Ok(changed)
+    }
+}
+
+/// The layers merged, in order.
+fn merge(layers: &[Layer]) -> Node {
+    let mut root = Node::table(Arc::new(Origin::Default));
+    for layer in layers {
+        root.merge(layer.tree.clone());
+    }
+    root
+}
+
+/// `MICRO_<NAME>` from the environment, else `micro.<name>` from `tree`.
+fn micro_var(tree: &Node, name: &str) -> Option<String> {
+    if let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let key = name.strip_prefix("MICRO_")?.to_ascii_lowercase();
+    let node = tree.get("micro")?.get(&key)?;
+    match &node.value {
+        Value::Str(s) | Value::Text(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+    .filter(|v| !v.is_empty())
+}
+
+/// A loaded configuration; see the [module docs](self). Cheap to clone:
+/// clones share the sources and their watches, which stop when the last
+/// clone and the last [`Watched`] are dropped.
+#[derive(Clone)]
+pub struct Config {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layers: Mutex<Vec<Layer>>,
+    /// The merged tree, replaced on each change.
+    tree: tokio_watch::Sender<Arc<Node>>,
+    errors: broadcast::Sender<ConfigError>,
+    last_error: Mutex<Option<ConfigError>>,
+    secrets: Vec<String>,
+    /// What watches the sources: dropped (and stopped) with the config.
+    watching: Mutex<Vec<watch::Watching>>,
+}
+
+impl Config {
+    /// A builder with no sources.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The value at `path` (dotted; `""` for the whole config) as a `T`:
+    /// a single value or a whole section.
+    ///
+    /// # Errors
+    /// [`Missing`](ConfigErrorKind::Missing) when no source sets `path`;
+    /// [`Invalid`](ConfigErrorKind::Invalid) naming the path, the source
+    /// that set it and the type expected when it is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConfigError> {
+        let tree = self.tree();
+        read_at(&tree, path)
+    }
+
+    /// As [`get`](Self::get), with `fallback` when no source sets `path`;
+    /// a value of the wrong type is still an error.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), but never `Missing`.
+    pub fn get_or<T: DeserializeOwned>(&self, path: &str, fallback: T) -> Result<T, ConfigError> {
+        match self.get(path) {
+            Err(e) if e.kind == ConfigErrorKind::Missing => Ok(fallback),
+            other => other,
+        }
+    }
+
+    /// Whether a source sets `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        self.tree().get(path).is_some()
+    }
+
+    /// Where the value at `path` came from; `None` when nothing sets it.
+    /// A table's origin is the first source that set a key in it.
+    pub fn explain(&self, path: &str) -> Option<Explanation> {
+        let tree = self.tree();
+        let node = tree.get(path)?;
+        Some(Explanation {
+            path: path.to_owned(),
+            origin: (*node.origin).clone(),
+            replaced: node.replaced.iter().map(|o| (**o).clone()).collect(),
+        })
+    }
+
+    /// `MICRO_<NAME>` from the environment when set, else the key
+    /// `micro.<name>` (lowercased) of this config: how micro's own settings
+    /// come from a config.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let config = micro::config::Config::builder()
+    ///     .set_default("micro.store", "file")
+    ///     .load()
+    ///     .await?;
+    /// # if std::env::var_os("MICRO_STORE").is_none() {
+    /// assert_eq!(config.micro_var("MICRO_STORE").as_deref(), Some("file"));
+    /// # }
+    /// # Ok(()) }
+    /// ```
+    pub fn micro_var(&self, name: &str) -> Option<String> {
+        micro_var(&self.tree(), name)
+    }
+
+    /// The whole config as JSON, secrets shown as `"<redacted>"`.
+    pub fn redacted(&self) -> serde_json::Value {
+        self.tree().to_json("", &|path| self.is_secret(path))
+    }
+
+    /// Watches the section at `path` as a `T`: the watcher has the current
+    /// value and gets each new one that deserializes.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), for the current value.
+    pub fn watch<T>(&self, path: &str) -> Result<Watched<T>, ConfigError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.watch_validated(path, |_: &T| Ok::<(), String>(()))
+    }
+
+    /// As [`watch`](Self::watch), and a new value must pass `validate`
+    /// too; one that fails it is not given to the watcher, is logged and
+    /// is reported.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), or [`Rejected`](ConfigErrorKind::Rejected)
+    /// when the current value fails `validate`.
+    pub fn watch_validated<T, F, E>(
+        &self,
+        path: &str,
+        validate: F,
+    ) -> Result<Watched<T>, ConfigError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        F: Fn(&T) -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        watch::section(self, path, validate)
+    }
+
+    /// Reads every file again now, as a change would; returns the first
+    /// error (the files that failed keep their last good values).
+    ///
+    /// # Errors
+    /// A file that is missing (when required) or does not parse.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let mut first = None;
+        {
+            let mut layers = self.inner.layers.lock().unwrap_or_else(|e| e.into_inner());
+            for layer in layers.iter_mut() {
+                if !matches!(layer.source, Source::File { .. } | Source::Env { .. }) {
+                    continue;
+                }
+                // Files and the environment read without waiting.
+                let read = futures_util::FutureExt::now_or_never(layer.read())
+                    .expect("files are read without waiting");
+                if let Err(e) = read {
+                    self.report(e.clone());
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        self.publish();
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Every error a reload meets from now on: a file or store value that
+    /// does not parse, a section its watcher's type or validation refuses,
+    /// a store that went away. Each is also logged.
+    pub fn errors(&self) -> broadcast::Receiver<ConfigError> {
+        self.inner.errors.subscribe()
+    }
+
+    /// The last error a reload met, if any did since the config loaded.
+    pub fn last_error(&self) -> Option<ConfigError> {
+        self.inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn tree(&self) -> Arc<Node> {
+        self.inner.tree.borrow().clone()
+    }
+
+    fn is_secret(&self, path: &str) -> bool {
+        let marked = self.inner.secrets.iter().any(|s| {
+            path == s || (path.starts_with(s.as_str()) && path[s.len()..].starts_with('.'))
+        });
+        marked || path.split('.').any(secret::named_like_one)
+    }
+
+    /// Logs and passes on an error a reload met.
+    fn report(&self, err: ConfigError) {
+        tracing::warn!(error = %err, "config: kept the last good value");
+        *self
+            .inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
+        let _ = self.inner.errors.send(err);
+    }
+
+    /// Merges the layers again, and passes the tree on if it changed.
+    fn publish(&self) {
+        let tree = {
+            let layers = self.inner.layers.lock().unwrap_or_else(|e| e.into_inner());
+            merge(&layers)
+        };
+        self.inner.tree.send_if_modified(|current| {
+            if **current == tree {
+                return false;
+            }
+            *current = Arc::new(tree);
+            true
+        });
+    }
+}
+
+/// The value at `path` of `tree` as a `T`.
+fn read_at<T: DeserializeOwned>(tree: &Node, path: &str) -> Result<T, ConfigError> {
+    let Some(node) = tree.get(path) else {
+        let (_, found) = tree.nearest(path);
+        let near = if found.is_empty() {
+            String::new()
+        } else {
+            format!(" (\"{found}\" is set, nothing under it)")
+        };
+        return Err(ConfigError {
+            kind: ConfigErrorKind::Missing,
+            path: Some(path.to_owned()),
+            origin: None,
+            message: format!("config \"{path}\" is not set by any source{near}"),
+        });
+    };
+    de::read(node, path).map_err(|e| {
+        let at = e.path.unwrap_or_else(|| path.to_owned());
+        ConfigError::at(
+            ConfigErrorKind::Invalid,
+            tree,
+            &at,
+            &format!("{}, as {}", e.message, std::any::type_name::<T>()),
+        )
+    })
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("values", &self.redacted())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Config {
+    /// One line per value, with where it came from; secrets redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tree = self.tree();
+        let mut leaves = Vec::new();
+        tree.leaves("", &mut leaves);
+        for (path, node) in leaves {
+            let shown = if self.is_secret(&path) {
+                serde_json::Value::String(value::REDACTED.into())
+            } else {
+                node.to_json(&path, &|p| self.is_secret(p))
+            };
+            writeln!(f, "{path} = {shown}  # {}", node.origin)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner").finish_non_exhaustive()
+    }
+}
