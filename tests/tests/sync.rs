@@ -116,10 +116,6 @@ async fn a_nats_that_is_down_gives_503() {
 }
 
 /// A free port on loopback.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// Takes a lock on `locks` (whose server `server` is, starting), holds it
 /// past two TTLs, kills the server, and checks that the lock reports itself
@@ -163,7 +159,7 @@ async fn lost_when_server_goes_away(
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_lock_is_lost_when_redis_goes_away() {
-    let port = free_port();
+    let port = micro_tests::free_port();
     let server = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -178,26 +174,9 @@ async fn a_held_lock_is_lost_when_redis_goes_away() {
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_lock_is_lost_when_nats_goes_away() {
-    let port = free_port();
     let dir = std::env::temp_dir().join(format!("micro-sync-nats-{}", std::process::id()));
-    // The KV bucket needs a recent server: the one `.ci/run` names, else
-    // whichever is first in PATH.
-    let binary = std::env::var("MICRO_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-    let server = std::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server runs (apt install nats-server)");
-    // The client reconnects on its own: wait until the server listens, so
-    // that the first attempt does not fail for good.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let locks = micro::sync::NatsLocks::new(format!("nats://127.0.0.1:{port}"));
+    let (server, url) = micro_tests::private_nats_server(&dir).await;
+    let locks = micro::sync::NatsLocks::new(url);
     lost_when_server_goes_away(Arc::new(locks), server).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

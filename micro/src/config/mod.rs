@@ -147,12 +147,29 @@ impl ConfigError {
     /// refused, because `why`.
     fn at(kind: ConfigErrorKind, tree: &Node, path: &str, why: &str) -> Self {
         let (node, _) = tree.nearest(path);
-        let origin = (!path.is_empty() || !matches!(node.value, Value::Table(_)))
-            .then(|| (*node.origin).clone());
-        let set_by = origin
-            .as_ref()
-            .map(|o| format!(" (set by {o})"))
-            .unwrap_or_default();
+        let (origin, set_by) = if let Value::Table(_) = node.value {
+            // A section: every source that set a value in it.
+            let mut leaves = Vec::new();
+            node.leaves(path, &mut leaves);
+            let mut sources: Vec<String> = Vec::new();
+            for (_, leaf) in leaves {
+                let source = match &*leaf.origin {
+                    Origin::File { path, .. } => format!("file {}", path.display()),
+                    other => other.to_string(),
+                };
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+            }
+            (None, sources.join(", "))
+        } else {
+            (Some((*node.origin).clone()), node.origin.to_string())
+        };
+        let set_by = if set_by.is_empty() {
+            String::new()
+        } else {
+            format!(" (set by {set_by})")
+        };
         let shown = if path.is_empty() { "(root)" } else { path };
         let message = match kind {
             ConfigErrorKind::Rejected => format!("config \"{shown}\"{set_by} was refused: {why}"),
@@ -715,12 +732,17 @@ fn read_at<T: DeserializeOwned>(tree: &Node, path: &str) -> Result<T, ConfigErro
     };
     de::read(node, path).map_err(|e| {
         let at = e.path.unwrap_or_else(|| path.to_owned());
-        ConfigError::at(
-            ConfigErrorKind::Invalid,
-            tree,
-            &at,
-            &format!("{}, as {}", e.message, std::any::type_name::<T>()),
-        )
+        let why = if at == path {
+            format!("{} (as {})", e.message, std::any::type_name::<T>())
+        } else {
+            let shown = if path.is_empty() { "(root)" } else { path };
+            format!(
+                "{} (reading \"{shown}\" as {})",
+                e.message,
+                std::any::type_name::<T>()
+            )
+        };
+        ConfigError::at(ConfigErrorKind::Invalid, tree, &at, &why)
     })
 }
 
