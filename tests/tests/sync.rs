@@ -115,8 +115,6 @@ async fn a_nats_that_is_down_gives_503() {
     down_gives_503(Arc::new(locks), "127.0.0.1:1").await;
 }
 
-/// A free port on loopback.
-
 /// Takes a lock on `locks` (whose server `server` is, starting), holds it
 /// past two TTLs, kills the server, and checks that the lock reports itself
 /// lost within about its time to live and that locking then fails with 503.
