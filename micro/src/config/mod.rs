@@ -456,11 +456,20 @@ impl Layer {
                     return Ok(false);
                 }
                 let tree = match &text {
-                    Some(text) => {
-                        format::parse(text, format, path, &|name| std::env::var(name).ok())
-                            .map_err(|e| {
-                                ConfigError::source(format_args!("file {}", path.display()), e)
-                            })?
+                    Some(parsed) => {
+                        let var = |name: &str| std::env::var(name).ok();
+                        match format::parse(parsed, format, path, &var) {
+                            Ok(tree) => tree,
+                            Err(e) => {
+                                // Reported once: the same text again is
+                                // no change.
+                                self.text = text;
+                                return Err(ConfigError::source(
+                                    format_args!("file {}", path.display()),
+                                    e,
+                                ));
+                            }
+                        }
                     }
                     None => Node::table(Arc::new(Origin::File {
                         path: path.clone(),
