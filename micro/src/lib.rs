@@ -71,13 +71,15 @@
 //! | streams: bidirectional, client, server | [`stream`] | WebSocket on the service port | yes |
 //! | store | [`store`] | memory; file (redb); Postgres, Redis, NATS KV (features) | yes |
 //! | durable events, `#[consume]` | [`events`] | memory; NATS JetStream (feature `nats`); Redis streams (feature `redis`) | yes |
-//! | locks, leader election | [`sync`] | memory; Redis (feature `redis`) | yes |
+//! | locks, leader election | [`sync`] | memory; Redis, Postgres, NATS KV (features) | yes |
+//! | config: layered, typed, hot reload | [`config`] | defaults, files, env, flags; a watched store | yes |
 //! | errors | [`Error`] | docs/wire.md JSON | yes |
 //!
 //! Cargo features: `macros` (default) re-exports `#[service]`,
 //! `#[handler]`, `#[subscribe]` and `#[consume]` from `micro-macros`;
 //! `nats` adds the NATS broker, KV store and JetStream events; `redis` the
-//! Redis store, Redis streams events and Redis locks; `postgres` the Postgres store.
+//! Redis store, Redis streams events and Redis locks; `postgres` the Postgres
+//! store and Postgres locks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

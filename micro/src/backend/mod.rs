@@ -97,6 +97,7 @@ impl Backends {
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
     /// | sync | `memory`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the server's URL, as for the store |
+    /// | config (the remote source of [`ConfigBuilder::remote`](crate::config::ConfigBuilder::remote)) | the store's kinds | none | as for the store |
     ///
     /// A store that cannot be opened (a directory another process holds,
     /// say) is logged, and every call to it fails with 503 saying why.
