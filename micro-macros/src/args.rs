@@ -4,6 +4,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
 use syn::{LitStr, Path, Token};
 
 /// One parsed `key = "value"`, with the span of its value for errors.
@@ -18,12 +19,136 @@ pub(crate) struct Value {
 pub(crate) struct ServiceArgs {
     pub(crate) name: Option<Value>,
     pub(crate) krate: Option<(Path, Span)>,
+    pub(crate) access: Access,
 }
 
 /// `#[handler(...)]` arguments.
 #[derive(Default)]
 pub(crate) struct HandlerArgs {
     pub(crate) name: Option<Value>,
+    pub(crate) access: Access,
+}
+
+/// Who may call an endpoint, as declared with `public` or `scopes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Nothing declared: the rules in config decide.
+    #[default]
+    Undeclared,
+    /// `public`: anyone, even without a token.
+    Public,
+    /// `scopes = [..]`: accounts with any of these scopes.
+    Scopes(Vec<String>),
+}
+
+/// Parses the arguments of `#[attr]`: `key = "value"` pairs for
+/// `string_keys`, and `public` and `scopes = ["..", ..]` for who may call.
+fn parse_with_access(
+    attr: &str,
+    string_keys: &[&str],
+    tokens: TokenStream,
+    mut on_string: impl FnMut(&str, LitStr) -> syn::Result<()>,
+) -> syn::Result<Access> {
+    let mut known: Vec<&str> = string_keys.to_vec();
+    known.extend(["public", "scopes"]);
+    let mut access = Access::Undeclared;
+    let mut declared: Option<(&'static str, Span)> = None;
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if !known.contains(&key.as_str()) {
+            let expected = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let shown = if key.is_empty() { "this" } else { key.as_str() };
+            return Err(meta.error(format!(
+                "unknown `#[{attr}]` argument `{shown}`, expected one of: {expected}"
+            )));
+        }
+        if seen.contains(&key) {
+            return Err(meta.error(format!("duplicate `#[{attr}]` argument `{key}`")));
+        }
+        seen.push(key.clone());
+        let span = meta.path.span();
+        match key.as_str() {
+            "public" => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    return Err(meta.error(format!(
+                        "`public` takes no value: write `#[{attr}(public)]`"
+                    )));
+                }
+                if let Some((other, _)) = declared {
+                    return Err(meta.error(format!(
+                        "`public` and `{other}` exclude each other: a public endpoint needs no scope"
+                    )));
+                }
+                declared = Some(("public", span));
+                access = Access::Public;
+            }
+            "scopes" => {
+                if let Some((other, _)) = declared {
+                    return Err(meta.error(format!(
+                        "`scopes` and `{other}` exclude each other: a public endpoint needs no scope"
+                    )));
+                }
+                let value = meta.value().map_err(|_| {
+                    meta.error(format!(
+                        "expected a list of scopes: `#[{attr}(scopes = [\"orders:write\"])]`"
+                    ))
+                })?;
+                let list: syn::ExprArray = value.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        format!(
+                            "expected a list of scopes: `#[{attr}(scopes = [\"orders:write\"])]`"
+                        ),
+                    )
+                })?;
+                let mut scopes = Vec::new();
+                for elem in &list.elems {
+                    let syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) = elem
+                    else {
+                        return Err(syn::Error::new_spanned(
+                            elem,
+                            "a scope is a string literal, such as \"orders:write\"",
+                        ));
+                    };
+                    let scope = s.value();
+                    if scope.is_empty()
+                        || scope == "*"
+                        || scope.chars().any(|c| c.is_whitespace() || c == ',')
+                    {
+                        return Err(syn::Error::new(
+                            s.span(),
+                            "a scope is a non-empty name without spaces or commas, and not `*`",
+                        ));
+                    }
+                    scopes.push(scope);
+                }
+                if scopes.is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        &list,
+                        "an empty list of scopes lets nobody in: name at least one, or write `public`",
+                    ));
+                }
+                declared = Some(("scopes", span));
+                access = Access::Scopes(scopes);
+            }
+            _ => on_string(&key, meta.value()?.parse()?)?,
+        }
+        Ok(())
+    });
+    parser.parse2(tokens)?;
+    Ok(access)
 }
 
 /// `#[subscribe("topic", ...)]` arguments.
@@ -86,34 +211,39 @@ pub(crate) fn parse_keys(
 
 impl ServiceArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
-        let mut args = ServiceArgs::default();
-        parse_pairs("service", &["name", "crate"], tokens, |key, lit| {
+        let mut name = None;
+        let mut krate = None;
+        let access = parse_with_access("service", &["name", "crate"], tokens, |key, lit| {
             match key {
                 "name" => {
-                    args.name = Some(Value {
+                    name = Some(Value {
                         value: lit.value(),
                         span: lit.span(),
                     });
                 }
-                _ => args.krate = Some((lit.parse::<Path>()?, lit.span())),
+                _ => krate = Some((lit.parse::<Path>()?, lit.span())),
             }
             Ok(())
         })?;
-        Ok(args)
+        Ok(ServiceArgs {
+            name,
+            krate,
+            access,
+        })
     }
 }
 
 impl HandlerArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
-        let mut args = HandlerArgs::default();
-        parse_pairs("handler", &["name"], tokens, |_, lit| {
-            args.name = Some(Value {
+        let mut name = None;
+        let access = parse_with_access("handler", &["name"], tokens, |_, lit| {
+            name = Some(Value {
                 value: lit.value(),
                 span: lit.span(),
             });
             Ok(())
         })?;
-        Ok(args)
+        Ok(HandlerArgs { name, access })
     }
 }
 

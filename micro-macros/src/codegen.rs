@@ -30,7 +30,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             .as_ref()
             .map_or_else(|| "()".to_owned(), type_name);
         let response = type_name(&h.response);
-        match h.shape.kind() {
+        let endpoint = match h.shape.kind() {
             None => quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) },
             Some(kind) => {
                 let kind = format_ident!("{}", kind);
@@ -39,6 +39,16 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
                         #endpoint, #request, #response, #krate::__private::StreamKind::#kind,
                     )
                 }
+            }
+        };
+        // Who may call it, in the endpoint's metadata, where the server's
+        // auth and the registry's readers find it.
+        match &h.access {
+            crate::args::Access::Undeclared => endpoint,
+            crate::args::Access::Public => quote! { #endpoint.with_metadata("auth", "public") },
+            crate::args::Access::Scopes(scopes) => {
+                let scopes = scopes.join(",");
+                quote! { #endpoint.with_metadata("scopes", #scopes) }
             }
         }
     });

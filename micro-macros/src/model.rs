@@ -45,6 +45,8 @@ pub(crate) struct HandlerDef {
     pub(crate) shape: Shape,
     /// The method's doc attributes, copied onto the client.
     pub(crate) docs: Vec<Attribute>,
+    /// Who may call it: its own `public` or `scopes`, else its service's.
+    pub(crate) access: crate::args::Access,
 }
 
 /// A handler argument.
@@ -294,7 +296,10 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
                 HandlerArgs::default()
             }
         };
-        if let Some(def) = handler(&mut errors, &name, method, &hargs) {
+        if let Some(mut def) = handler(&mut errors, &name, method, &hargs) {
+            if def.access == crate::args::Access::Undeclared {
+                def.access = args.access.clone();
+            }
             if let Some(prev) = handlers.iter().find(|h| h.endpoint == def.endpoint) {
                 errors.at(
                     &method.sig.ident,
@@ -562,5 +567,6 @@ fn handler(
             .filter(|a| a.path().is_ident("doc"))
             .cloned()
             .collect(),
+        access: args.access.clone(),
     })
 }

@@ -39,6 +39,8 @@ pub struct Context {
     stopping: Option<tokio::sync::watch::Receiver<bool>>,
     /// The serving service's store and events, on a server-side context.
     platform: Option<Arc<Platform>>,
+    /// Who made the request, when the service's auth is on.
+    credentials: Option<Arc<crate::auth::Credentials>>,
 }
 
 /// The parts a service hands its handlers: its scope of the store and its
@@ -47,6 +49,8 @@ pub struct Context {
 pub(crate) struct Platform {
     pub(crate) store: crate::store::Scoped,
     pub(crate) events: crate::events::Topics,
+    /// The service's own token, which calls made for its requests carry.
+    pub(crate) identity: Option<crate::auth::Identity>,
 }
 
 impl Default for Context {
@@ -66,6 +70,7 @@ impl Context {
             endpoint: None,
             stopping: None,
             platform: None,
+            credentials: None,
         }
     }
 
@@ -83,7 +88,43 @@ impl Context {
             endpoint,
             stopping: None,
             platform: None,
+            credentials: None,
         }
+    }
+
+    /// This context, with who made the request.
+    pub(crate) fn with_credentials(
+        mut self,
+        credentials: Option<crate::auth::Credentials>,
+    ) -> Self {
+        self.credentials = credentials.map(Arc::new);
+        self
+    }
+
+    /// The account of the request's token, when the serving service's
+    /// auth is on and the request came with a valid one.
+    pub fn account(&self) -> Option<&crate::auth::Account> {
+        self.credentials.as_deref().and_then(|c| c.account())
+    }
+
+    /// The original caller, when a service called on its behalf (its
+    /// token came as `Micro-Caller`, beside the service's own).
+    pub fn caller(&self) -> Option<&crate::auth::Account> {
+        self.credentials.as_deref().and_then(|c| c.caller())
+    }
+
+    /// Who made the request, as the serving service's auth found it.
+    pub(crate) fn credentials(&self) -> Option<&crate::auth::Credentials> {
+        self.credentials.as_deref()
+    }
+
+    /// The serving service's own token, for the calls made for this
+    /// request.
+    pub(crate) fn identity_token(&self) -> Option<Arc<str>> {
+        self.platform
+            .as_deref()
+            .and_then(|p| p.identity.as_ref())
+            .and_then(crate::auth::Identity::token)
     }
 
     /// This context, with the serving service's store and events.

@@ -22,6 +22,8 @@ pub(crate) static MICRO_ID: HeaderName = HeaderName::from_static("micro-id");
 pub(crate) static MICRO_ERROR: HeaderName = HeaderName::from_static("micro-error");
 pub(crate) static TIMEOUT: HeaderName = HeaderName::from_static("timeout");
 pub(crate) static MICRO_TOPIC: HeaderName = HeaderName::from_static("micro-topic");
+/// The original caller's token, on a call a service makes on its behalf.
+pub(crate) static MICRO_CALLER: HeaderName = HeaderName::from_static("micro-caller");
 pub(crate) static MICRO_QUEUE: HeaderName = HeaderName::from_static("micro-queue");
 pub(crate) static X_MICRO_TOPIC: HeaderName = HeaderName::from_static("x-micro-topic");
 pub(crate) static X_MICRO_QUEUE: HeaderName = HeaderName::from_static("x-micro-queue");

@@ -15,6 +15,48 @@ use crate::wire::{MICRO_ENDPOINT, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
 
 impl Client {
+    /// Sets who the call is from: the call's token, else the client's,
+    /// else (for a call made for a service's context) the service's own,
+    /// in `Authorization`; the context's caller, when there is one and the
+    /// call has a token of its own, in `Micro-Caller`. Without a token of
+    /// its own, a call made for a context passes the context's on.
+    fn credentials(&self, options: &CallOptions, headers: &mut http::HeaderMap) {
+        let context = options.context.as_ref();
+        let own: Option<std::sync::Arc<str>> = options
+            .token
+            .as_deref()
+            .map(std::sync::Arc::from)
+            .or_else(|| {
+                self.inner
+                    .identity
+                    .as_ref()
+                    .and_then(crate::auth::Identity::token)
+            })
+            .or_else(|| context.and_then(crate::Context::identity_token));
+        let received = context.and_then(crate::Context::credentials);
+        let bearer = |token: &str| HeaderValue::try_from(format!("Bearer {token}")).ok();
+        match own {
+            Some(own) => {
+                if let Some(value) = bearer(&own) {
+                    headers.insert(http::header::AUTHORIZATION, value);
+                }
+                if let Some(caller) = received.and_then(crate::auth::Credentials::on_behalf_of)
+                    && let Ok(value) = HeaderValue::try_from(caller)
+                {
+                    headers.insert(crate::wire::MICRO_CALLER.clone(), value);
+                }
+            }
+            None => {
+                if let Some(value) = received
+                    .and_then(crate::auth::Credentials::token)
+                    .and_then(bearer)
+                {
+                    headers.insert(http::header::AUTHORIZATION, value);
+                }
+            }
+        }
+    }
+
     /// Sends `attempt` to a node of `service`, and again to another node
     /// while the retry policy says so, all within `deadline`; the call
     /// started at `started` (read once, for the first attempt too).
@@ -132,6 +174,7 @@ impl Client {
             Some(ctx) => ctx.metadata().write_headers(headers),
             None => options.metadata.write_headers(headers),
         }
+        self.credentials(options, headers);
         headers.insert(CONTENT_TYPE, content_type.header_value());
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
         headers.insert(MICRO_ENDPOINT.clone(), target.endpoint_header.clone());

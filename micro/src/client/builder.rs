@@ -48,6 +48,7 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     filters: Vec<Filter>,
     cooldown: Duration,
+    identity: Option<crate::auth::Identity>,
 }
 
 /// The default time a node is skipped after a call to it failed at the
@@ -86,6 +87,7 @@ impl ClientBuilder {
             retry: RetryPolicy::default(),
             filters: Vec::new(),
             cooldown: DEFAULT_COOLDOWN,
+            identity: None,
         }
     }
 
@@ -111,6 +113,22 @@ impl ClientBuilder {
     #[must_use]
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
+        self
+    }
+
+    /// Sends `token` with every call and stream, as `Authorization: Bearer`
+    /// (a call's [`CallOptions::token`](crate::client::CallOptions::token)
+    /// wins). Default: none; a call made for a service's context carries
+    /// the service's own identity.
+    #[must_use]
+    pub fn token(self, token: impl Into<String>) -> Self {
+        self.identity(crate::auth::Identity::fixed("", token))
+    }
+
+    /// Sends `identity`'s current token with every call and stream.
+    #[must_use]
+    pub fn identity(mut self, identity: crate::auth::Identity) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -217,6 +235,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 filters: self.filters,
                 cooldown: self.cooldown,
+                identity: self.identity,
             }),
         }
     }

@@ -77,6 +77,8 @@ struct Inner {
     retry: RetryPolicy,
     filters: Vec<Filter>,
     cooldown: Duration,
+    /// The token every call sends, unless the call names one.
+    identity: Option<crate::auth::Identity>,
 }
 
 impl fmt::Debug for Client {

@@ -44,6 +44,9 @@ pub struct CallOptions {
     /// Filters on the nodes this call may go to, on top of the client's.
     /// Default: none.
     pub filters: Vec<Filter>,
+    /// The token this call sends as `Authorization: Bearer`, over the
+    /// client's. Default: none.
+    pub token: Option<String>,
 }
 
 impl CallOptions {
@@ -77,6 +80,13 @@ impl CallOptions {
     #[must_use]
     pub fn metadata(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.metadata.insert(key, value);
+        self
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>`.
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 

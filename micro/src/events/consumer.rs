@@ -110,7 +110,11 @@ pub(crate) struct Running {
 
 impl Running {
     /// Starts every consumer on `topics`; fails if one cannot consume.
-    pub(crate) async fn start(consumers: Vec<Consumer>, topics: &Topics) -> Result<Self> {
+    pub(crate) async fn start(
+        consumers: Vec<Consumer>,
+        topics: &Topics,
+        guard: Option<crate::auth::Guard>,
+    ) -> Result<Self> {
         let (stop, stopping) = watch::channel(false);
         let mut tasks = Vec::with_capacity(consumers.len());
         for consumer in consumers {
@@ -127,7 +131,12 @@ impl Running {
                     return Err(e);
                 }
             };
-            tasks.push(tokio::spawn(run(consumer, deliveries, stopping.clone())));
+            tasks.push(tokio::spawn(run(
+                consumer,
+                deliveries,
+                stopping.clone(),
+                guard.clone(),
+            )));
         }
         Ok(Self { stop, tasks })
     }
@@ -145,6 +154,7 @@ async fn run(
     consumer: Consumer,
     mut deliveries: super::Deliveries,
     mut stopping: watch::Receiver<bool>,
+    guard: Option<crate::auth::Guard>,
 ) {
     loop {
         let delivery = tokio::select! {
@@ -161,6 +171,21 @@ async fn run(
                 continue;
             }
         };
+        if let Some(guard) = &guard
+            && let Err(e) = admit(guard, &delivery).await
+        {
+            // Refused: a dead letter at once, as any 4xx; a 503 (the
+            // issuer's keys out of reach) is tried again.
+            let settled = if e.code() == crate::code::UNAVAILABLE {
+                delivery.nack(&e).await
+            } else {
+                delivery.reject(&e).await
+            };
+            if let Err(e) = settled {
+                tracing::warn!(topic = %consumer.topic, error = %e, "settling a delivery failed");
+            }
+            continue;
+        }
         let handled = AssertUnwindSafe((consumer.handler)(delivery.info()))
             .catch_unwind()
             .await
@@ -174,6 +199,32 @@ async fn run(
             tracing::warn!(topic = %consumer.topic, error = %e, "settling a delivery failed");
         }
     }
+}
+
+/// Whether the auth lets the event in: the token in its `authorization`
+/// metadata, judged when the event was stored, against the rules for
+/// `topic:<topic>`.
+async fn admit(guard: &crate::auth::Guard, delivery: &super::Delivery) -> Result<()> {
+    let info = delivery.info();
+    let event = info.event();
+    let mut headers = http::HeaderMap::new();
+    for (key, name) in [
+        ("authorization", http::header::AUTHORIZATION),
+        ("micro-caller", crate::wire::MICRO_CALLER.clone()),
+    ] {
+        if let Some(v) = event
+            .metadata
+            .get(key)
+            .and_then(|v| http::HeaderValue::try_from(v.as_str()).ok())
+        {
+            headers.insert(name, v);
+        }
+    }
+    let resource = format!("topic:{}", event.topic);
+    guard
+        .check_at(&resource, &[], &mut headers, Some(event.timestamp))
+        .await
+        .map(drop)
 }
 
 /// A `#[consume]` free function, collected from the whole binary with

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) streams: Arc<streams::Streams>,
     /// The service's store and events, for handlers' contexts.
     pub(crate) platform: Option<Arc<crate::context::Platform>>,
+    /// Who may call, when auth is on.
+    pub(crate) guard: Option<crate::auth::Guard>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -91,6 +93,8 @@ pub(crate) struct Route {
     pub(crate) index: usize,
     pub(crate) name: Arc<str>,
     pub(crate) stream: Option<StreamKind>,
+    /// The access rules its metadata declares.
+    pub(crate) rules: Arc<[crate::auth::Rule]>,
 }
 
 /// The axum router of a server.
@@ -105,8 +109,35 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route(crate::auth::JWKS_PATH, get(jwks))
         .fallback(rpc::no_route)
         .with_state(shared)
+}
+
+/// `GET /.well-known/jwks.json`: the keys that verify this service's
+/// tokens, when it issues them.
+async fn jwks(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    let doc = shared
+        .guard
+        .as_ref()
+        .filter(|g| g.auth.issues())
+        .and_then(|g| g.auth.jwks().ok());
+    match doc {
+        Some(doc) => {
+            let mut r = axum::response::Response::new(axum::body::Body::from(doc.to_string()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        None => crate::wire::error_response(
+            &Error::not_found("this service issues no tokens, so it has no JWKS document")
+                .or_id(&shared.name),
+        ),
+    }
 }
 
 /// How long the streams still open when the grace period ends get to send
@@ -132,6 +163,7 @@ pub(crate) struct Config {
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
     pub(crate) platform: Option<Arc<crate::context::Platform>>,
     pub(crate) layers: Vec<RouterLayer>,
+    pub(crate) auth: Option<crate::auth::Auth>,
 }
 
 /// A running server: it binds, serves, and drains on a graceful stop.
@@ -171,6 +203,7 @@ impl Server {
                     index,
                     name: Arc::from(endpoint.name.as_str()),
                     stream: StreamKind::of(&endpoint),
+                    rules: crate::auth::declared(&name, &endpoint).into(),
                 };
                 if endpoints.insert(endpoint.name.clone(), route).is_some() {
                     return Err(Error::internal(format!(
@@ -188,7 +221,7 @@ impl Server {
         })?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            name,
+            name: name.clone(),
             endpoints,
             handlers: handler_names,
             max_body_size: config.max_body_size,
@@ -196,6 +229,10 @@ impl Server {
             ready: AtomicBool::new(true),
             checks: config.checks,
             broker: config.broker,
+            guard: config.auth.map(|auth| crate::auth::Guard {
+                auth,
+                service: Arc::from(name.as_str()),
+            }),
             platform: config.platform,
             streams: Arc::new(streams::Streams::new(
                 config.max_streams,

@@ -61,7 +61,7 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
         )));
     }
     let now = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let headers = &parts.headers;
 
     let endpoint = endpoint_header(headers)
@@ -74,6 +74,16 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
             "endpoint {endpoint} is a stream: open it with a WebSocket upgrade (GET / with Upgrade: websocket)"
         )));
     }
+    // Who is calling, before the body is read.
+    let credentials = match &shared.guard {
+        Some(guard) => Some(
+            guard
+                .check(&route.name, &route.rules, &mut parts.headers)
+                .await?,
+        ),
+        None => None,
+    };
+    let headers = &parts.headers;
 
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
         .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
@@ -89,7 +99,8 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
         Metadata::from_headers(parts.headers),
         Some(route.name.clone()),
     )
-    .with_platform(shared.platform.clone());
+    .with_platform(shared.platform.clone())
+    .with_credentials(credentials);
     let call = Call::new(context, body, content_type, reply_content_type);
     let running = AssertUnwindSafe(route.handler.clone().call(route.index, call)).catch_unwind();
     let endpoint = &*route.name;
@@ -120,11 +131,18 @@ async fn receive(shared: &Shared, req: Request, id: &HeaderValue) -> Result<()> 
             shared.name
         )));
     }
-    let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let topic = header(headers, &[&MICRO_TOPIC, &X_MICRO_TOPIC])
+    let (mut parts, body) = req.into_parts();
+    let topic = header(&parts.headers, &[&MICRO_TOPIC, &X_MICRO_TOPIC])
         .unwrap_or_default()
         .to_owned();
+    // Who is publishing, before the body is read: the rules name the
+    // resource `topic:<topic>`.
+    if let Some(guard) = &shared.guard {
+        guard
+            .check(&format!("topic:{topic}"), &[], &mut parts.headers)
+            .await?;
+    }
+    let headers = &parts.headers;
     let queue = header(headers, &[&MICRO_QUEUE, &X_MICRO_QUEUE]).map(str::to_owned);
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
         .map_err(|e| Error::unsupported_media_type(e.to_string()))?;

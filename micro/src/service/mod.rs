@@ -85,6 +85,10 @@ pub struct Service {
     sync: Option<Arc<dyn crate::sync::Locks>>,
     layers: Vec<RouterLayer>,
     checks: Vec<HealthCheck>,
+    auth: Option<crate::auth::Auth>,
+    /// The config `config(..)` was given: micro's settings and the auth
+    /// rules.
+    settings: Option<crate::config::Config>,
 }
 
 impl fmt::Debug for Service {
@@ -145,6 +149,8 @@ impl Service {
             sync: None,
             layers: Vec::new(),
             checks: Vec::new(),
+            auth: None,
+            settings: None,
         }
     }
 
@@ -304,6 +310,19 @@ impl Service {
         if let Some(advertise) = config.micro_var("MICRO_SERVER_ADVERTISE") {
             self.advertise = Some(advertise);
         }
+        self.settings = Some(config.clone());
+        self
+    }
+
+    /// Turns auth on with `auth`: every call, stream, event and delivery
+    /// is checked against its rules (and the endpoints' declared ones),
+    /// 401 without a valid token, 403 when the rules refuse. An issuing
+    /// auth also serves its JWKS document and the `Auth` endpoints.
+    /// Default: `MICRO_AUTH` (`jwt` turns it on; see [`crate::auth`]), off
+    /// when unset.
+    #[must_use]
+    pub fn auth(mut self, auth: crate::auth::Auth) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -503,14 +522,43 @@ impl Service {
             .unwrap_or_else(|| backends.events().clone());
         let group = scope.replace(':', "_");
         let topics = crate::events::Topics::new(events).with_group(&group);
+        let var = |name: &str| match &self.settings {
+            Some(config) => config.micro_var(name),
+            None => std::env::var(name).ok().filter(|v| !v.is_empty()),
+        };
+        let auth = match self.auth.clone() {
+            Some(auth) => Some(auth),
+            None => crate::auth::from_settings(
+                &self.name,
+                &var,
+                backends.store(),
+                self.settings.as_ref(),
+            )
+            .await
+            .map_err(|e| e.or_id(&self.name))?,
+        };
+        let identity = match &auth {
+            Some(auth) => crate::auth::identity_from_settings(auth, &self.name, &var)
+                .await
+                .map_err(|e| e.or_id(&self.name))?,
+            None => None,
+        };
+        let mut handlers = self.handlers.clone();
+        if let Some(auth) = auth.as_ref().filter(|a| a.issues())
+            && !handlers.iter().any(|h| h.name() == "Auth")
+        {
+            handlers.push(Arc::new(crate::auth::AuthHandler { auth: auth.clone() }));
+        }
         let platform = Arc::new(crate::context::Platform {
             store,
             events: topics.clone(),
+            identity,
         });
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
-            handlers: self.handlers.clone(),
+            handlers,
+            auth: auth.clone(),
             max_body_size: self.max_body_size,
             body_timeout: self.body_timeout,
             timeouts: server::conn::Timeouts {
@@ -553,7 +601,11 @@ impl Service {
             wanted.extend(handler.clone().consumers());
         }
         wanted.extend(self.consumers);
-        let consumers = match crate::events::Running::start(wanted, &topics).await {
+        let guard = auth.clone().map(|auth| crate::auth::Guard {
+            auth,
+            service: Arc::from(self.name.as_str()),
+        });
+        let consumers = match crate::events::Running::start(wanted, &topics, guard).await {
             Ok(c) => c,
             Err(e) => {
                 server.abort();

@@ -177,7 +177,7 @@ impl Drop for Open {
 /// Serves `GET /`: a WebSocket upgrade opens a stream.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, mut req: Request) -> Response {
     let id = wire::request_id(req.headers());
-    let mut response = match accept(&shared, &mut req, id.clone()) {
+    let mut response = match accept(&shared, &mut req, id.clone()).await {
         Ok(response) => response,
         Err(err) => {
             let upgrade_required = err.code() == code::UPGRADE_REQUIRED;
@@ -243,7 +243,7 @@ fn percent_decode(value: &str) -> Cow<'_, str> {
 
 /// Checks the upgrade request and starts the stream's task; the response
 /// is the `101` that completes the handshake.
-fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Response> {
+async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Response> {
     let headers = req.headers();
     if !has_token(headers, &UPGRADE, "websocket") || !has_token(headers, &CONNECTION, "upgrade") {
         return Err(Error::new(
@@ -279,8 +279,9 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Re
             Error::bad_request(
                 "missing endpoint: set the Micro-Endpoint header or ?endpoint=Type.Method",
             )
-        })?;
-    let Some(route) = shared.endpoints.get(&*endpoint) else {
+        })?
+        .into_owned();
+    let Some(route) = shared.endpoints.get(&endpoint) else {
         return Err(rpc::unknown_endpoint(shared, &endpoint));
     };
     if route.stream.is_none() {
@@ -288,6 +289,24 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Re
             "endpoint {endpoint} is not a stream: call it with POST /"
         )));
     }
+    // Who is opening it, before the upgrade. A browser cannot set headers
+    // on a WebSocket, so the token may come as `?token=`.
+    let credentials = match &shared.guard {
+        Some(guard) => {
+            let token = query_param(query, "token").map(Cow::into_owned);
+            let headers = req.headers_mut();
+            if let Some(token) = token
+                && !headers.contains_key(http::header::AUTHORIZATION)
+                && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}"))
+            {
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+            Some(guard.check(&route.name, &route.rules, headers).await?)
+        }
+        None => None,
+    };
+    let headers = req.headers();
+    let query = req.uri().query();
     let content_type = match headers.get(CONTENT_TYPE) {
         Some(v) => ContentType::for_request(v.to_str().ok()),
         None => ContentType::for_request(query_param(query, "content_type").as_deref()),
@@ -316,7 +335,8 @@ fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Result<Re
         Some(route.name.clone()),
     )
     .with_stopping(shared.streams.stopping.subscribe())
-    .with_platform(shared.platform.clone());
+    .with_platform(shared.platform.clone())
+    .with_credentials(credentials);
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
             "service \"{}\" has {} streams open, its limit",

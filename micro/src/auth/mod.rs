@@ -1,0 +1,938 @@
+//! Authentication and authorization: accounts, JWTs, rules per endpoint.
+//!
+//! An [`Auth`] either issues tokens (it holds Ed25519 signing keys, keeps
+//! accounts in a store and publishes its public keys as a JWKS document)
+//! or only verifies them, with the keys from another issuer's JWKS URL.
+//! Tokens are JWTs signed with EdDSA, with a `kid` in the header and `typ`
+//! (`access`, `refresh` or `service`), `aud`, `iss`, `sub`, `exp` and the
+//! account's scopes among the claims. A refresh token is never accepted
+//! as an access token, and account secrets never expire.
+//!
+//! A service with auth on checks every way in before it reads a body: calls,
+//! stream upgrades, events from the HTTP broker and durable events. A call
+//! without a valid token gets 401, one the rules refuse 403 (see
+//! [`Rule`]); `#[handler(public)]` and `#[handler(scopes = [..])]` declare
+//! rules in the code. A public endpoint works without a token: a missing or
+//! bad token only matters where the rules need an account.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+//! use micro::auth::{AccountKind, Auth, Rule};
+//!
+//! let auth = Auth::issuer("shop").rules(vec![Rule::grant("Orders.*", "orders:write")]).build()?;
+//! let (account, secret) = auth.generate("alice", AccountKind::User, &["orders:write"]).await?;
+//! let tokens = auth.token(&account.id, &secret).await?;
+//! let verified = auth.verify(&tokens.access).await?;
+//! assert_eq!(verified.id, "alice");
+//! assert!(auth.allows("shop", "Orders.Place", Some(&verified)));
+//! assert!(!auth.allows("shop", "Orders.Place", None));
+//! // A refresh token is not an access token.
+//! assert_eq!(auth.verify(&tokens.refresh).await.unwrap_err().code(), 401);
+//! # Ok(()) }
+//! ```
+
+mod guard;
+mod handler;
+mod identity;
+mod keys;
+mod rules;
+mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+pub use guard::Credentials;
+pub(crate) use guard::{Guard, declared};
+pub use handler::ADMIN_SCOPE;
+pub(crate) use handler::AuthHandler;
+pub use identity::Identity;
+pub use rules::{Access, DSL_PRIORITY, Rule};
+pub(crate) use settings::{from_settings, identity_from_settings};
+
+use crate::store::{MemoryStore, Scoped, Store};
+use crate::{Error, code};
+use keys::KeySet;
+
+/// The longest token accepted, in bytes: a longer one is refused unread.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The audience tokens are issued for and checked against, unless set.
+pub const DEFAULT_AUDIENCE: &str = "micro";
+
+/// The path a service that issues tokens serves its JWKS document at.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Whose account it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    /// A person, or a program acting for one.
+    #[default]
+    User,
+    /// A service, acting for itself.
+    Service,
+}
+
+/// An account: who a caller is and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Account {
+    /// Unique among the issuer's accounts.
+    pub id: String,
+    /// A user or a service.
+    #[serde(default)]
+    pub kind: AccountKind,
+    /// What it may do, as rules read them (`orders:write`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Free-form metadata, carried in its tokens.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Who issued its token (the issuer's name).
+    #[serde(default)]
+    pub issuer: String,
+}
+
+impl Account {
+    /// An account with no metadata.
+    pub fn new(id: impl Into<String>, kind: AccountKind, scopes: Vec<String>) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            scopes,
+            metadata: BTreeMap::new(),
+            issuer: String::new(),
+        }
+    }
+
+    /// Whether the account has `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// What a token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Calls, for a while (default 15 minutes).
+    Access,
+    /// Only for new tokens, for longer (default 30 days).
+    Refresh,
+    /// Calls by a service, for a while.
+    Service,
+}
+
+/// An access token and the refresh token that gets the next one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tokens {
+    /// For calls: `Authorization: Bearer <access>`.
+    pub access: String,
+    /// For [`Auth::refresh`].
+    pub refresh: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// The claims of micro's tokens.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    iat: u64,
+    typ: TokenKind,
+    #[serde(default)]
+    kind: AccountKind,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, String>,
+}
+
+/// Why auth refused or failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No valid credentials (401); the reason is short and safe to show.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The account exists already (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The issuer's keys or the account store cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// This auth cannot do that (501): a verifier asked to issue.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Something failed that should not (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<AuthError> for Error {
+    fn from(err: AuthError) -> Self {
+        let code = match &err {
+            AuthError::Unauthenticated(_) => code::UNAUTHORIZED,
+            AuthError::Forbidden(_) => code::FORBIDDEN,
+            AuthError::Conflict(_) => code::CONFLICT,
+            AuthError::Invalid(_) => code::BAD_REQUEST,
+            AuthError::Unavailable(_) => code::UNAVAILABLE,
+            AuthError::Unsupported(_) => code::NOT_IMPLEMENTED,
+            AuthError::Internal(_) => code::INTERNAL,
+        };
+        Error::new("", code, err.to_string()).with_source(err)
+    }
+}
+
+/// Where an auth gets the keys it verifies with.
+enum Keys {
+    /// Its own: it issues.
+    Own(KeySet),
+    /// Another issuer's, from its JWKS document.
+    Remote(Remote),
+}
+
+/// The keys of another issuer, fetched from its JWKS URL and fetched again
+/// when a token names a key not seen yet (at most once a second).
+struct Remote {
+    url: String,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    fetched: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// An issuer or a verifier of tokens, with the rules calls are checked
+/// against. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    audience: String,
+    keys: Keys,
+    rules: RwLock<Vec<Rule>>,
+    accounts: Scoped,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    leeway: Duration,
+    key_grace: Duration,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("issues", &matches!(self.inner.keys, Keys::Own(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Auth`].
+#[derive(Debug)]
+#[must_use]
+pub struct AuthBuilder {
+    issuer: String,
+    jwks: Option<String>,
+    audience: String,
+    rules: Vec<Rule>,
+    store: Option<Arc<dyn Store>>,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    leeway: Duration,
+    key_grace: Option<Duration>,
+}
+
+impl AuthBuilder {
+    /// The audience tokens are issued for and must name. Default: `micro`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// The access rules. Default: none, so only what the DSL declares
+    /// public or scoped is let in.
+    pub fn rules(mut self, rules: Vec<Rule>) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Where accounts are kept (scope `micro-auth`). Default: memory.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How long access and service tokens last. Default: 15 minutes.
+    pub fn access_ttl(mut self, ttl: Duration) -> Self {
+        self.access_ttl = ttl;
+        self
+    }
+
+    /// How long refresh tokens last. Default: 30 days.
+    pub fn refresh_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_ttl = ttl;
+        self
+    }
+
+    /// How far past its expiry a token is still accepted, for clocks that
+    /// disagree. Default: 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// How long a key rotated out still verifies. Default: the access
+    /// token lifetime, so that no token it signed is cut short.
+    pub fn key_grace(mut self, grace: Duration) -> Self {
+        self.key_grace = Some(grace);
+        self
+    }
+
+    /// The auth.
+    ///
+    /// # Errors
+    /// 500 if no key can be made, 400 if the JWKS URL is not a URL.
+    pub fn build(self) -> crate::Result<Auth> {
+        let keys = match self.jwks {
+            None => Keys::Own(KeySet::generate()?),
+            Some(url) => {
+                url.parse::<http::Uri>()
+                    .map_err(|e| Error::bad_request(format!("invalid JWKS URL \"{url}\": {e}")))?;
+                Keys::Remote(Remote {
+                    url,
+                    keys: RwLock::default(),
+                    fetched: tokio::sync::Mutex::new(None),
+                })
+            }
+        };
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        Ok(Auth {
+            inner: Arc::new(Inner {
+                issuer: self.issuer,
+                audience: self.audience,
+                keys,
+                rules: RwLock::new(self.rules),
+                accounts: Scoped::new(store, "micro-auth")?,
+                access_ttl: self.access_ttl,
+                refresh_ttl: self.refresh_ttl,
+                leeway: self.leeway,
+                key_grace: self.key_grace.unwrap_or(self.access_ttl),
+            }),
+        })
+    }
+}
+
+/// An account as kept in the store: the account and its secret's hash.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    account: Account,
+    salt: String,
+    hash: String,
+}
+
+/// The rounds of PBKDF2 a secret is hashed with.
+const PBKDF2_ROUNDS: u32 = 100_000;
+
+impl Auth {
+    /// An auth that issues tokens as `issuer` with keys of its own.
+    pub fn issuer(issuer: impl Into<String>) -> AuthBuilder {
+        AuthBuilder {
+            issuer: issuer.into(),
+            jwks: None,
+            audience: DEFAULT_AUDIENCE.into(),
+            rules: Vec::new(),
+            store: None,
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            leeway: Duration::from_secs(30),
+            key_grace: None,
+        }
+    }
+
+    /// An auth that verifies the tokens of the issuer whose JWKS document
+    /// is at `url` (`http://issuer:8080/.well-known/jwks.json`); it issues
+    /// none.
+    pub fn verifier(url: impl Into<String>) -> AuthBuilder {
+        AuthBuilder {
+            jwks: Some(url.into()),
+            ..Self::issuer("")
+        }
+    }
+
+    /// The issuer's name (empty for a verifier).
+    pub fn name(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Whether this auth issues tokens (and serves a JWKS document).
+    pub fn issues(&self) -> bool {
+        matches!(self.inner.keys, Keys::Own(_))
+    }
+
+    fn own_keys(&self) -> Result<&KeySet, AuthError> {
+        match &self.inner.keys {
+            Keys::Own(keys) => Ok(keys),
+            Keys::Remote(r) => Err(AuthError::Unsupported(format!(
+                "this service verifies the tokens of {}; it issues none",
+                r.url
+            ))),
+        }
+    }
+
+    /// Makes an account with a new secret; returns both. The secret is
+    /// shown once: only its hash is kept, and it never expires.
+    ///
+    /// # Errors
+    /// 409 if the id is taken; 400 for an empty id; 501 on a verifier.
+    pub async fn generate(
+        &self,
+        id: &str,
+        kind: AccountKind,
+        scopes: &[&str],
+    ) -> crate::Result<(Account, String)> {
+        let secret = random_text(32)?;
+        let account = self.store_account(id, kind, scopes, &secret).await?;
+        Ok((account, secret))
+    }
+
+    /// Keeps a new account with `secret`'s hash.
+    async fn store_account(
+        &self,
+        id: &str,
+        kind: AccountKind,
+        scopes: &[&str],
+        secret: &str,
+    ) -> crate::Result<Account> {
+        self.own_keys()?;
+        if id.is_empty() || id.len() > 256 {
+            return Err(AuthError::Invalid("an account id is 1 to 256 bytes".into()).into());
+        }
+        let mut account = Account::new(id, kind, scopes.iter().map(|s| (*s).to_owned()).collect());
+        account.issuer = self.inner.issuer.clone();
+        let salt = random_text(16)?;
+        let stored = Stored {
+            account: account.clone(),
+            hash: hash(&salt, secret),
+            salt,
+        };
+        self.inner
+            .accounts
+            .write(&key(id), &stored)
+            .if_absent()
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                code::CONFLICT => {
+                    Error::from(AuthError::Conflict(format!("account \"{id}\" exists")))
+                }
+                _ => e,
+            })?;
+        Ok(account)
+    }
+
+    /// The account `id`, if there is one.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn account(&self, id: &str) -> crate::Result<Option<Account>> {
+        match self.inner.accounts.get::<Stored>(&key(id)).await {
+            Ok(stored) => Ok(Some(stored.account)),
+            Err(e) if e.code() == code::NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the account `id`: its refresh tokens stop working at once,
+    /// its access tokens when they expire.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn delete(&self, id: &str) -> crate::Result<bool> {
+        self.inner.accounts.delete(&key(id)).await
+    }
+
+    /// Tokens for the account `id` with its secret.
+    ///
+    /// # Errors
+    /// 401 for an unknown account or a wrong secret (the same error for
+    /// both); 501 on a verifier.
+    pub async fn token(&self, id: &str, secret: &str) -> crate::Result<Tokens> {
+        self.own_keys()?;
+        let refused = || Error::from(AuthError::Unauthenticated("wrong account or secret".into()));
+        let stored = match self.inner.accounts.get::<Stored>(&key(id)).await {
+            Ok(stored) => stored,
+            Err(e) if e.code() == code::NOT_FOUND => {
+                // As long as a wrong secret takes.
+                let _ = hash("salt", secret);
+                return Err(refused());
+            }
+            Err(e) => return Err(e),
+        };
+        if !matches_hash(&stored.salt, secret, &stored.hash) {
+            return Err(refused());
+        }
+        self.tokens(&stored.account)
+    }
+
+    /// New tokens for a refresh token; the account is read again, so
+    /// changed scopes apply and a deleted account gets none.
+    ///
+    /// # Errors
+    /// 401 for anything but a valid refresh token of a live account.
+    pub async fn refresh(&self, refresh: &str) -> crate::Result<Tokens> {
+        self.own_keys()?;
+        let claims = self.claims(refresh, None).await?;
+        if claims.typ != TokenKind::Refresh {
+            return Err(AuthError::Unauthenticated("not a refresh token".into()).into());
+        }
+        match self.account(&claims.sub).await? {
+            Some(account) => self.tokens(&account),
+            None => Err(AuthError::Unauthenticated("the account is gone".into()).into()),
+        }
+    }
+
+    /// An access and a refresh token for `account`.
+    fn tokens(&self, account: &Account) -> crate::Result<Tokens> {
+        let kind = match account.kind {
+            AccountKind::User => TokenKind::Access,
+            AccountKind::Service => TokenKind::Service,
+        };
+        Ok(Tokens {
+            access: self.issue(account, kind, self.inner.access_ttl)?,
+            refresh: self.issue(account, TokenKind::Refresh, self.inner.refresh_ttl)?,
+            expires_in: self.inner.access_ttl.as_secs(),
+        })
+    }
+
+    /// A token of `kind` for `account`, valid for `ttl`, without checking
+    /// that the account exists: for service identities and tests.
+    ///
+    /// # Errors
+    /// 501 on a verifier.
+    pub fn issue(
+        &self,
+        account: &Account,
+        kind: TokenKind,
+        ttl: Duration,
+    ) -> crate::Result<String> {
+        self.issue_for(account, kind, ttl, &self.inner.audience)
+    }
+
+    /// As [`issue`](Self::issue), for another audience.
+    ///
+    /// # Errors
+    /// 501 on a verifier.
+    pub fn issue_for(
+        &self,
+        account: &Account,
+        kind: TokenKind,
+        ttl: Duration,
+        audience: &str,
+    ) -> crate::Result<String> {
+        let keys = self.own_keys()?;
+        let now = unix_now();
+        let claims = Claims {
+            iss: self.inner.issuer.clone(),
+            sub: account.id.clone(),
+            aud: audience.to_owned(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+            typ: kind,
+            kind: account.kind,
+            scopes: account.scopes.clone(),
+            metadata: account.metadata.clone(),
+        };
+        Ok(keys.sign(&claims)?)
+    }
+
+    /// The account an access (or service) token speaks for.
+    ///
+    /// # Errors
+    /// 401 with a short reason for anything else: garbage, too long,
+    /// another algorithm (`none` included), an unknown or retired key, a
+    /// bad signature, expired, another audience, a refresh token; 503 if
+    /// the issuer's keys cannot be fetched.
+    pub async fn verify(&self, token: &str) -> crate::Result<Account> {
+        self.verify_at(token, None).await
+    }
+
+    /// As [`verify`](Self::verify), judging expiry at `at` instead of
+    /// now: for a durable event, whose token had to be valid when it was
+    /// stored.
+    pub(crate) async fn verify_at(
+        &self,
+        token: &str,
+        at: Option<SystemTime>,
+    ) -> crate::Result<Account> {
+        let claims = self.claims(token, at).await?;
+        if claims.typ == TokenKind::Refresh {
+            return Err(AuthError::Unauthenticated(
+                "a refresh token is not an access token".into(),
+            )
+            .into());
+        }
+        Ok(Account {
+            id: claims.sub,
+            kind: claims.kind,
+            scopes: claims.scopes,
+            metadata: claims.metadata,
+            issuer: claims.iss,
+        })
+    }
+
+    /// The checked claims of any of micro's tokens.
+    async fn claims(&self, token: &str, at: Option<SystemTime>) -> Result<Claims, AuthError> {
+        let bad = |why: &str| AuthError::Unauthenticated(format!("invalid token: {why}"));
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(bad("too long"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(bad("unexpected algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| bad("no key id"))?;
+        let key = self
+            .decoding(&kid)
+            .await?
+            .ok_or_else(|| bad("unknown key"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = self.inner.leeway.as_secs();
+        validation.set_audience(&[&self.inner.audience]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        if at.is_some() {
+            validation.validate_exp = false;
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => bad("expired"),
+                K::InvalidAudience => bad("wrong audience"),
+                K::InvalidSignature => bad("bad signature"),
+                K::ImmatureSignature => bad("not valid yet"),
+                _ => bad("malformed"),
+            }
+        })?;
+        if let Some(at) = at {
+            let at = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if data.claims.exp + self.inner.leeway.as_secs() < at {
+                return Err(bad("expired"));
+            }
+        }
+        Ok(data.claims)
+    }
+
+    /// The key `kid` names: this auth's own, or the issuer's, fetched
+    /// again if it is new.
+    async fn decoding(&self, kid: &str) -> Result<Option<DecodingKey>, AuthError> {
+        match &self.inner.keys {
+            Keys::Own(keys) => Ok(keys.decoding(kid)),
+            Keys::Remote(remote) => {
+                if let Some(key) = remote.get(kid) {
+                    return Ok(Some(key));
+                }
+                remote.fetch().await?;
+                Ok(remote.get(kid))
+            }
+        }
+    }
+
+    /// Rotates the signing key: new tokens are signed with a new key, and
+    /// the old one still verifies for the key grace period. Returns the
+    /// new key's id.
+    ///
+    /// # Errors
+    /// 501 on a verifier; 500 if no key can be made.
+    pub fn rotate_keys(&self) -> crate::Result<String> {
+        Ok(self.own_keys()?.rotate(self.inner.key_grace)?)
+    }
+
+    /// The id of the key tokens are signed with now.
+    ///
+    /// # Errors
+    /// 501 on a verifier.
+    pub fn key_id(&self) -> crate::Result<String> {
+        Ok(self.own_keys()?.kid())
+    }
+
+    /// The JWKS document of the keys that verify this issuer's tokens.
+    ///
+    /// # Errors
+    /// 501 on a verifier.
+    pub fn jwks(&self) -> crate::Result<serde_json::Value> {
+        Ok(self.own_keys()?.jwks())
+    }
+
+    /// The rules calls are checked against.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.inner
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the rules (from a reloaded config, say).
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    /// Whether the rules let `account` (none: anonymous) call `endpoint`
+    /// of `service`.
+    pub fn allows(&self, service: &str, endpoint: &str, account: Option<&Account>) -> bool {
+        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
+        rules::allows(rules.iter(), service, endpoint, account)
+    }
+
+    /// As [`allows`](Self::allows), with the rules the DSL declares too.
+    pub(crate) fn allows_with(
+        &self,
+        declared: &[Rule],
+        service: &str,
+        endpoint: &str,
+        account: Option<&Account>,
+    ) -> bool {
+        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
+        rules::allows(rules.iter().chain(declared), service, endpoint, account)
+    }
+}
+
+impl Remote {
+    fn get(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+            .cloned()
+    }
+
+    /// Fetches the JWKS document again, at most once a second.
+    async fn fetch(&self) -> Result<(), AuthError> {
+        let mut fetched = self.fetched.lock().await;
+        if fetched.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return Ok(());
+        }
+        *fetched = Some(Instant::now());
+        let doc = fetch_json(&self.url).await?;
+        let keys = keys::from_jwks(&doc);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys.into_iter().collect();
+        Ok(())
+    }
+}
+
+/// GETs `url` and reads its JSON body.
+async fn fetch_json(url: &str) -> Result<serde_json::Value, AuthError> {
+    let unavailable =
+        |why: String| AuthError::Unavailable(format!("the issuer's keys at {url}: {why}"));
+    let uri: http::Uri = url.parse().map_err(|e| unavailable(format!("{e}")))?;
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.uri = uri;
+    let stack = crate::transport::Stack::direct();
+    let exchange = stack.exchange(parts, Bytes::new(), 1024 * 1024, "auth", url);
+    let (head, body) = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| unavailable("no answer in 5s".into()))?
+        .map_err(|e| unavailable(e.into_error().to_string()))?;
+    if !head.status.is_success() {
+        return Err(unavailable(format!("status {}", head.status)));
+    }
+    serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))
+}
+
+fn key(id: &str) -> String {
+    format!("account/{id}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `n` random bytes, base64url.
+fn random_text(n: usize) -> Result<String, AuthError> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut bytes = vec![0; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| AuthError::Internal("no randomness".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The PBKDF2-HMAC-SHA256 of `secret` with `salt`, base64url.
+fn hash(salt: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    let mut out = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(PBKDF2_ROUNDS).expect("not zero"),
+        salt.as_bytes(),
+        secret.as_bytes(),
+        &mut out,
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Whether `secret` with `salt` hashes to `hash`, compared in constant
+/// time.
+fn matches_hash(salt: &str, secret: &str, hash: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(expected) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(hash) else {
+        return false;
+    };
+    ring::pbkdf2::verify(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(PBKDF2_ROUNDS).expect("not zero"),
+        salt.as_bytes(),
+        secret.as_bytes(),
+        &expected,
+    )
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Account {
+        Account::new("alice", AccountKind::User, vec!["orders:write".into()])
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_and_bad_ones_say_why_briefly() {
+        let auth = Auth::issuer("shop").leeway(Duration::ZERO).build().unwrap();
+        let token = auth
+            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(auth.verify(&token).await.unwrap().scopes, ["orders:write"]);
+
+        let reason = |t: String| {
+            let auth = auth.clone();
+            async move { auth.verify(&t).await.unwrap_err().detail().to_owned() }
+        };
+        assert_eq!(reason("garbage".into()).await, "invalid token: malformed");
+        assert_eq!(
+            reason("a".repeat(100 * 1024)).await,
+            "invalid token: too long"
+        );
+        let expired = auth
+            .issue(&alice(), TokenKind::Access, Duration::ZERO)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(reason(expired).await, "invalid token: expired");
+        let other = auth
+            .issue_for(
+                &alice(),
+                TokenKind::Access,
+                Duration::from_secs(60),
+                "billing",
+            )
+            .unwrap();
+        assert_eq!(reason(other).await, "invalid token: wrong audience");
+        let refresh = auth
+            .issue(&alice(), TokenKind::Refresh, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            reason(refresh).await,
+            "a refresh token is not an access token"
+        );
+
+        // alg none, and a key id nobody knows.
+        use base64::Engine as _;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let claims = b64(
+            serde_json::json!({"sub": "alice", "aud": "micro", "exp": unix_now() + 60, "typ": "access", "iss": "shop", "iat": 0}),
+        );
+        let none = format!(
+            "{}.{claims}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"}))
+        );
+        assert!(reason(none).await.starts_with("invalid token"));
+        let (_, rest) = token.split_once('.').unwrap();
+        let wrong_kid = format!(
+            "{}.{rest}",
+            b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "nope"}))
+        );
+        assert_eq!(reason(wrong_kid).await, "invalid token: unknown key");
+        // Another issuer's key, with this issuer's key id.
+        let other = Auth::issuer("shop").build().unwrap();
+        let forged = other
+            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
+            .unwrap();
+        let (_, rest) = forged.split_once('.').unwrap();
+        let forged = format!(
+            "{}.{rest}",
+            b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": auth.key_id().unwrap()}))
+        );
+        assert_eq!(reason(forged).await, "invalid token: bad signature");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_verifies_only_for_its_grace() {
+        let auth = Auth::issuer("shop")
+            .key_grace(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let before = auth
+            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
+            .unwrap();
+        let old = auth.key_id().unwrap();
+        let new = auth.rotate_keys().unwrap();
+        assert_ne!(old, new);
+        assert!(auth.verify(&before).await.is_ok(), "within its grace");
+        assert_eq!(auth.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let err = auth.verify(&before).await.unwrap_err();
+        assert_eq!(err.detail(), "invalid token: unknown key");
+        let after = auth
+            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
+            .unwrap();
+        assert!(auth.verify(&after).await.is_ok());
+        auth.rotate_keys().unwrap();
+        assert_eq!(auth.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn accounts_log_in_and_refresh() {
+        let auth = Auth::issuer("shop").build().unwrap();
+        let (account, secret) = auth
+            .generate("svc-a", AccountKind::Service, &["orders:read"])
+            .await
+            .unwrap();
+        assert_eq!(account.issuer, "shop");
+        let again = auth.generate("svc-a", AccountKind::Service, &[]).await;
+        assert_eq!(again.unwrap_err().code(), 409);
+        assert_eq!(auth.token("svc-a", "wrong").await.unwrap_err().code(), 401);
+        assert_eq!(auth.token("nobody", &secret).await.unwrap_err().code(), 401);
+        let tokens = auth.token("svc-a", &secret).await.unwrap();
+        assert_eq!(
+            auth.verify(&tokens.access).await.unwrap().kind,
+            AccountKind::Service
+        );
+        let renewed = auth.refresh(&tokens.refresh).await.unwrap();
+        assert!(auth.verify(&renewed.access).await.is_ok());
+        assert_eq!(auth.refresh(&tokens.access).await.unwrap_err().code(), 401);
+        auth.delete("svc-a").await.unwrap();
+        assert_eq!(auth.refresh(&tokens.refresh).await.unwrap_err().code(), 401);
+    }
+}
