@@ -1,6 +1,7 @@
 //! Auth: rules, tokens and identities through real calls, streams and
 //! events on real sockets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use micro::auth::{Account, AccountKind, Auth, Rule, TokenKind};
@@ -548,4 +549,147 @@ async fn a_service_calls_another_with_its_identity_for_a_user() {
     assert_eq!(direct.0, 403, "{}", direct.1);
     back.stop().await.unwrap();
     front.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_from_the_http_broker_are_checked() {
+    use micro::broker::{HttpBroker, Message, SubscribeOptions, handler};
+    use micro::registry::MemoryRegistry;
+    let auth = Auth::issuer("shop")
+        .rules(vec![Rule::grant("topic:orders.*", "events:publish")])
+        .build()
+        .unwrap();
+    let registry: Arc<dyn micro::registry::Registry> = Arc::new(MemoryRegistry::new());
+    let broker = Arc::new(HttpBroker::new(registry.clone()));
+    let got: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = got.clone();
+    let service = Service::new("listener")
+        .address("127.0.0.1:0")
+        .registry(registry.clone())
+        .broker(broker.clone())
+        .auth(auth.clone())
+        .subscribe(
+            "orders.placed",
+            SubscribeOptions::default(),
+            handler(move |msg: Message| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(msg.decode::<String>()?);
+                    Ok(())
+                }
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let backends = Backends::memory()
+        .with_registry(registry.clone())
+        .with_broker(broker);
+    let client = Client::builder().backends(&backends).build();
+    let refused = client.publish("orders.placed", "anonymous").await;
+    let token = auth
+        .issue(
+            &account("shop", &["events:publish"]),
+            TokenKind::Service,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let other = auth
+        .issue(
+            &account("nosy", &["orders:read"]),
+            TokenKind::Access,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let forbidden = client
+        .publish_with("orders.placed", "nosy", CallOptions::new().token(&other))
+        .await;
+    let published = client
+        .publish_with("orders.placed", "signed", CallOptions::new().token(&token))
+        .await
+        .unwrap();
+    assert_eq!(published.delivered, Some(1));
+    // The publisher hears why: the subscriber's node refused the delivery.
+    assert_eq!(refused.unwrap_err().code(), 401);
+    assert_eq!(forbidden.unwrap_err().code(), 403);
+    assert_eq!(
+        *got.lock().unwrap(),
+        ["signed"],
+        "only the signed event was handled"
+    );
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn durable_events_are_checked_and_refused_ones_dead_lettered() {
+    use micro::events::{ConsumeOptions, Consumer, DeadLetter, MemoryEvents, Start, Topics};
+    let auth = Auth::issuer("shop")
+        .rules(vec![Rule::grant("topic:invoices*", "*")])
+        .build()
+        .unwrap();
+    let events: Arc<dyn micro::events::Events> = Arc::new(MemoryEvents::new());
+    let backends = Backends::memory().with_events(events.clone());
+    let got: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = got.clone();
+    let service = Service::new("billing")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .auth(auth.clone())
+        .consume(
+            Consumer::new("invoices", move |text: String, _d| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(text);
+                    Ok(())
+                }
+            })
+            .options(ConsumeOptions::group("billing").start(Start::Beginning)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let token = auth
+        .issue(
+            &account("shop", &[]),
+            TokenKind::Service,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let plain = Topics::new(events.clone());
+    plain.publish("invoices", &"unsigned").await.unwrap();
+    let signed = Topics::new(events.clone())
+        .with_identity(Some(micro::auth::Identity::fixed("shop", &token)));
+    signed.publish("invoices", &"signed").await.unwrap();
+    let dead = Topics::new(events.clone());
+    let mut letters = dead
+        .consume(
+            "invoices.dead",
+            ConsumeOptions::group("ops").start(Start::Beginning),
+        )
+        .await
+        .unwrap();
+    let letter = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::StreamExt::next(&mut letters),
+    )
+    .await
+    .expect("a dead letter")
+    .unwrap()
+    .unwrap();
+    let info = DeadLetter::of(letter.info().event()).unwrap();
+    assert!(info.error.contains("needs a valid token"), "{}", info.error);
+    assert_eq!(
+        letter.info().event().decode::<String>().unwrap(),
+        "unsigned"
+    );
+    letter.ack().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while got.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(*got.lock().unwrap(), ["signed"]);
+    service.stop().await.unwrap();
 }

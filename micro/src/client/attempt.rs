@@ -15,14 +15,10 @@ use crate::wire::{MICRO_ENDPOINT, MICRO_ID, MICRO_SERVICE, TIMEOUT};
 use crate::{Error, Result};
 
 impl Client {
-    /// Sets who the call is from: the call's token, else the client's,
-    /// else (for a call made for a service's context) the service's own,
-    /// in `Authorization`; the context's caller, when there is one and the
-    /// call has a token of its own, in `Micro-Caller`. Without a token of
-    /// its own, a call made for a context passes the context's on.
-    fn credentials(&self, options: &CallOptions, headers: &mut http::HeaderMap) {
-        let context = options.context.as_ref();
-        let own: Option<std::sync::Arc<str>> = options
+    /// The token a call or publish sends as its own: the call's, else the
+    /// client's, else (made for a service's context) the service's.
+    pub(crate) fn own_token(&self, options: &CallOptions) -> Option<std::sync::Arc<str>> {
+        options
             .token
             .as_deref()
             .map(std::sync::Arc::from)
@@ -32,7 +28,22 @@ impl Client {
                     .as_ref()
                     .and_then(crate::auth::Identity::token)
             })
-            .or_else(|| context.and_then(crate::Context::identity_token));
+            .or_else(|| {
+                options
+                    .context
+                    .as_ref()
+                    .and_then(crate::Context::identity_token)
+            })
+    }
+
+    /// Sets who the call is from: the call's token, else the client's,
+    /// else (for a call made for a service's context) the service's own,
+    /// in `Authorization`; the context's caller, when there is one and the
+    /// call has a token of its own, in `Micro-Caller`. Without a token of
+    /// its own, a call made for a context passes the context's on.
+    fn credentials(&self, options: &CallOptions, headers: &mut http::HeaderMap) {
+        let context = options.context.as_ref();
+        let own = self.own_token(options);
         let received = context.and_then(crate::Context::credentials);
         let bearer = |token: &str| HeaderValue::try_from(format!("Bearer {token}")).ok();
         match own {

@@ -163,6 +163,13 @@ impl Client {
             message.metadata = ctx.metadata().clone();
         }
         message.metadata.extend_from(&options.metadata);
+        if let Some(token) = self.own_token(&options)
+            && message.metadata.get("authorization").is_none()
+        {
+            message
+                .metadata
+                .insert("authorization", format!("Bearer {token}"));
+        }
         self.inner
             .broker
             .publish(message)

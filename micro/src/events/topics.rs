@@ -19,6 +19,8 @@ pub struct Topics {
     events: Arc<dyn Events>,
     content_type: ContentType,
     group: Option<Arc<str>>,
+    /// Whose token published events carry, for consumers with auth on.
+    identity: Option<crate::auth::Identity>,
 }
 
 impl Topics {
@@ -28,7 +30,18 @@ impl Topics {
             events,
             content_type: ContentType::Json,
             group: None,
+            identity: None,
         }
+    }
+
+    /// The same, with `identity`'s token in the `authorization` metadata
+    /// of every event published (unless the event sets its own), so that
+    /// consumers with auth on let them in. A service's handle carries the
+    /// service's identity.
+    #[must_use]
+    pub fn with_identity(mut self, identity: Option<crate::auth::Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The same, with `group` as the default group of
@@ -98,8 +111,18 @@ impl Topics {
     ///
     /// # Errors
     /// As [`publish`](Self::publish).
-    pub async fn publish_event(&self, topic: &str, event: NewEvent) -> Result<Published> {
+    pub async fn publish_event(&self, topic: &str, mut event: NewEvent) -> Result<Published> {
         check_topic(topic)?;
+        if let Some(token) = self
+            .identity
+            .as_ref()
+            .and_then(crate::auth::Identity::token)
+            && !event.metadata.contains_key("authorization")
+        {
+            event
+                .metadata
+                .insert("authorization".into(), format!("Bearer {token}"));
+        }
         Ok(self.events.publish(topic, event).await?)
     }
 

@@ -549,6 +549,7 @@ impl Service {
         {
             handlers.push(Arc::new(crate::auth::AuthHandler { auth: auth.clone() }));
         }
+        let topics = topics.with_identity(identity.clone());
         let platform = Arc::new(crate::context::Platform {
             store,
             events: topics.clone(),
