@@ -20,7 +20,7 @@ use crate::store::Store;
 /// the config that do not read.
 pub(crate) async fn from_settings(
     service: &str,
-    var: &dyn Fn(&str) -> Option<String>,
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
     store: &Arc<dyn Store>,
     config: Option<&crate::config::Config>,
 ) -> crate::Result<Option<Auth>> {
@@ -82,7 +82,7 @@ pub(crate) async fn from_settings(
 pub(crate) async fn identity_from_settings(
     auth: &Auth,
     service: &str,
-    var: &dyn Fn(&str) -> Option<String>,
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> crate::Result<Option<Identity>> {
     let credentials = var("MICRO_AUTH_ID").zip(var("MICRO_AUTH_SECRET"));
     let issuer = var("MICRO_AUTH_ADDRESS").map(|a| base_url(&a));
