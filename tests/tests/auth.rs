@@ -402,6 +402,7 @@ async fn stream_upgrades_are_checked_before_the_101() {
         .unwrap();
     let reply = ws.next().await.unwrap().unwrap();
     assert_eq!(reply.to_text().unwrap(), "\"tracking a\"");
+    ws.close(None).await.unwrap();
     // The typed client, with the token on the upgrade.
     let client = OrdersClient::new(
         "orders",
@@ -410,6 +411,8 @@ async fn stream_upgrades_are_checked_before_the_101() {
     let mut stream = client.track().await.unwrap();
     stream.send("b".to_owned()).await.unwrap();
     assert_eq!(stream.recv().await.unwrap().as_deref(), Some("tracking b"));
+    stream.close_send().await.unwrap();
+    assert_eq!(stream.recv().await.unwrap(), None);
     let anonymous = OrdersClient::new("orders", Client::builder().backends(&backends).build());
     assert_eq!(anonymous.track().await.unwrap_err().code(), 401);
     service.stop().await.unwrap();
@@ -692,4 +695,161 @@ async fn durable_events_are_checked_and_refused_ones_dead_lettered() {
     .unwrap();
     assert_eq!(*got.lock().unwrap(), ["signed"]);
     service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_setting_turns_auth_on_with_rules_from_config() {
+    let dir = std::env::temp_dir().join(format!("micro-auth-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("service.toml");
+    let port = micro_tests::free_port();
+    let write = |rules: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[micro]\nregistry = \"memory\"\nbroker = \"memory\"\nserver_address = \"127.0.0.1:{port}\"\n\
+                 auth = \"jwt\"\nauth_id = \"admin\"\nauth_secret = \"a-secret-of-16-bytes-or-more\"\n\n{rules}"
+            ),
+        )
+        .unwrap();
+    };
+    write("[[auth.rules]]\nendpoint = \"Orders.History\"\nscope = \"*\"\n");
+    let config = micro::config::Config::builder()
+        .file(&file)
+        .load()
+        .await
+        .unwrap();
+    let service = Service::new("orders")
+        .config(&config)
+        .handle(Orders)
+        .start()
+        .await
+        .unwrap();
+    let addr = service.local_addr();
+    let raw = RawClient::new();
+    let post = |endpoint: &'static str, token: Option<String>, body: String| {
+        let raw = raw.clone();
+        async move {
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(b) = &bearer {
+                headers.push(("authorization", b.as_str()));
+            }
+            let rsp = raw.call(addr, endpoint, &headers, body).await;
+            let json: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+            (rsp.status.as_u16(), json)
+        }
+    };
+    // The account the settings name, made on first start.
+    let (status, tokens) = post(
+        "Auth.Token",
+        None,
+        r#"{"id": "admin", "secret": "a-secret-of-16-bytes-or-more"}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let admin = tokens["access"].as_str().unwrap().to_owned();
+    let (status, wrong) = post(
+        "Auth.Token",
+        None,
+        r#"{"id": "admin", "secret": "wrong-secret-of-some-length"}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (status, wrong["detail"].as_str()),
+        (401, Some("wrong account or secret"))
+    );
+    // Accounts made by an admin; refused to anyone else.
+    let (status, made) = post(
+        "Auth.Generate",
+        Some(admin.clone()),
+        r#"{"id": "bob", "scopes": ["orders:write"]}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let (status, bob) = post(
+        "Auth.Token",
+        None,
+        format!(r#"{{"id": "bob", "secret": "{secret}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let bob_access = bob["access"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        "Auth.Generate",
+        Some(bob_access.clone()),
+        r#"{"id": "eve"}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 403, "bob has no auth:admin");
+    let (status, me) = post("Auth.Inspect", Some(bob_access.clone()), "{}".into()).await;
+    assert_eq!((status, me["id"].as_str()), (200, Some("bob")));
+    // Refresh tokens refresh, and are no access tokens.
+    let bob_refresh = bob["refresh"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        "Auth.Refresh",
+        None,
+        format!(r#"{{"refresh": "{bob_refresh}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post("Orders.History", Some(bob_refresh), "{}".into())
+            .await
+            .0,
+        401
+    );
+    // The config's rule, then a reloaded one.
+    assert_eq!(
+        post("Orders.History", Some(bob_access.clone()), "{}".into())
+            .await
+            .0,
+        200
+    );
+    write("[[auth.rules]]\nendpoint = \"Orders.History\"\nscope = \"orders:audit\"\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while post("Orders.History", Some(bob_access.clone()), "{}".into())
+        .await
+        .0
+        != 403
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reloaded rules did not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The JWKS document is served.
+    let jwks = raw
+        .send("GET", addr, micro::auth::JWKS_PATH, &[], "")
+        .await
+        .unwrap();
+    assert_eq!(jwks.status.as_u16(), 200);
+    service.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_unknown_auth_setting_refuses_to_start() {
+    let config = micro::config::Config::builder()
+        .set_default("micro.registry", "memory")
+        .set_default("micro.auth", "jwtt")
+        .set_default("micro.server_address", "127.0.0.1:0")
+        .load()
+        .await
+        .unwrap();
+    if std::env::var_os("MICRO_AUTH").is_some() {
+        return;
+    }
+    let err = Service::new("orders")
+        .config(&config)
+        .handle(Orders)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.detail().contains("unknown MICRO_AUTH \"jwtt\""),
+        "{err}"
+    );
 }

@@ -43,16 +43,19 @@ impl Credentials {
     }
 }
 
-/// The rules an endpoint's metadata declares: `auth = public` (anyone) or
-/// `scopes = a,b` (accounts with any of them), at [`DSL_PRIORITY`].
+/// The rules an endpoint's metadata declares: `auth = public` (anyone),
+/// `auth = account` (any account) or `scopes = a,b` (accounts with any of
+/// them), at [`DSL_PRIORITY`].
 pub(crate) fn declared(service: &str, endpoint: &Endpoint) -> Vec<Rule> {
     let rule = |scope: &str| {
         Rule::grant(endpoint.name.clone(), scope)
             .service(service)
             .priority(DSL_PRIORITY)
     };
-    if endpoint.metadata.get("auth").map(String::as_str) == Some("public") {
-        return vec![rule("")];
+    match endpoint.metadata.get("auth").map(String::as_str) {
+        Some("public") => return vec![rule("")],
+        Some("account") => return vec![rule("*")],
+        _ => {}
     }
     endpoint
         .metadata

@@ -60,7 +60,7 @@ impl Handler for AuthHandler {
             Endpoint::new("Auth.Refresh", "Refresh", "Tokens").with_metadata("auth", "public"),
             Endpoint::new("Auth.Generate", "Generate", "Generated")
                 .with_metadata("scopes", ADMIN_SCOPE),
-            Endpoint::new("Auth.Inspect", "()", "Account"),
+            Endpoint::new("Auth.Inspect", "()", "Account").with_metadata("auth", "account"),
         ]
     }
 
