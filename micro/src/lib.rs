@@ -101,6 +101,9 @@ pub mod service;
 pub mod store;
 pub mod stream;
 pub mod sync;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub(crate) mod transport;
 pub(crate) mod wire;
 

@@ -35,6 +35,9 @@ pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Stack {
     Direct(HyperClient<HttpConnector, Full<Bytes>>),
+    /// hyper's pooled client over TLS.
+    #[cfg(feature = "tls")]
+    Tls(HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
     Layered(Transport),
 }
 
@@ -61,18 +64,17 @@ impl Stack {
         parts: http::request::Parts,
         body: Bytes,
     ) -> impl Future<Output = Result<Reply, BoxError>> + Send + 'static {
-        match self {
-            Stack::Direct(client) => {
-                let request = Request::from_parts(parts, Full::new(body));
-                let sent = client.request(request);
-                Either::Left(async move { Ok(Reply::Direct(sent.await?)) })
-            }
+        let sent = match self {
+            Stack::Direct(client) => client.request(Request::from_parts(parts, Full::new(body))),
+            #[cfg(feature = "tls")]
+            Stack::Tls(client) => client.request(Request::from_parts(parts, Full::new(body))),
             Stack::Layered(transport) => {
                 let request = Request::from_parts(parts, Body::from(body));
                 let sent = Box::pin(transport.clone().oneshot(request));
-                Either::Right(async move { Ok(Reply::Layered(sent.await?)) })
+                return Either::Right(async move { Ok(Reply::Layered(sent.await?)) });
             }
-        }
+        };
+        Either::Left(async move { Ok(Reply::Direct(sent.await?)) })
     }
 
     /// Sends one request and reads its whole reply, refusing more than
@@ -231,6 +233,29 @@ pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
     out
 }
 
+/// The TCP connector every client uses: `TCP_NODELAY`, a 5 s connect
+/// timeout, keepalive.
+fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector
+}
+
+/// A pooled keep-alive client on `connector`.
+fn pooled<C, B>(connector: C) -> HyperClient<C, B>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
 /// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
 fn hyper_client<B>() -> HyperClient<HttpConnector, B>
 where
@@ -238,18 +263,35 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
+    pooled(connector())
 }
 
-/// The hyper client as a tower service, for layers to wrap.
-pub(crate) fn hyper_transport() -> Transport {
-    let client: HyperClient<HttpConnector, Body> = hyper_client();
+/// hyper's pooled client over TLS with `config`, HTTPS only.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_client<B>(
+    config: rustls::ClientConfig,
+) -> HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut http = connector();
+    http.enforce_http(false);
+    pooled(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http),
+    )
+}
+
+/// `client` as a tower service, for layers to wrap.
+fn as_transport<C>(client: HyperClient<C, Body>) -> Transport
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let service = tower::service_fn(move |req: Request<Body>| {
         let client = client.clone();
         async move {
@@ -258,4 +300,15 @@ pub(crate) fn hyper_transport() -> Transport {
         }
     });
     BoxCloneSyncService::new(service)
+}
+
+/// The TLS client as a tower service, for layers to wrap.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_transport(config: rustls::ClientConfig) -> Transport {
+    as_transport(tls_client(config))
+}
+
+/// The hyper client as a tower service, for layers to wrap.
+pub(crate) fn hyper_transport() -> Transport {
+    as_transport(hyper_client())
 }

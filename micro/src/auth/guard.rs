@@ -83,6 +83,23 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
     Ok(Some(token.trim()))
 }
 
+/// The account of a client certificate, under mutual TLS: a request
+/// extension the connection sets.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer(pub(crate) Arc<Account>);
+
+impl Peer {
+    /// The account of a client certificate with subject common name `name`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn named(name: &str) -> Self {
+        Self(Arc::new(Account::new(
+            name,
+            super::AccountKind::Service,
+            vec!["mtls".into(), format!("mtls:{name}")],
+        )))
+    }
+}
+
 /// A service's auth on its server: the auth, and the service's name for
 /// the rules.
 #[derive(Clone, Debug)]
@@ -105,8 +122,9 @@ impl Guard {
         resource: &str,
         declared: &[Rule],
         headers: &mut HeaderMap,
+        peer: Option<&Peer>,
     ) -> Result<Credentials, Error> {
-        self.check_at(resource, declared, headers, None).await
+        self.check_at(resource, declared, headers, None, peer).await
     }
 
     /// As [`check`](Self::check), with tokens judged at `at`: when the
@@ -117,6 +135,7 @@ impl Guard {
         declared: &[Rule],
         headers: &mut HeaderMap,
         at: Option<std::time::SystemTime>,
+        peer: Option<&Peer>,
     ) -> Result<Credentials, Error> {
         let (token, why) = match bearer(headers) {
             Ok(token) => (token.map(Arc::<str>::from), None),
@@ -151,6 +170,12 @@ impl Guard {
         }
         headers.remove(AUTHORIZATION);
         headers.remove(&MICRO_CALLER);
+        // Without a token, a client certificate speaks for the caller.
+        if credentials.account.is_none()
+            && let Some(peer) = peer
+        {
+            credentials.account = Some((*peer.0).clone());
+        }
         let account = credentials.account.as_ref();
         if self
             .auth

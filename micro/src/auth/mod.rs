@@ -48,7 +48,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use guard::Credentials;
-pub(crate) use guard::{Guard, declared};
+pub(crate) use guard::{Guard, Peer, declared};
 pub use handler::ADMIN_SCOPE;
 pub(crate) use handler::AuthHandler;
 pub use identity::Identity;

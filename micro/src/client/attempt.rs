@@ -160,13 +160,15 @@ impl Client {
         (now, deadline): (Instant, Instant),
     ) -> Result<Outcome, Failure> {
         // The URI's text becomes its storage: one allocation, no copy.
-        let uri = http::Uri::from_maybe_shared(Bytes::from(format!("http://{address}/"))).map_err(
-            |e| {
-                Failure::Reply(Error::bad_request(format!(
-                    "invalid node address \"{address}\": {e}"
-                )))
-            },
-        )?;
+        let uri = http::Uri::from_maybe_shared(Bytes::from(format!(
+            "{}://{address}/",
+            self.inner.scheme
+        )))
+        .map_err(|e| {
+            Failure::Reply(Error::bad_request(format!(
+                "invalid node address \"{address}\": {e}"
+            )))
+        })?;
         let method = match attempt {
             Attempt::Call { .. } => http::Method::POST,
             Attempt::Open { .. } => http::Method::GET,

@@ -49,6 +49,9 @@ pub struct ClientBuilder {
     filters: Vec<Filter>,
     cooldown: Duration,
     identity: Option<crate::auth::Identity>,
+    /// The TLS config calls use, when set.
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::ClientConfig>,
 }
 
 /// The default time a node is skipped after a call to it failed at the
@@ -88,6 +91,8 @@ impl ClientBuilder {
             filters: Vec::new(),
             cooldown: DEFAULT_COOLDOWN,
             identity: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -123,6 +128,24 @@ impl ClientBuilder {
     #[must_use]
     pub fn token(self, token: impl Into<String>) -> Self {
         self.identity(crate::auth::Identity::fixed("", token))
+    }
+
+    /// Calls services over HTTPS (and streams over WSS) with `tls`: the
+    /// roots servers are verified against, and a certificate of its own
+    /// for mutual TLS. Every call of this client uses TLS. Set it before
+    /// any [`layer`](Self::layer), which wraps the transport as it is.
+    ///
+    /// # Errors
+    /// 500 if the TLS config cannot be made from `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: &crate::tls::ClientTls) -> crate::Result<Self> {
+        if self.transport.is_some() {
+            tracing::error!(
+                "ClientBuilder::tls after layer: the layers keep a plain transport; set tls first"
+            );
+        }
+        self.tls = Some(tls.config()?);
+        Ok(self)
     }
 
     /// Sends `identity`'s current token with every call and stream.
@@ -201,9 +224,15 @@ impl ClientBuilder {
         ResBody: http_body::Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let base = self
-            .transport
-            .unwrap_or_else(crate::transport::hyper_transport);
+        #[cfg(feature = "tls")]
+        let tls = self.tls.clone();
+        let base = self.transport.unwrap_or_else(|| {
+            #[cfg(feature = "tls")]
+            if let Some(config) = tls {
+                return crate::transport::tls_transport(config);
+            }
+            crate::transport::hyper_transport()
+        });
         let layered = layer
             .layer(base)
             .map_response(|r: Response<ResBody>| r.map(Body::new))
@@ -212,15 +241,33 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether calls use TLS.
+    fn tls_on(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// The client.
     pub fn build(self) -> Client {
+        let scheme = if self.tls_on() { "https" } else { "http" };
+        #[cfg(feature = "tls")]
+        let transport = match (self.transport, self.tls) {
+            (Some(layered), _) => Stack::Layered(layered),
+            (None, Some(config)) => Stack::Tls(crate::transport::tls_client(config)),
+            (None, None) => Stack::direct(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let transport = match self.transport {
+            Some(layered) => Stack::Layered(layered),
+            None => Stack::direct(),
+        };
         let backends = self.backends.unwrap_or_default();
         Client {
             inner: Arc::new(Inner {
-                transport: match self.transport {
-                    Some(layered) => Stack::Layered(layered),
-                    None => Stack::direct(),
-                },
+                scheme,
+                transport,
                 broker: self.broker.unwrap_or_else(|| backends.broker().clone()),
                 lookup: cache::Lookup::new(
                     self.registry.unwrap_or_else(|| backends.registry().clone()),

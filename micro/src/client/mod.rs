@@ -67,6 +67,8 @@ pub struct Client {
 }
 
 struct Inner {
+    /// `http`, or `https` with TLS.
+    scheme: &'static str,
     transport: Stack,
     broker: Arc<dyn crate::broker::Broker>,
     lookup: Arc<cache::Lookup>,

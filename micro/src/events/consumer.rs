@@ -222,7 +222,7 @@ async fn admit(guard: &crate::auth::Guard, delivery: &super::Delivery) -> Result
     }
     let resource = format!("topic:{}", event.topic);
     guard
-        .check_at(&resource, &[], &mut headers, Some(event.timestamp))
+        .check_at(&resource, &[], &mut headers, Some(event.timestamp), None)
         .await
         .map(drop)
 }

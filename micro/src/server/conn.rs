@@ -60,6 +60,15 @@ const CLOSE_GRACE: Duration = Duration::from_millis(250);
 /// At most one accept error a this long is logged; the others are counted.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// What turns an accepted connection into a TLS one, when the server
+/// serves TLS.
+#[cfg(feature = "tls")]
+pub(crate) type Tls = Option<tokio_rustls::TlsAcceptor>;
+/// What turns an accepted connection into a TLS one: never, in a build
+/// without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Tls = Option<Infallible>;
+
 /// The timeouts of a server's connections.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {
@@ -76,6 +85,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
+    tls: Tls,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     // The connection task below keeps the header timeout; hyper's own
@@ -99,6 +109,8 @@ pub(crate) async fn serve(
             Ok((tcp, _peer)) => {
                 tokio::spawn(connection(
                     tcp,
+                    #[allow(clippy::clone_on_copy)]
+                    tls.clone(),
                     router.clone(),
                     shared.clone(),
                     builder.clone(),
@@ -156,13 +168,15 @@ impl AcceptErrors {
 }
 
 /// Serves one connection and watches its timeouts and the stop.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     tcp: TcpStream,
+    tls: Tls,
     router: Router,
     shared: Arc<Shared>,
     builder: Arc<Builder<TokioExecutor>>,
     timeouts: Timeouts,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
     // Replies are small and latency matters more than packet count.
@@ -172,12 +186,79 @@ async fn connection(
     // ever.
     let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive());
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         inner: tcp,
         activity: activity.clone(),
-    });
+    };
+    let parts = Parts {
+        router,
+        shared,
+        builder,
+        timeouts,
+        stop,
+        activity,
+    };
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = tls {
+        // The handshake gets the header read timeout: a peer that never
+        // finishes it holds nothing for long.
+        let handshake = tokio::time::timeout(timeouts.header_read, acceptor.accept(watched)).await;
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not complete in time");
+                return;
+            }
+        };
+        let peer = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| crate::tls::common_name(cert))
+            .map(|name| crate::auth::Peer::named(&name));
+        return drive(TokioIo::new(stream), peer, parts).await;
+    }
+    #[cfg(not(feature = "tls"))]
+    if let Some(never) = tls {
+        match never {}
+    }
+    drive(TokioIo::new(watched), None, parts).await;
+}
+
+/// What serving a connection needs besides its socket.
+struct Parts {
+    router: Router,
+    shared: Arc<Shared>,
+    builder: Arc<Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+}
+
+/// Serves HTTP on `io` (plain or TLS), `peer` being the client
+/// certificate's account under mutual TLS.
+async fn drive<I>(io: I, peer: Option<crate::auth::Peer>, parts: Parts)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let Parts {
+        router,
+        shared,
+        builder,
+        timeouts,
+        mut stop,
+        activity,
+    } = parts;
     let requests = activity.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(peer) = &peer {
+            req.extensions_mut().insert(peer.clone());
+        }
         let busy = requests.begin();
         let framing = check_framing(&req).map_err(|e| e.or_id(&shared.name));
         let router = router.clone();

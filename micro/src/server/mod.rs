@@ -164,6 +164,8 @@ pub(crate) struct Config {
     pub(crate) platform: Option<Arc<crate::context::Platform>>,
     pub(crate) layers: Vec<RouterLayer>,
     pub(crate) auth: Option<crate::auth::Auth>,
+    /// TLS for every connection, when set.
+    pub(crate) tls: conn::Tls,
 }
 
 /// A running server: it binds, serves, and drains on a graceful stop.
@@ -250,6 +252,7 @@ impl Server {
             shared.clone(),
             config.timeouts,
             stop_rx,
+            config.tls,
         ));
         Ok(Self {
             local_addr,

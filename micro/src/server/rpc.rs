@@ -76,11 +76,14 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
     }
     // Who is calling, before the body is read.
     let credentials = match &shared.guard {
-        Some(guard) => Some(
-            guard
-                .check(&route.name, &route.rules, &mut parts.headers)
-                .await?,
-        ),
+        Some(guard) => {
+            let peer = parts.extensions.get::<crate::auth::Peer>();
+            Some(
+                guard
+                    .check(&route.name, &route.rules, &mut parts.headers, peer)
+                    .await?,
+            )
+        }
         None => None,
     };
     let headers = &parts.headers;
@@ -139,7 +142,12 @@ async fn receive(shared: &Shared, req: Request, id: &HeaderValue) -> Result<()> 
     // resource `topic:<topic>`.
     if let Some(guard) = &shared.guard {
         guard
-            .check(&format!("topic:{topic}"), &[], &mut parts.headers)
+            .check(
+                &format!("topic:{topic}"),
+                &[],
+                &mut parts.headers,
+                parts.extensions.get::<crate::auth::Peer>(),
+            )
             .await?;
     }
     let headers = &parts.headers;

@@ -86,6 +86,8 @@ pub struct Service {
     layers: Vec<RouterLayer>,
     checks: Vec<HealthCheck>,
     auth: Option<crate::auth::Auth>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
     /// The config `config(..)` was given: micro's settings and the auth
     /// rules.
     settings: Option<crate::config::Config>,
@@ -150,6 +152,8 @@ impl Service {
             layers: Vec::new(),
             checks: Vec::new(),
             auth: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             settings: None,
         }
     }
@@ -311,6 +315,16 @@ impl Service {
             self.advertise = Some(advertise);
         }
         self.settings = Some(config.clone());
+        self
+    }
+
+    /// Serves HTTPS (and WSS) with `tls`, mutual TLS if it names a client
+    /// CA. Default: `MICRO_SERVER_TLS_CERT` and `MICRO_SERVER_TLS_KEY`
+    /// (and `MICRO_SERVER_TLS_CLIENT_CA`) when set, else plain HTTP.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -555,10 +569,28 @@ impl Service {
             events: topics.clone(),
             identity,
         });
+        #[cfg(feature = "tls")]
+        let tls = match self.tls.clone() {
+            Some(tls) => Some(tls),
+            None => crate::tls::ServerTls::from_settings(&var).map_err(|e| e.or_id(&self.name))?,
+        };
+        #[cfg(feature = "tls")]
+        let tls = tls.map(|t| t.acceptor());
+        #[cfg(not(feature = "tls"))]
+        let tls = {
+            if var("MICRO_SERVER_TLS_CERT").is_some() {
+                return Err(Error::internal(
+                    "MICRO_SERVER_TLS_CERT is set but this build lacks micro's \"tls\" feature: enable it to serve HTTPS",
+                )
+                .with_id(self.name.clone()));
+            }
+            None
+        };
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
             handlers,
+            tls,
             auth: auth.clone(),
             max_body_size: self.max_body_size,
             body_timeout: self.body_timeout,

@@ -294,6 +294,7 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
     let credentials = match &shared.guard {
         Some(guard) => {
             let token = query_param(query, "token").map(Cow::into_owned);
+            let peer = req.extensions().get::<crate::auth::Peer>().cloned();
             let headers = req.headers_mut();
             if let Some(token) = token
                 && !headers.contains_key(http::header::AUTHORIZATION)
@@ -301,7 +302,11 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
             {
                 headers.insert(http::header::AUTHORIZATION, value);
             }
-            Some(guard.check(&route.name, &route.rules, headers).await?)
+            Some(
+                guard
+                    .check(&route.name, &route.rules, headers, peer.as_ref())
+                    .await?,
+            )
         }
         None => None,
     };
