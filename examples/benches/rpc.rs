@@ -11,6 +11,11 @@
 //! - `micro http json|msgpack`: the micro service called by the same hyper
 //!   client, the same way, with `Micro-Endpoint`;
 //! - `micro typed json|msgpack`: through the generated client, by address;
+//! - `micro typed auth`: by address, to a second service with auth on,
+//!   every call carrying a JWT the server verifies (EdDSA) and checks
+//!   against a rule;
+//! - `micro typed tls` (feature `tls`): by address, to a third service
+//!   serving HTTPS, the client verifying it against the test CA;
 //! - `micro typed by name`: through the generated client, found by name
 //!   through mDNS and the selector (the service and the client each have
 //!   their own mDNS daemon, as two processes would).
@@ -292,6 +297,65 @@ const SERVER_THREADS: &str = "bench-server";
 struct Servers {
     raw: SocketAddr,
     micro: micro::ServiceHandle,
+    /// The same service with auth on, and a token it accepts.
+    with_auth: (micro::ServiceHandle, String),
+    /// The same service over TLS, and the CA file that verifies it.
+    #[cfg(feature = "tls")]
+    with_tls: (micro::ServiceHandle, std::path::PathBuf),
+}
+
+/// The service with auth on: one rule lets any account in.
+async fn with_auth() -> (micro::ServiceHandle, String) {
+    use micro::auth::{Account, AccountKind, Auth, Rule, TokenKind};
+    let auth = Auth::issuer("bench")
+        .rules(vec![Rule::grant("*", "*")])
+        .build()
+        .unwrap();
+    let account = Account::new("bench", AccountKind::User, vec!["bench".into()]);
+    let token = auth
+        .issue(&account, TokenKind::Access, Duration::from_secs(3600))
+        .unwrap();
+    let service = micro::Service::new("helloworld-auth")
+        .address("127.0.0.1:0")
+        .registry(Arc::new(MemoryRegistry::new()))
+        .auth(auth)
+        .handle(Helloworld)
+        .start()
+        .await
+        .unwrap();
+    (service, token)
+}
+
+/// The service over TLS, with a certificate for 127.0.0.1 from a CA made
+/// here; returns the CA's PEM file.
+#[cfg(feature = "tls")]
+async fn with_tls() -> (micro::ServiceHandle, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("micro-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let tls = micro::tls::ServerTls::from_pem_files(dir.join("server.pem"), dir.join("server.key"))
+        .unwrap();
+    let service = micro::Service::new("helloworld-tls")
+        .address("127.0.0.1:0")
+        .registry(Arc::new(MemoryRegistry::new()))
+        .tls(tls)
+        .handle(Helloworld)
+        .start()
+        .await
+        .unwrap();
+    (service, dir.join("ca.pem"))
 }
 
 async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
@@ -314,12 +378,21 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
                 .start()
                 .await
                 .unwrap();
-            Servers { raw, micro }
+            Servers {
+                raw,
+                micro,
+                with_auth: with_auth().await,
+                #[cfg(feature = "tls")]
+                with_tls: with_tls().await,
+            }
         })
     };
     let Servers {
         raw: raw_addr,
         micro: service,
+        with_auth: (auth_service, token),
+        #[cfg(feature = "tls")]
+            with_tls: (tls_service, ca),
     } = started.await.unwrap();
     let micro_addr = service.local_addr();
 
@@ -413,6 +486,57 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         ));
     }
     {
+        let (t, address) = (typed.clone(), auth_service.local_addr().to_string());
+        rows.push((
+            "micro typed auth",
+            Arc::new(move || {
+                let t = t.clone();
+                let opts = CallOptions::new().address(address.clone()).token(&token);
+                Box::pin(async move {
+                    let rsp = t
+                        .greeting_with(
+                            Request {
+                                name: "alice".into(),
+                            },
+                            opts,
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(rsp.message, "Hello alice");
+                })
+            }),
+        ));
+    }
+    #[cfg(feature = "tls")]
+    {
+        let client = micro::Client::builder()
+            .registry(registry.clone())
+            .tls(&micro::tls::ClientTls::ca_file(&ca).unwrap())
+            .unwrap()
+            .build();
+        let t = HelloworldClient::new("helloworld", client);
+        let address = tls_service.local_addr().to_string();
+        rows.push((
+            "micro typed tls",
+            Arc::new(move || {
+                let t = t.clone();
+                let opts = CallOptions::new().address(address.clone());
+                Box::pin(async move {
+                    let rsp = t
+                        .greeting_with(
+                            Request {
+                                name: "alice".into(),
+                            },
+                            opts,
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(rsp.message, "Hello alice");
+                })
+            }),
+        ));
+    }
+    {
         let t = typed.clone();
         rows.push((
             "micro typed by name",
@@ -438,6 +562,9 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         results.extend(measure(&rows, concurrency, secs, &servers).await);
     }
     service.stop().await.unwrap();
+    auth_service.stop().await.unwrap();
+    #[cfg(feature = "tls")]
+    tls_service.stop().await.unwrap();
     report(&results);
 }
 
@@ -576,6 +703,18 @@ fn report(rows: &[Row]) {
             println!(
                 "typed client / plain client (json) at {concurrency}: {:.2}x",
                 ratio(typed, plain)
+            );
+        }
+        if let (Some(auth), Some(plain)) = (find("micro typed auth"), find("micro typed json")) {
+            println!(
+                "auth (a verified JWT) / none, typed json at {concurrency}: {:.2}x",
+                ratio(auth, plain)
+            );
+        }
+        if let (Some(tls), Some(plain)) = (find("micro typed tls"), find("micro typed json")) {
+            println!(
+                "TLS / plain, typed json at {concurrency}: {:.2}x",
+                ratio(tls, plain)
             );
         }
         if let (Some(by_name), Some(by_addr)) =

@@ -233,7 +233,20 @@ struct Inner {
     refresh_ttl: Duration,
     leeway: Duration,
     key_grace: Duration,
+    /// Access tokens verified lately, so that a caller sending the same
+    /// token call after call pays for one signature check.
+    verified: std::sync::Mutex<HashMap<Arc<str>, Verified>>,
 }
+
+/// A verified access token: its account, its key and its expiry.
+struct Verified {
+    account: Account,
+    kid: String,
+    exp: u64,
+}
+
+/// How many verified tokens are remembered; past it the memory is cleared.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -335,6 +348,7 @@ impl AuthBuilder {
                 refresh_ttl: self.refresh_ttl,
                 leeway: self.leeway,
                 key_grace: self.key_grace.unwrap_or(self.access_ttl),
+                verified: std::sync::Mutex::default(),
             }),
         })
     }
@@ -582,6 +596,11 @@ impl Auth {
         token: &str,
         at: Option<SystemTime>,
     ) -> crate::Result<Account> {
+        if at.is_none()
+            && let Some(account) = self.remembered(token)
+        {
+            return Ok(account);
+        }
         let claims = self.claims(token, at).await?;
         if claims.typ == TokenKind::Refresh {
             return Err(AuthError::Unauthenticated(
@@ -589,13 +608,56 @@ impl Auth {
             )
             .into());
         }
-        Ok(Account {
+        let exp = claims.exp;
+        let account = Account {
             id: claims.sub,
             kind: claims.kind,
             scopes: claims.scopes,
             metadata: claims.metadata,
             issuer: claims.iss,
-        })
+        };
+        if let Ok(header) = jsonwebtoken::decode_header(token)
+            && let Some(kid) = header.kid
+        {
+            let mut verified = self
+                .inner
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(
+                Arc::from(token),
+                Verified {
+                    account: account.clone(),
+                    kid,
+                    exp,
+                },
+            );
+        }
+        Ok(account)
+    }
+
+    /// The account of `token` if it was verified lately, is not expired,
+    /// and its key still verifies.
+    fn remembered(&self, token: &str) -> Option<Account> {
+        let mut verified = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = verified.get(token)?;
+        let live = entry.exp + self.inner.leeway.as_secs() >= unix_now();
+        let key_kept = match &self.inner.keys {
+            Keys::Own(keys) => keys.decoding(&entry.kid).is_some(),
+            Keys::Remote(remote) => remote.get(&entry.kid).is_some(),
+        };
+        if live && key_kept {
+            return Some(entry.account.clone());
+        }
+        verified.remove(token);
+        None
     }
 
     /// The checked claims of any of micro's tokens.
