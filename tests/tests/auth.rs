@@ -853,3 +853,110 @@ async fn an_unknown_auth_setting_refuses_to_start() {
         "{err}"
     );
 }
+
+struct Relay;
+
+#[service]
+impl Relay {
+    /// Asks the issuer who this service is, with its own identity.
+    #[handler(public)]
+    async fn whoami(&self, ctx: Context) -> Result<Account> {
+        let client = Client::builder().backends(&Backends::memory()).build();
+        let issuer = ctx
+            .metadata()
+            .get("x-issuer")
+            .unwrap_or_default()
+            .to_owned();
+        client
+            .call(
+                "issuer",
+                "Auth.Inspect",
+                &(),
+                CallOptions::from(&ctx).address(issuer),
+            )
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_verifier_logs_in_to_its_issuer_with_its_own_account() {
+    // The issuer, with an account for the relay service.
+    let issuer = Auth::issuer("issuer").build().unwrap();
+    issuer
+        .create(
+            "relay",
+            AccountKind::Service,
+            &["service"],
+            "relay-secret-of-16-bytes",
+        )
+        .await
+        .unwrap();
+    let issuing = Service::new("issuer")
+        .address("127.0.0.1:0")
+        .backends(&Backends::memory())
+        .auth(issuer)
+        .start()
+        .await
+        .unwrap();
+    let address = issuing.local_addr().to_string();
+    // The relay verifies the issuer's tokens and logs in to it with the
+    // account its settings name.
+    let config = micro::config::Config::builder()
+        .set_default("micro.registry", "memory")
+        .set_default("micro.broker", "memory")
+        .set_default("micro.server_address", "127.0.0.1:0")
+        .set_default("micro.auth", "jwt")
+        .set_default("micro.auth_address", format!("http://{address}"))
+        .set_default("micro.auth_id", "relay")
+        .set_default("micro.auth_secret", "relay-secret-of-16-bytes")
+        .load()
+        .await
+        .unwrap();
+    let relay = Service::new("relay")
+        .config(&config)
+        .handle(Relay)
+        .start()
+        .await
+        .unwrap();
+    let rsp = RawClient::new()
+        .call(
+            relay.local_addr(),
+            "Relay.Whoami",
+            &[("content-type", "application/json"), ("x-issuer", &address)],
+            "{}",
+        )
+        .await;
+    assert_eq!(
+        rsp.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&rsp.body)
+    );
+    let account: Account = serde_json::from_slice(&rsp.body).unwrap();
+    assert_eq!(
+        (account.id.as_str(), account.kind),
+        ("relay", AccountKind::Service)
+    );
+    // Wrong credentials fail the start, saying why.
+    let wrong = micro::config::Config::builder()
+        .set_default("micro.registry", "memory")
+        .set_default("micro.server_address", "127.0.0.1:0")
+        .set_default("micro.auth", "jwt")
+        .set_default("micro.auth_address", format!("http://{address}"))
+        .set_default("micro.auth_id", "relay")
+        .set_default("micro.auth_secret", "not-the-secret-at-all")
+        .load()
+        .await
+        .unwrap();
+    if std::env::var_os("MICRO_AUTH_SECRET").is_none() {
+        let err = Service::new("relay")
+            .config(&wrong)
+            .handle(Relay)
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), 401, "{err}");
+    }
+    relay.stop().await.unwrap();
+    issuing.stop().await.unwrap();
+}
