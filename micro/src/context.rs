@@ -64,7 +64,7 @@ impl Context {
     /// metadata.
     pub fn new() -> Self {
         Self {
-            id: new_id_header(),
+            id: crate::wire::new_id_header(),
             deadline: None,
             metadata: Metadata::new(),
             endpoint: None,
@@ -305,54 +305,6 @@ impl Context {
     }
 }
 
-/// A new request id: a version 4 UUID.
-///
-/// Request ids need to be unique, not unpredictable, so they come from a
-/// per-thread xorshift generator seeded from the OS once, rather than a
-/// system call per request.
-pub(crate) fn new_id() -> String {
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    new_id_into(&mut buf).to_owned()
-}
-
-/// A fresh request id as a header value, with no `String` on the way.
-pub(crate) fn new_id_header() -> HeaderValue {
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = new_id_into(&mut buf);
-    HeaderValue::from_str(id).expect("a UUID is a valid header value")
-}
-
-/// Writes a fresh random (v4) UUID into `buf`, hyphenated, lower case.
-fn new_id_into(buf: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &str {
-    use std::cell::Cell;
-    use std::hash::{BuildHasher, RandomState};
-
-    thread_local! {
-        static STATE: Cell<(u64, u64)> = Cell::new({
-            let seed = RandomState::new();
-            (seed.hash_one(1u8) | 1, seed.hash_one(2u8) | 1)
-        });
-    }
-    let bits = STATE.with(|state| {
-        let (mut s0, mut s1) = state.get();
-        let mut next = || {
-            // xorshift128+
-            let (mut x, y) = (s0, s1);
-            s0 = y;
-            x ^= x << 23;
-            s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
-            s1.wrapping_add(y)
-        };
-        let bits = (u128::from(next()) << 64) | u128::from(next());
-        state.set((s0, s1));
-        bits
-    });
-    uuid::Builder::from_random_bytes(bits.to_le_bytes())
-        .into_uuid()
-        .hyphenated()
-        .encode_lower(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,7 +322,8 @@ mod tests {
 
     #[test]
     fn ids_are_unique_v4_uuids() {
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| crate::wire::new_id()).collect();
         assert_eq!(ids.len(), 10_000);
         let id = uuid::Uuid::parse_str(ids.iter().next().unwrap()).unwrap();
         assert_eq!(id.get_version_num(), 4);

@@ -12,7 +12,6 @@ use axum::response::Response;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::context::new_id_header;
 use crate::{Error, Result};
 
 pub(crate) static MICRO_ENDPOINT: HeaderName = HeaderName::from_static("micro-endpoint");
@@ -139,6 +138,54 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// A new request id: a version 4 UUID.
+///
+/// Request ids need to be unique, not unpredictable, so they come from a
+/// per-thread xorshift generator seeded from the OS once, rather than a
+/// system call per request.
+pub(crate) fn new_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    new_id_into(&mut buf).to_owned()
+}
+
+/// A fresh request id as a header value, with no `String` on the way.
+pub(crate) fn new_id_header() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = new_id_into(&mut buf);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// Writes a fresh random (v4) UUID into `buf`, hyphenated, lower case.
+fn new_id_into(buf: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &str {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new({
+            let seed = RandomState::new();
+            (seed.hash_one(1u8) | 1, seed.hash_one(2u8) | 1)
+        });
+    }
+    let bits = STATE.with(|state| {
+        let (mut s0, mut s1) = state.get();
+        let mut next = || {
+            // xorshift128+
+            let (mut x, y) = (s0, s1);
+            s0 = y;
+            x ^= x << 23;
+            s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
+            s1.wrapping_add(y)
+        };
+        let bits = (u128::from(next()) << 64) | u128::from(next());
+        state.set((s0, s1));
+        bits
+    });
+    uuid::Builder::from_random_bytes(bits.to_le_bytes())
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(buf)
 }
 
 #[cfg(test)]

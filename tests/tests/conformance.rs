@@ -422,3 +422,23 @@ async fn nats_events() {
         .await
         .unwrap();
 }
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_nats_kv),
+    ignore = "needs a NATS server with per-key TTLs (2.11+): set MICRO_TEST_NATS_KV=nats://127.0.0.1:4223"
+)]
+async fn nats_registry() {
+    let url = std::env::var("MICRO_TEST_NATS_KV").expect("MICRO_TEST_NATS_KV names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" => Some("nats".to_owned()),
+        "MICRO_REGISTRY_ADDRESS" => Some(url.clone()),
+        "MICRO_BROKER" => Some("memory".to_owned()),
+        _ => None,
+    });
+    assert_eq!(backends.registry().name(), "nats");
+    let registry = backends.registry().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::registry(|| registry.clone(), &prefix, true).await;
+}

@@ -107,14 +107,6 @@ impl Backends {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
-    /// As [`from_env`](Self::from_env), each `MICRO_*` variable that is
-    /// unset in the environment read from `config`'s key `micro.*`
-    /// (`MICRO_STORE_ADDRESS` from `micro.store_address`): micro's own
-    /// settings in the service's config file.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self::from_vars(|name| config.micro_var(name))
-    }
-
     /// Everything in this process: a memory registry and a memory broker.
     /// Nothing goes on the network; services and clients sharing the bundle
     /// find each other.
@@ -143,10 +135,11 @@ impl Backends {
     /// assert_eq!(backends.broker().name(), "memory");
     /// ```
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = profiled(var);
         // The parts made here that point at one server share a
         // connection to it.
         let connections = Connections::default();
-        let registry = choose_registry(&var);
+        let registry = choose_registry(&var, &connections);
         let broker = choose_broker(&var, &registry, &connections);
         let store = choose_store(&var, &connections);
         let events = choose_events(&var, &connections);
@@ -368,12 +361,26 @@ fn choose_sync(var: &impl Fn(&str) -> Option<String>, connections: &Connections)
 #[cfg(feature = "postgres")]
 const POSTGRES_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-fn choose_registry(var: &impl Fn(&str) -> Option<String>) -> Arc<dyn Registry> {
-    match env::part(var, "REGISTRY").0.as_deref() {
+#[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+fn choose_registry(
+    var: &impl Fn(&str) -> Option<String>,
+    connections: &Connections,
+) -> Arc<dyn Registry> {
+    let (kind, address) = env::part(var, "REGISTRY");
+    match kind.as_deref() {
         Some("memory") => Arc::new(MemoryRegistry::new()),
+        #[cfg(feature = "nats")]
+        Some("nats") => {
+            let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
+            Arc::new(crate::registry::NatsRegistry::on(connections.nats(&url)))
+        }
         None | Some("mdns") => Arc::new(MdnsRegistry::new()),
         Some(other) => {
-            let choices = [Choice::built_in("mdns"), Choice::built_in("memory")];
+            let choices = [
+                Choice::built_in("mdns"),
+                Choice::built_in("memory"),
+                Choice::feature("nats", cfg!(feature = "nats")),
+            ];
             tracing::error!("{}", unusable("MICRO_REGISTRY", other, &choices, "mdns"));
             Arc::new(MdnsRegistry::new())
         }
@@ -398,8 +405,48 @@ fn choose_store(
 /// `MICRO_CONFIG_ADDRESS` name (the store's kinds), or none when
 /// `MICRO_CONFIG` is unset.
 pub(crate) fn config_store(var: &impl Fn(&str) -> Option<String>) -> Option<Arc<dyn Store>> {
-    env::part(var, "CONFIG").0?;
-    Some(store_for(var, "CONFIG", &Connections::default()))
+    let var = profiled(var);
+    env::part(&var, "CONFIG").0?;
+    Some(store_for(&var, "CONFIG", &Connections::default()))
+}
+
+/// The parts a profile moves.
+const PROFILED: [&str; 6] = ["REGISTRY", "BROKER", "EVENTS", "STORE", "SYNC", "CONFIG"];
+
+/// `var`, with `MICRO_PROFILE` filling in what it leaves unset:
+/// `MICRO_PROFILE=nats` puts every part of [`PROFILED`] on NATS, at
+/// `MICRO_PROFILE_ADDRESS` (default `nats://127.0.0.1:4222`). A part's own
+/// `MICRO_<PART>` (and `_ADDRESS`) still wins.
+fn profiled(var: impl Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<String> {
+    let get = move |name: &str| var(name).filter(|v| !v.is_empty());
+    let profile = get("MICRO_PROFILE");
+    let address = get("MICRO_PROFILE_ADDRESS");
+    match profile.as_deref() {
+        None | Some("nats") => {}
+        Some(other) => tracing::error!(
+            "unknown MICRO_PROFILE \"{other}\", expected: nats; each part keeps its own setting"
+        ),
+    }
+    move |name: &str| {
+        if let Some(value) = get(name) {
+            return Some(value);
+        }
+        if profile.as_deref() != Some("nats") {
+            return None;
+        }
+        let part = name.strip_prefix("MICRO_")?;
+        match part.strip_suffix("_ADDRESS") {
+            Some(part) if PROFILED.contains(&part) => {
+                // Only where the part itself follows the profile.
+                get(&format!("MICRO_{part}"))
+                    .is_none()
+                    .then(|| address.clone())
+                    .flatten()
+            }
+            Some(_) => None,
+            None => PROFILED.contains(&part).then(|| "nats".to_owned()),
+        }
+    }
 }
 
 /// The store `MICRO_<PART>` and `MICRO_<PART>_ADDRESS` name.
@@ -521,6 +568,42 @@ mod tests {
         assert_eq!(b.broker().name(), "memory");
         let b = Backends::from_vars(vars(&[("MICRO_REGISTRY", "memory"), ("MICRO_BROKER", "")]));
         assert_eq!(b.broker().name(), "http", "empty is unset");
+    }
+
+    #[test]
+    fn a_profile_fills_in_what_the_parts_leave_unset() {
+        let var = profiled(vars(&[
+            ("MICRO_PROFILE", "nats"),
+            ("MICRO_PROFILE_ADDRESS", "nats://10.0.0.1:4222"),
+            ("MICRO_STORE", "redis"),
+            ("MICRO_STORE_ADDRESS", "redis://r:6379"),
+            ("MICRO_SYNC", "memory"),
+        ]));
+        assert_eq!(var("MICRO_REGISTRY").as_deref(), Some("nats"));
+        assert_eq!(
+            var("MICRO_REGISTRY_ADDRESS").as_deref(),
+            Some("nats://10.0.0.1:4222")
+        );
+        assert_eq!(var("MICRO_BROKER").as_deref(), Some("nats"));
+        assert_eq!(
+            var("MICRO_EVENTS_ADDRESS").as_deref(),
+            Some("nats://10.0.0.1:4222")
+        );
+        assert_eq!(var("MICRO_STORE").as_deref(), Some("redis"));
+        assert_eq!(
+            var("MICRO_STORE_ADDRESS").as_deref(),
+            Some("redis://r:6379")
+        );
+        assert_eq!(var("MICRO_SYNC").as_deref(), Some("memory"));
+        assert_eq!(
+            var("MICRO_SYNC_ADDRESS"),
+            None,
+            "a part off the profile gets no address"
+        );
+        assert_eq!(var("MICRO_SERVER_ADDRESS"), None);
+        let none = profiled(vars(&[("MICRO_STORE", "file")]));
+        assert_eq!(none("MICRO_REGISTRY"), None);
+        assert_eq!(none("MICRO_STORE").as_deref(), Some("file"));
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Message {
     pub fn new(topic: impl Into<String>, content_type: ContentType, body: Bytes) -> Self {
         Self {
             topic: topic.into(),
-            id: crate::context::new_id(),
+            id: crate::wire::new_id(),
             metadata: Metadata::new(),
             content_type,
             body,
@@ -117,7 +117,7 @@ impl Message {
         let id = ::http::HeaderValue::from_str(&self.id)
             .ok()
             .filter(crate::wire::valid_id)
-            .unwrap_or_else(crate::context::new_id_header);
+            .unwrap_or_else(crate::wire::new_id_header);
         Context::from_parts(id, None, self.metadata.clone(), None)
     }
 }

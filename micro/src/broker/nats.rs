@@ -102,7 +102,7 @@ fn from_nats(msg: async_nats::Message) -> Message {
     }
     Message {
         topic: msg.subject.as_str().to_owned(),
-        id: id.unwrap_or_else(crate::context::new_id),
+        id: id.unwrap_or_else(crate::wire::new_id),
         metadata,
         content_type,
         body: msg.payload,

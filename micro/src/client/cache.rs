@@ -72,6 +72,20 @@ impl Lookup {
         }
     }
 
+    /// Reads every cached service again.
+    async fn refresh_all(&self) {
+        let names: Vec<String> = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            self.refresh(&name).await;
+        }
+    }
+
     /// Starts the watch task unless one runs.
     fn ensure_watch(self: &Arc<Self>) {
         let mut slot = self.watch.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,49 +101,70 @@ impl Lookup {
     }
 }
 
+/// Keeps the cache current from the registry's watch. When the watch
+/// fails or ends (the registry went away), the cached records stay and are
+/// served, and the watch is opened again after a pause; once it is back,
+/// every cached service is read again.
 async fn watch(cache: Weak<Lookup>, registry: Arc<dyn Registry>, mut stop: oneshot::Receiver<()>) {
-    let mut watcher = match registry.watch().await {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "registry watch failed; lookups will not be cached");
-            if let Some(cache) = cache.upgrade() {
-                cache.write().clear();
-            }
-            return;
-        }
-    };
+    let mut pause = std::time::Duration::from_millis(250);
+    let mut first = true;
     loop {
-        let event = tokio::select! {
+        let opened = tokio::select! {
             _ = &mut stop => return,
-            event = watcher.next() => event,
+            opened = registry.watch() => opened,
         };
-        let Some(cache) = cache.upgrade() else { return };
-        match event {
-            Some(Ok(event)) => {
-                let name = event.service.name;
-                if cache.cached(&name).is_some() {
-                    cache.refresh(&name).await;
+        let mut watcher = match opened {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry watch failed; serving cached records and trying again");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                continue;
+            }
+        };
+        if !first {
+            // Changes may have been missed while the watch was down.
+            let Some(cache) = cache.upgrade() else { return };
+            cache.refresh_all().await;
+        }
+        first = false;
+        pause = std::time::Duration::from_millis(250);
+        loop {
+            let event = tokio::select! {
+                _ = &mut stop => return,
+                event = watcher.next() => event,
+            };
+            let Some(cache) = cache.upgrade() else { return };
+            match event {
+                Some(Ok(event)) => {
+                    let name = event.service.name;
+                    if cache.cached(&name).is_some() {
+                        cache.refresh(&name).await;
+                    }
+                }
+                Some(Err(RegistryError::Lagged(n))) => {
+                    // Missed events: every entry may be stale.
+                    tracing::debug!(missed = n, "registry watch lagged; refreshing");
+                    cache.refresh_all().await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "registry watch failed; serving cached records and trying again");
+                    break;
+                }
+                None => {
+                    tracing::debug!(
+                        "registry watch ended; serving cached records and watching again"
+                    );
+                    break;
                 }
             }
-            Some(Err(e)) => {
-                // Missed events: every entry may be stale.
-                tracing::debug!(error = %e, "registry watch lagged; refreshing");
-                let names: Vec<String> = cache
-                    .entries
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .keys()
-                    .cloned()
-                    .collect();
-                for name in names {
-                    cache.refresh(&name).await;
-                }
-            }
-            None => {
-                // The watch ended: stop trusting the cache.
-                cache.write().clear();
-                return;
-            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

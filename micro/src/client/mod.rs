@@ -187,8 +187,9 @@ impl Client {
     /// as the [`RetryPolicy`] says, within the one deadline.
     ///
     /// # Errors
-    /// The service's error as it sent it; or 503 when no node is found or
-    /// no node can be reached, 408 when the deadline passes, 500 when the
+    /// The service's error as it sent it; or 404 when the registry has no
+    /// node of the service, 503 when the registry or no node can be
+    /// reached, 408 when the deadline passes, 500 when the
     /// reply does not decode into `Rsp`.
     pub async fn call<Req, Rsp>(
         &self,

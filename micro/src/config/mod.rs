@@ -723,6 +723,16 @@ impl Config {
     }
 }
 
+impl crate::Backends {
+    /// As [`from_env`](crate::Backends::from_env), each `MICRO_*` variable
+    /// that is unset in the environment read from `config`'s key `micro.*`
+    /// (`MICRO_STORE_ADDRESS` from `micro.store_address`): micro's own
+    /// settings in the service's config file.
+    pub fn from_config(config: &Config) -> Self {
+        Self::from_vars(|name| config.micro_var(name))
+    }
+}
+
 /// The value at `path` of `tree` as a `T`.
 fn read_at<T: DeserializeOwned>(tree: &Node, path: &str) -> Result<T, ConfigError> {
     let Some(node) = tree.get(path) else {

@@ -102,7 +102,7 @@ impl Events for MemoryEvents {
                     log.ids.remove(&id);
                 }
             }
-            let id = event.id.unwrap_or_else(crate::context::new_id);
+            let id = event.id.unwrap_or_else(crate::wire::new_id);
             match log.ids.get(&id) {
                 Some(&sequence) => Published {
                     id,

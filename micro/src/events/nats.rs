@@ -135,7 +135,7 @@ impl Events for NatsEvents {
     ) -> BoxFuture<'a, Result<Published, EventsError>> {
         Box::pin(async move {
             let (js, _) = self.stream().await?;
-            let id = event.id.unwrap_or_else(crate::context::new_id);
+            let id = event.id.unwrap_or_else(crate::wire::new_id);
             let mut headers = HeaderMap::new();
             // JetStream deduplicates across the whole stream: the topic
             // goes into the key, so that one id on two topics is two events.

@@ -298,7 +298,7 @@ impl Events for RedisEvents {
                 // A new id cannot be a duplicate: only a publisher's own is
                 // kept, by a script that adds the entry unless it is there.
                 None => {
-                    let id = crate::context::new_id();
+                    let id = crate::wire::new_id();
                     let mut cmd = redis::cmd("XADD");
                     cmd.arg(stream_key(topic)).arg("*");
                     fields(&mut cmd, &id);
@@ -369,7 +369,7 @@ impl Events for RedisEvents {
                 stream,
                 due: due_key(topic),
                 group: options.group.clone(),
-                name: format!("{}-{}", std::process::id(), crate::context::new_id()),
+                name: format!("{}-{}", std::process::id(), crate::wire::new_id()),
                 ack_wait,
                 wake: Mutex::new(None),
             });

@@ -80,29 +80,12 @@ impl MemoryRegistry {
         let _ = self.inner.events.send(Event { kind, service });
     }
 
-    fn validate(service: &Record) -> Result<(), RegistryError> {
-        if service.name.is_empty() {
-            return Err(RegistryError::Invalid("service name is empty".into()));
-        }
-        if let Some(n) = service
-            .nodes
-            .iter()
-            .find(|n| n.id.is_empty() || n.address.is_empty())
-        {
-            return Err(RegistryError::Invalid(format!(
-                "node {:?} of service \"{}\" needs an id and an address",
-                n.id, service.name
-            )));
-        }
-        Ok(())
-    }
-
     fn register_sync(
         &self,
         service: &Record,
         options: &RegisterOptions,
     ) -> Result<(), RegistryError> {
-        Self::validate(service)?;
+        super::check(service)?;
         let now = Instant::now();
         let expiry = options.ttl.map(|ttl| now + ttl);
         let (kind, snapshot) = {

@@ -32,6 +32,9 @@
 
 mod mdns;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +50,26 @@ use crate::code;
 
 pub use mdns::{MdnsRegistry, MdnsRegistryBuilder, SERVICE_TYPE};
 pub use memory::MemoryRegistry;
+#[cfg(feature = "nats")]
+pub use nats::NatsRegistry;
+
+/// Checks a registration: a name, and an id and an address on every node.
+pub(crate) fn check(service: &Record) -> Result<(), RegistryError> {
+    if service.name.is_empty() {
+        return Err(RegistryError::Invalid("service name is empty".into()));
+    }
+    if let Some(n) = service
+        .nodes
+        .iter()
+        .find(|n| n.id.is_empty() || n.address.is_empty())
+    {
+        return Err(RegistryError::Invalid(format!(
+            "node {:?} of service \"{}\" needs an id and an address",
+            n.id, service.name
+        )));
+    }
+    Ok(())
+}
 
 /// A service's record: name, version, metadata, endpoints and nodes.
 ///
@@ -266,9 +289,10 @@ pub enum RegistryError {
 impl From<RegistryError> for crate::Error {
     fn from(err: RegistryError) -> Self {
         let code = match &err {
-            RegistryError::NotFound(_) => code::UNAVAILABLE,
+            RegistryError::NotFound(_) => code::NOT_FOUND,
             RegistryError::Invalid(_) => code::BAD_REQUEST,
-            RegistryError::Lagged(_) | RegistryError::Backend(_) => code::INTERNAL,
+            RegistryError::Backend(_) => code::UNAVAILABLE,
+            RegistryError::Lagged(_) => code::INTERNAL,
         };
         crate::Error::new("", code, err.to_string()).with_source(err)
     }

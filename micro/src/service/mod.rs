@@ -714,6 +714,10 @@ impl Service {
             address = %local_addr,
             advertise = %record.nodes[0].address,
             registry = registry.name(),
+            broker = broker.name(),
+            store = backends.store().name(),
+            events = backends.events().name(),
+            sync = backends.sync().name(),
             "service started"
         );
         Ok(ServiceHandle {

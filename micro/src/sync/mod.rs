@@ -184,7 +184,7 @@ impl std::fmt::Debug for Locker {
 impl Locker {
     /// A locker on `backend`, whose locks are owned by a fresh id.
     pub fn new(backend: Arc<dyn Locks>) -> Self {
-        Self::with_owner(backend, crate::context::new_id())
+        Self::with_owner(backend, crate::wire::new_id())
     }
 
     /// A locker whose locks name `owner` (a node id, say) as their holder,
@@ -267,7 +267,7 @@ impl Locker {
     }
 
     fn lock_owner(&self) -> String {
-        let mut suffix = crate::context::new_id();
+        let mut suffix = crate::wire::new_id();
         suffix.truncate(8);
         format!("{}/{suffix}", self.owner)
     }

@@ -1,0 +1,274 @@
+//! A registry in a NATS JetStream key-value bucket: a key per node with a
+//! per-key TTL, and a watch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+
+use super::{Event, EventKind, Record, RegisterOptions, Registry, RegistryError, Watcher};
+use crate::backend::nats::{NatsConnection, hex};
+
+/// The bucket every node is a key of.
+const BUCKET: &str = "micro-registry";
+
+/// How long the server keeps the marker an expired or deleted key leaves,
+/// so that watchers see the node go.
+const MARKER_TTL: Duration = Duration::from_secs(300);
+
+/// A registry in NATS JetStream key-value (cargo feature `nats`; nats-server
+/// 2.11 or later, for per-key TTLs).
+///
+/// Each node is a key of the bucket `micro-registry` (made on first use):
+/// `<service>.<version>.<node id>`, each part hex-encoded, holding the
+/// node's record as JSON. A registration writes the key with the
+/// registration's TTL, so a node that stops renewing (killed with
+/// `SIGKILL`, say) is removed by the server when its TTL runs out, and
+/// watchers see it go. Lookups read the keys: no scatter/gather, no wait.
+#[derive(Clone, Debug)]
+pub struct NatsRegistry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connection: Arc<NatsConnection>,
+    bucket: tokio::sync::OnceCell<(async_nats::jetstream::Context, kv::Store)>,
+}
+
+impl NatsRegistry {
+    /// A registry on the NATS server at `url`, on a connection of its own.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::on(NatsConnection::new(url))
+    }
+
+    /// A registry over a client the caller opened.
+    pub fn with_client(client: async_nats::Client) -> Self {
+        Self::on(NatsConnection::from_client(client))
+    }
+
+    /// A registry on `connection`, which other parts may share.
+    pub(crate) fn on(connection: Arc<NatsConnection>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connection,
+                bucket: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    async fn bucket(&self) -> Result<&(async_nats::jetstream::Context, kv::Store), RegistryError> {
+        self.inner
+            .bucket
+            .get_or_try_init(|| async {
+                let client = self.inner.connection.client().await.map_err(RegistryError::Backend)?;
+                let js = async_nats::jetstream::new(client.clone());
+                let store = match js.get_key_value(BUCKET).await {
+                    Ok(store) => store,
+                    Err(_) => js
+                        .create_key_value(kv::Config {
+                            bucket: BUCKET.into(),
+                            history: 1,
+                            limit_markers: Some(MARKER_TTL),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| {
+                            RegistryError::Backend(format!(
+                                "the NATS KV bucket {BUCKET} (per-key TTLs need nats-server 2.11+): {e}"
+                            ))
+                        })?,
+                };
+                Ok((js, store))
+            })
+            .await
+    }
+
+    /// All nodes' records, one per node.
+    async fn nodes(&self, prefix: Option<&str>) -> Result<Vec<Record>, RegistryError> {
+        let (_, store) = self.bucket().await?;
+        let mut keys = store.keys().await.map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(backend)?;
+            if prefix.is_some_and(|p| !key.starts_with(p)) {
+                continue;
+            }
+            if let Some(value) = store.get(&key).await.map_err(backend)?
+                && let Ok(record) = serde_json::from_slice::<Record>(&value)
+            {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Backend(format!("nats: {e}"))
+}
+
+/// The key of `node` of `record`.
+fn key(record: &Record, node: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        hex(&record.name),
+        hex(&record.version),
+        hex(node)
+    )
+}
+
+/// Records of one node each, merged into one record per service version.
+fn merge(nodes: Vec<Record>) -> Vec<Record> {
+    let mut by: BTreeMap<(String, String), Record> = BTreeMap::new();
+    for one in nodes {
+        match by.entry((one.name.clone(), one.version.clone())) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(one);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                o.get_mut().nodes.extend(one.nodes);
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+impl Registry for NatsRegistry {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn register<'a>(
+        &'a self,
+        service: &'a Record,
+        options: RegisterOptions,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            super::check(service)?;
+            let (js, _) = self.bucket().await?;
+            for node in &service.nodes {
+                let mut one = service.clone();
+                one.nodes = vec![node.clone()];
+                let value = serde_json::to_vec(&one).map_err(backend)?;
+                let mut headers = async_nats::HeaderMap::new();
+                if let Some(ttl) = options.ttl {
+                    // Whole seconds, at least one.
+                    let secs = ttl.as_secs().max(1);
+                    headers.insert("Nats-TTL", format!("{secs}s").as_str());
+                }
+                let subject = format!("$KV.{BUCKET}.{}", key(service, &node.id));
+                js.publish_with_headers(subject, headers, value.into())
+                    .await
+                    .map_err(backend)?
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn deregister<'a>(&'a self, service: &'a Record) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let (_, store) = self.bucket().await?;
+            for node in &service.nodes {
+                store
+                    .delete(key(service, &node.id))
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_service<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Record>, RegistryError>> {
+        Box::pin(async move {
+            let prefix = format!("{}.", hex(name));
+            let records = merge(self.nodes(Some(&prefix)).await?);
+            if records.is_empty() {
+                return Err(RegistryError::NotFound(name.to_owned()));
+            }
+            Ok(records)
+        })
+    }
+
+    fn list_services(&self) -> BoxFuture<'_, Result<Vec<Record>, RegistryError>> {
+        Box::pin(async move { Ok(merge(self.nodes(None).await?)) })
+    }
+
+    fn watch(&self) -> BoxFuture<'_, Result<Watcher, RegistryError>> {
+        Box::pin(async move {
+            let (_, store) = self.bucket().await?;
+            // What is there now, so that the first change of a service is
+            // told apart from a new one.
+            let mut known: HashMap<String, Record> = HashMap::new();
+            let entries = store.watch_all().await.map_err(backend)?;
+            for record in self.nodes(None).await? {
+                if let Some(node) = record.nodes.first() {
+                    known.insert(key(&record, &node.id), record.clone());
+                }
+            }
+            let stream = entries.filter_map(move |entry| {
+                let event = match entry {
+                    Err(e) => Some(Err(backend(e))),
+                    Ok(entry) => change(&mut known, entry),
+                };
+                std::future::ready(event)
+            });
+            Ok(Watcher::new(stream))
+        })
+    }
+}
+
+/// The event one KV change makes, given the nodes known before it.
+fn change(
+    known: &mut HashMap<String, Record>,
+    entry: kv::Entry,
+) -> Option<Result<Event, RegistryError>> {
+    let version_of = |r: &Record| (r.name.clone(), r.version.clone());
+    let siblings = |known: &HashMap<String, Record>, r: &Record, except: &str| {
+        known
+            .iter()
+            .filter(|(k, o)| k.as_str() != except && version_of(o) == version_of(r))
+            .flat_map(|(_, o)| o.nodes.clone())
+            .collect::<Vec<_>>()
+    };
+    match entry.operation {
+        kv::Operation::Put => {
+            let record: Record = serde_json::from_slice(&entry.value).ok()?;
+            let others = siblings(known, &record, &entry.key);
+            let kind = if others.is_empty() && !known.contains_key(&entry.key) {
+                EventKind::Create
+            } else {
+                EventKind::Update
+            };
+            known.insert(entry.key.clone(), record.clone());
+            let mut service = record;
+            service.nodes.extend(others);
+            Some(Ok(Event { kind, service }))
+        }
+        kv::Operation::Delete | kv::Operation::Purge => {
+            let gone = known.remove(&entry.key)?;
+            let others = siblings(known, &gone, &entry.key);
+            if others.is_empty() {
+                Some(Ok(Event {
+                    kind: EventKind::Delete,
+                    service: gone,
+                }))
+            } else {
+                let mut service = gone;
+                service.nodes = others;
+                Some(Ok(Event {
+                    kind: EventKind::Update,
+                    service,
+                }))
+            }
+        }
+    }
+}
