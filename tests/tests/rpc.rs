@@ -425,9 +425,10 @@ async fn typed_client_by_name_and_by_address() {
 
     svc.stop().await.unwrap();
 
-    // Once stopped, it is gone from the registry: 503 by name.
+    // Once stopped, it is gone from the registry: 404 by name (not found,
+    // which is not the registry being unreachable).
     let err = greeter.hello(Hello { name: "x".into() }).await.unwrap_err();
-    assert_eq!(err.code(), 503);
+    assert_eq!(err.code(), 404);
     assert_eq!(err.detail(), "service \"greeter\" not found in registry");
 }
 
