@@ -290,6 +290,26 @@ fn main() {
     clients.block_on(bench(secs, mdns, servers));
 }
 
+/// A row calling `Helloworld.Greeting` through the typed client `t` with
+/// `opts`, checking the reply.
+fn typed_row(t: HelloworldClient, opts: CallOptions) -> Call {
+    Arc::new(move || {
+        let (t, opts) = (t.clone(), opts.clone());
+        Box::pin(async move {
+            let rsp = t
+                .greeting_with(
+                    Request {
+                        name: "alice".into(),
+                    },
+                    opts,
+                )
+                .await
+                .unwrap();
+            assert_eq!(rsp.message, "Hello alice");
+        })
+    })
+}
+
 /// The name of the servers' runtime threads.
 const SERVER_THREADS: &str = "bench-server";
 
@@ -464,49 +484,13 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         ("micro typed json", ContentType::Json),
         ("micro typed msgpack", ContentType::MsgPack),
     ] {
-        let (t, address) = (typed.clone(), address.clone());
-        rows.push((
-            name,
-            Arc::new(move || {
-                let t = t.clone();
-                let opts = CallOptions::new().address(address.clone()).content_type(ct);
-                Box::pin(async move {
-                    let rsp = t
-                        .greeting_with(
-                            Request {
-                                name: "alice".into(),
-                            },
-                            opts,
-                        )
-                        .await
-                        .unwrap();
-                    assert_eq!(rsp.message, "Hello alice");
-                })
-            }),
-        ));
+        let opts = CallOptions::new().address(address.clone()).content_type(ct);
+        rows.push((name, typed_row(typed.clone(), opts)));
     }
-    {
-        let (t, address) = (typed.clone(), auth_service.local_addr().to_string());
-        rows.push((
-            "micro typed auth",
-            Arc::new(move || {
-                let t = t.clone();
-                let opts = CallOptions::new().address(address.clone()).token(&token);
-                Box::pin(async move {
-                    let rsp = t
-                        .greeting_with(
-                            Request {
-                                name: "alice".into(),
-                            },
-                            opts,
-                        )
-                        .await
-                        .unwrap();
-                    assert_eq!(rsp.message, "Hello alice");
-                })
-            }),
-        ));
-    }
+    let opts = CallOptions::new()
+        .address(auth_service.local_addr().to_string())
+        .token(&token);
+    rows.push(("micro typed auth", typed_row(typed.clone(), opts)));
     #[cfg(feature = "tls")]
     {
         let client = micro::Client::builder()
@@ -514,46 +498,14 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
             .tls(&micro::tls::ClientTls::ca_file(&ca).unwrap())
             .unwrap()
             .build();
-        let t = HelloworldClient::new("helloworld", client);
-        let address = tls_service.local_addr().to_string();
-        rows.push((
-            "micro typed tls",
-            Arc::new(move || {
-                let t = t.clone();
-                let opts = CallOptions::new().address(address.clone());
-                Box::pin(async move {
-                    let rsp = t
-                        .greeting_with(
-                            Request {
-                                name: "alice".into(),
-                            },
-                            opts,
-                        )
-                        .await
-                        .unwrap();
-                    assert_eq!(rsp.message, "Hello alice");
-                })
-            }),
-        ));
+        let opts = CallOptions::new().address(tls_service.local_addr().to_string());
+        let tls = HelloworldClient::new("helloworld", client);
+        rows.push(("micro typed tls", typed_row(tls, opts)));
     }
-    {
-        let t = typed.clone();
-        rows.push((
-            "micro typed by name",
-            Arc::new(move || {
-                let t = t.clone();
-                Box::pin(async move {
-                    let rsp = t
-                        .greeting(Request {
-                            name: "alice".into(),
-                        })
-                        .await
-                        .unwrap();
-                    assert_eq!(rsp.message, "Hello alice");
-                })
-            }),
-        ));
-    }
+    rows.push((
+        "micro typed by name",
+        typed_row(typed.clone(), CallOptions::new()),
+    ));
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     rows.retain(|(name, _)| name.contains(filter.as_str()));
 

@@ -839,9 +839,11 @@ async fn an_unknown_auth_setting_refuses_to_start() {
         .load()
         .await
         .unwrap();
-    if std::env::var_os("MICRO_AUTH").is_some() {
-        return;
-    }
+    // The environment wins over the config: this test needs it unset.
+    assert!(
+        std::env::var_os("MICRO_AUTH").is_none(),
+        "unset MICRO_AUTH to run this test"
+    );
     let err = Service::new("orders")
         .config(&config)
         .handle(Orders)
@@ -948,15 +950,17 @@ async fn a_verifier_logs_in_to_its_issuer_with_its_own_account() {
         .load()
         .await
         .unwrap();
-    if std::env::var_os("MICRO_AUTH_SECRET").is_none() {
-        let err = Service::new("relay")
-            .config(&wrong)
-            .handle(Relay)
-            .start()
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), 401, "{err}");
-    }
+    assert!(
+        std::env::var_os("MICRO_AUTH_SECRET").is_none(),
+        "unset MICRO_AUTH_SECRET to run this test"
+    );
+    let err = Service::new("relay")
+        .config(&wrong)
+        .handle(Relay)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), 401, "{err}");
     relay.stop().await.unwrap();
     issuing.stop().await.unwrap();
 }

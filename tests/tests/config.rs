@@ -625,10 +625,12 @@ async fn the_remote_source_is_chosen_by_micro_config() {
         .await
         .unwrap();
     // Without MICRO_CONFIG, no remote source.
-    if std::env::var_os("MICRO_CONFIG").is_none() {
-        let config = Config::builder().remote(&prefix).load().await.unwrap();
-        assert!(!config.contains("greeter"));
-    }
+    assert!(
+        std::env::var_os("MICRO_CONFIG").is_none(),
+        "unset MICRO_CONFIG to run this test"
+    );
+    let config = Config::builder().remote(&prefix).load().await.unwrap();
+    assert!(!config.contains("greeter"));
 }
 
 #[cfg(feature = "redis")]

@@ -99,13 +99,22 @@ impl KeySet {
     /// The key that verifies tokens with key id `kid`, if it is still
     /// accepted.
     pub(crate) fn decoding(&self, kid: &str) -> Option<DecodingKey> {
+        self.accepted(kid, |k| k.decoding.clone())
+    }
+
+    /// Whether tokens with key id `kid` are still accepted.
+    pub(crate) fn accepts(&self, kid: &str) -> bool {
+        self.accepted(kid, |_| ()).is_some()
+    }
+
+    fn accepted<T>(&self, kid: &str, f: impl FnOnce(&Verifying) -> T) -> Option<T> {
         let now = Instant::now();
         self.verifying
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|k| k.kid == kid && k.until.is_none_or(|u| u > now))
-            .map(|k| k.decoding.clone())
+            .map(f)
     }
 
     /// The JWKS document of the keys still accepted.

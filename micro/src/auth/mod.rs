@@ -513,7 +513,7 @@ impl Auth {
     /// 401 for anything but a valid refresh token of a live account.
     pub async fn refresh(&self, refresh: &str) -> crate::Result<Tokens> {
         self.own_keys()?;
-        let claims = self.claims(refresh, None).await?;
+        let (claims, _) = self.claims(refresh, None).await?;
         if claims.typ != TokenKind::Refresh {
             return Err(AuthError::Unauthenticated("not a refresh token".into()).into());
         }
@@ -601,7 +601,7 @@ impl Auth {
         {
             return Ok(account);
         }
-        let claims = self.claims(token, at).await?;
+        let (claims, kid) = self.claims(token, at).await?;
         if claims.typ == TokenKind::Refresh {
             return Err(AuthError::Unauthenticated(
                 "a refresh token is not an access token".into(),
@@ -616,26 +616,22 @@ impl Auth {
             metadata: claims.metadata,
             issuer: claims.iss,
         };
-        if let Ok(header) = jsonwebtoken::decode_header(token)
-            && let Some(kid) = header.kid
-        {
-            let mut verified = self
-                .inner
-                .verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-            verified.insert(
-                Arc::from(token),
-                Verified {
-                    account: account.clone(),
-                    kid,
-                    exp,
-                },
-            );
+        let mut verified = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
         }
+        verified.insert(
+            Arc::from(token),
+            Verified {
+                account: account.clone(),
+                kid,
+                exp,
+            },
+        );
         Ok(account)
     }
 
@@ -650,8 +646,8 @@ impl Auth {
         let entry = verified.get(token)?;
         let live = entry.exp + self.inner.leeway.as_secs() >= unix_now();
         let key_kept = match &self.inner.keys {
-            Keys::Own(keys) => keys.decoding(&entry.kid).is_some(),
-            Keys::Remote(remote) => remote.get(&entry.kid).is_some(),
+            Keys::Own(keys) => keys.accepts(&entry.kid),
+            Keys::Remote(remote) => remote.has(&entry.kid),
         };
         if live && key_kept {
             return Some(entry.account.clone());
@@ -660,8 +656,12 @@ impl Auth {
         None
     }
 
-    /// The checked claims of any of micro's tokens.
-    async fn claims(&self, token: &str, at: Option<SystemTime>) -> Result<Claims, AuthError> {
+    /// The checked claims of any of micro's tokens, and its key id.
+    async fn claims(
+        &self,
+        token: &str,
+        at: Option<SystemTime>,
+    ) -> Result<(Claims, String), AuthError> {
         let bad = |why: &str| AuthError::Unauthenticated(format!("invalid token: {why}"));
         if token.len() > MAX_TOKEN_LEN {
             return Err(bad("too long"));
@@ -698,7 +698,7 @@ impl Auth {
                 return Err(bad("expired"));
             }
         }
-        Ok(data.claims)
+        Ok((data.claims, kid))
     }
 
     /// The key `kid` names: this auth's own, or the issuer's, fetched
@@ -777,6 +777,14 @@ impl Auth {
 }
 
 impl Remote {
+    /// Whether the issuer's document, as last fetched, has `kid`.
+    fn has(&self, kid: &str) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(kid)
+    }
+
     fn get(&self, kid: &str) -> Option<DecodingKey> {
         self.keys
             .read()

@@ -163,7 +163,8 @@ pub(crate) struct Config {
     pub(crate) broker: Arc<dyn crate::broker::Broker>,
     pub(crate) platform: Option<Arc<crate::context::Platform>>,
     pub(crate) layers: Vec<RouterLayer>,
-    pub(crate) auth: Option<crate::auth::Auth>,
+    /// Who may call, when auth is on.
+    pub(crate) guard: Option<crate::auth::Guard>,
     /// TLS for every connection, when set.
     pub(crate) tls: conn::Tls,
 }
@@ -223,7 +224,7 @@ impl Server {
         })?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            name: name.clone(),
+            name,
             endpoints,
             handlers: handler_names,
             max_body_size: config.max_body_size,
@@ -231,10 +232,7 @@ impl Server {
             ready: AtomicBool::new(true),
             checks: config.checks,
             broker: config.broker,
-            guard: config.auth.map(|auth| crate::auth::Guard {
-                auth,
-                service: Arc::from(name.as_str()),
-            }),
+            guard: config.guard,
             platform: config.platform,
             streams: Arc::new(streams::Streams::new(
                 config.max_streams,

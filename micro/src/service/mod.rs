@@ -529,6 +529,7 @@ impl Service {
             })
             .take(crate::store::MAX_SCOPE_LEN)
             .collect();
+        let store_name = store.name();
         let store = crate::store::Scoped::new(store, &scope).map_err(|e| e.or_id(&self.name))?;
         let events = self
             .events
@@ -586,12 +587,17 @@ impl Service {
             }
             None
         };
+        // One guard for every way in: calls, streams, events.
+        let guard = auth.map(|auth| crate::auth::Guard {
+            auth,
+            service: Arc::from(self.name.as_str()),
+        });
         let server = Server::start(server::Config {
             name: self.name.clone(),
             address,
             handlers,
             tls,
-            auth: auth.clone(),
+            guard: guard.clone(),
             max_body_size: self.max_body_size,
             body_timeout: self.body_timeout,
             timeouts: server::conn::Timeouts {
@@ -634,10 +640,6 @@ impl Service {
             wanted.extend(handler.clone().consumers());
         }
         wanted.extend(self.consumers);
-        let guard = auth.clone().map(|auth| crate::auth::Guard {
-            auth,
-            service: Arc::from(self.name.as_str()),
-        });
         let consumers = match crate::events::Running::start(wanted, &topics, guard).await {
             Ok(c) => c,
             Err(e) => {
@@ -688,6 +690,7 @@ impl Service {
         // wins shows on it.
         let (leaders, leaders_seen) = tokio::sync::watch::channel(BTreeMap::new());
         let sync = self.sync.unwrap_or_else(|| backends.sync().clone());
+        let sync_name = sync.name();
         let locker = crate::sync::Locker::with_owner(sync, record.nodes[0].id.clone());
         let campaigns = match leader::Campaigns::start(self.leader_tasks, &locker, &leaders) {
             Ok(c) => c,
@@ -715,9 +718,9 @@ impl Service {
             advertise = %record.nodes[0].address,
             registry = registry.name(),
             broker = broker.name(),
-            store = backends.store().name(),
-            events = backends.events().name(),
-            sync = backends.sync().name(),
+            store = store_name,
+            events = topics.backend().name(),
+            sync = sync_name,
             "service started"
         );
         Ok(ServiceHandle {
