@@ -257,7 +257,7 @@ where
 }
 
 /// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
-fn hyper_client<B>() -> HyperClient<HttpConnector, B>
+pub(crate) fn hyper_client<B>() -> HyperClient<HttpConnector, B>
 where
     B: http_body::Body + Send + Unpin + 'static,
     B::Data: Send,

@@ -442,3 +442,23 @@ async fn nats_registry() {
     let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
     conformance::registry(|| registry.clone(), &prefix, true).await;
 }
+
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_etcd),
+    ignore = "needs an etcd server: set MICRO_TEST_ETCD=http://127.0.0.1:2379"
+)]
+async fn etcd_registry() {
+    let url = std::env::var("MICRO_TEST_ETCD").expect("MICRO_TEST_ETCD names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" => Some("etcd".to_owned()),
+        "MICRO_REGISTRY_ADDRESS" => Some(url.clone()),
+        "MICRO_BROKER" => Some("memory".to_owned()),
+        _ => None,
+    });
+    assert_eq!(backends.registry().name(), "etcd");
+    let registry = backends.registry().clone();
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::registry(|| registry.clone(), &prefix, true).await;
+}

@@ -30,6 +30,8 @@
 //! ```
 
 mod env;
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "postgres")]
@@ -37,10 +39,20 @@ pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-#[cfg(any(feature = "nats", feature = "redis", feature = "postgres"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "redis",
+    feature = "postgres",
+    feature = "etcd"
+))]
 use std::collections::HashMap;
 use std::fmt;
-#[cfg(any(feature = "nats", feature = "redis", feature = "postgres"))]
+#[cfg(any(
+    feature = "nats",
+    feature = "redis",
+    feature = "postgres",
+    feature = "etcd"
+))]
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
@@ -92,7 +104,7 @@ impl Backends {
     ///
     /// | part | `MICRO_<PART>` | default | `MICRO_<PART>_ADDRESS` |
     /// |---|---|---|---|
-    /// | registry | `mdns`, `memory` | `mdns` | unused |
+    /// | registry | `mdns`, `memory`, `nats`, `etcd` (features of the same names) | `mdns` | the server's URL (`nats://127.0.0.1:4222`, `http://127.0.0.1:2379`; several etcd URLs comma-separated) |
     /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
@@ -226,6 +238,8 @@ struct Connections {
     redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
     #[cfg(feature = "postgres")]
     postgres: Mutex<HashMap<String, Arc<postgres::PostgresPool>>>,
+    #[cfg(feature = "etcd")]
+    etcd: Mutex<HashMap<String, Arc<etcd::EtcdConnection>>>,
 }
 
 impl Connections {
@@ -259,6 +273,16 @@ impl Connections {
         let c = redis::RedisConnection::new(url)?;
         map.insert(url.to_owned(), c.clone());
         Ok(c)
+    }
+
+    /// The connection to the etcd cluster at `address`: the same one for
+    /// every part that asks.
+    #[cfg(feature = "etcd")]
+    fn etcd(&self, address: &str) -> Arc<etcd::EtcdConnection> {
+        let mut map = self.etcd.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(address.to_owned())
+            .or_insert_with(|| etcd::EtcdConnection::new(address))
+            .clone()
     }
 
     /// The connection to the NATS server at `url`: the same one for every
@@ -361,7 +385,11 @@ fn choose_sync(var: &impl Fn(&str) -> Option<String>, connections: &Connections)
 #[cfg(feature = "postgres")]
 const POSTGRES_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-#[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+/// The etcd cluster the registry uses when given none.
+#[cfg(feature = "etcd")]
+const ETCD_DEFAULT_URL: &str = "http://127.0.0.1:2379";
+
+#[cfg_attr(not(any(feature = "nats", feature = "etcd")), allow(unused_variables))]
 fn choose_registry(
     var: &impl Fn(&str) -> Option<String>,
     connections: &Connections,
@@ -374,12 +402,18 @@ fn choose_registry(
             let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
             Arc::new(crate::registry::NatsRegistry::on(connections.nats(&url)))
         }
+        #[cfg(feature = "etcd")]
+        Some("etcd") => {
+            let url = address.unwrap_or_else(|| ETCD_DEFAULT_URL.to_owned());
+            Arc::new(crate::registry::EtcdRegistry::on(connections.etcd(&url)))
+        }
         None | Some("mdns") => Arc::new(MdnsRegistry::new()),
         Some(other) => {
             let choices = [
                 Choice::built_in("mdns"),
                 Choice::built_in("memory"),
                 Choice::feature("nats", cfg!(feature = "nats")),
+                Choice::feature("etcd", cfg!(feature = "etcd")),
             ];
             tracing::error!("{}", unusable("MICRO_REGISTRY", other, &choices, "mdns"));
             Arc::new(MdnsRegistry::new())

@@ -7,7 +7,10 @@
 //!
 //! [`MdnsRegistry`], the default, finds services on the local network with
 //! multicast DNS and needs no server. [`MemoryRegistry`] serves one process,
-//! tests, and places without multicast. The process-wide default is that
+//! tests, and places without multicast. For clusters, where multicast does
+//! not reach (containers, Kubernetes, VPNs, several networks), `NatsRegistry`
+//! (feature `nats`) and `EtcdRegistry` (feature `etcd`) keep a key per node
+//! with a TTL in a server the cluster already runs. The process-wide default is that
 //! of [`Backends::default`](crate::Backends), chosen by `MICRO_REGISTRY`.
 //!
 //! # Example
@@ -30,6 +33,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+mod etcd;
+#[cfg(any(feature = "nats", feature = "etcd"))]
+mod keyed;
 mod mdns;
 mod memory;
 #[cfg(feature = "nats")]
@@ -48,6 +56,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::code;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdRegistry;
 pub use mdns::{MdnsRegistry, MdnsRegistryBuilder, SERVICE_TYPE};
 pub use memory::MemoryRegistry;
 #[cfg(feature = "nats")]

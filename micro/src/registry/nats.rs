@@ -1,7 +1,6 @@
 //! A registry in a NATS JetStream key-value bucket: a key per node with a
 //! per-key TTL, and a watch.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,8 @@ use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
-use super::{Event, EventKind, Record, RegisterOptions, Registry, RegistryError, Watcher};
+use super::keyed::{Known, found, merge};
+use super::{Event, Record, RegisterOptions, Registry, RegistryError, Watcher};
 use crate::backend::nats::{NatsConnection, hex};
 
 /// The bucket every node is a key of.
@@ -121,22 +121,6 @@ fn key(record: &Record, node: &str) -> String {
     )
 }
 
-/// Records of one node each, merged into one record per service version.
-fn merge(nodes: Vec<Record>) -> Vec<Record> {
-    let mut by: BTreeMap<(String, String), Record> = BTreeMap::new();
-    for one in nodes {
-        match by.entry((one.name.clone(), one.version.clone())) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(one);
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                o.get_mut().nodes.extend(one.nodes);
-            }
-        }
-    }
-    by.into_values().collect()
-}
-
 impl Registry for NatsRegistry {
     fn name(&self) -> &'static str {
         "nats"
@@ -190,11 +174,7 @@ impl Registry for NatsRegistry {
     ) -> BoxFuture<'a, Result<Vec<Record>, RegistryError>> {
         Box::pin(async move {
             let prefix = format!("{}.", hex(name));
-            let records = merge(self.nodes(Some(&prefix)).await?);
-            if records.is_empty() {
-                return Err(RegistryError::NotFound(name.to_owned()));
-            }
-            Ok(records)
+            found(name, self.nodes(Some(&prefix)).await?)
         })
     }
 
@@ -207,7 +187,7 @@ impl Registry for NatsRegistry {
             let (_, store) = self.bucket().await?;
             // What is there now, so that the first change of a service is
             // told apart from a new one.
-            let mut known: HashMap<String, Record> = HashMap::new();
+            let mut known = Known::default();
             let entries = store.watch_all().await.map_err(backend)?;
             for record in self.nodes(None).await? {
                 if let Some(node) = record.nodes.first() {
@@ -227,48 +207,12 @@ impl Registry for NatsRegistry {
 }
 
 /// The event one KV change makes, given the nodes known before it.
-fn change(
-    known: &mut HashMap<String, Record>,
-    entry: kv::Entry,
-) -> Option<Result<Event, RegistryError>> {
-    let version_of = |r: &Record| (r.name.clone(), r.version.clone());
-    let siblings = |known: &HashMap<String, Record>, r: &Record, except: &str| {
-        known
-            .iter()
-            .filter(|(k, o)| k.as_str() != except && version_of(o) == version_of(r))
-            .flat_map(|(_, o)| o.nodes.clone())
-            .collect::<Vec<_>>()
-    };
+fn change(known: &mut Known, entry: kv::Entry) -> Option<Result<Event, RegistryError>> {
     match entry.operation {
         kv::Operation::Put => {
             let record: Record = serde_json::from_slice(&entry.value).ok()?;
-            let others = siblings(known, &record, &entry.key);
-            let kind = if others.is_empty() && !known.contains_key(&entry.key) {
-                EventKind::Create
-            } else {
-                EventKind::Update
-            };
-            known.insert(entry.key.clone(), record.clone());
-            let mut service = record;
-            service.nodes.extend(others);
-            Some(Ok(Event { kind, service }))
+            Some(Ok(known.put(entry.key, record)))
         }
-        kv::Operation::Delete | kv::Operation::Purge => {
-            let gone = known.remove(&entry.key)?;
-            let others = siblings(known, &gone, &entry.key);
-            if others.is_empty() {
-                Some(Ok(Event {
-                    kind: EventKind::Delete,
-                    service: gone,
-                }))
-            } else {
-                let mut service = gone;
-                service.nodes = others;
-                Some(Ok(Event {
-                    kind: EventKind::Update,
-                    service,
-                }))
-            }
-        }
+        kv::Operation::Delete | kv::Operation::Purge => known.remove(&entry.key).map(Ok),
     }
 }
