@@ -139,7 +139,12 @@ pub mod process;
 /// The numbers a `subscriber` process at `addr` received (its
 /// `Seen.Numbers` endpoint), sorted.
 pub async fn numbers_seen_by(addr: &str) -> Vec<u32> {
-    let mut numbers: Vec<u32> = micro::Client::new()
+    numbers_seen_through(&micro::Client::new(), addr).await
+}
+
+/// As [`numbers_seen_by`], through `client`.
+pub async fn numbers_seen_through(client: &micro::Client, addr: &str) -> Vec<u32> {
+    let mut numbers: Vec<u32> = client
         .call(
             "subscriber",
             "Seen.Numbers",

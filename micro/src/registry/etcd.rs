@@ -339,7 +339,7 @@ impl Registry for EtcdRegistry {
                         .filter_map(|change| match change {
                             Change::Put(kv) => {
                                 let record = serde_json::from_slice(&kv.value).ok()?;
-                                Some(Ok(known.put(kv.key, record)))
+                                known.put(kv.key, record).map(Ok)
                             }
                             Change::Delete(key) => known.remove(&key).map(Ok),
                         })

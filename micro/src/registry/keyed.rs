@@ -55,8 +55,12 @@ impl Known {
     }
 
     /// `key` now holds `record`: a create when its version had no nodes,
-    /// else an update with every node of the version.
-    pub(super) fn put(&mut self, key: String, record: Record) -> Event {
+    /// else an update with every node of the version; nothing when the
+    /// record is what it was (a renewal).
+    pub(super) fn put(&mut self, key: String, record: Record) -> Option<Event> {
+        if self.0.get(&key) == Some(&record) {
+            return None;
+        }
         let others = self.siblings(&record, &key);
         let kind = if others.is_empty() && !self.0.contains_key(&key) {
             EventKind::Create
@@ -66,7 +70,7 @@ impl Known {
         self.0.insert(key, record.clone());
         let mut service = record;
         service.nodes.extend(others);
-        Event { kind, service }
+        Some(Event { kind, service })
     }
 
     /// `key` is gone: a delete when it was its version's last node, else an

@@ -36,7 +36,7 @@ pub struct NatsRegistry {
 #[derive(Debug)]
 struct Inner {
     connection: Arc<NatsConnection>,
-    bucket: tokio::sync::OnceCell<(async_nats::jetstream::Context, kv::Store)>,
+    bucket: tokio::sync::Mutex<Option<(async_nats::jetstream::Context, kv::Store)>>,
 }
 
 impl NatsRegistry {
@@ -55,36 +55,49 @@ impl NatsRegistry {
         Self {
             inner: Arc::new(Inner {
                 connection,
-                bucket: tokio::sync::OnceCell::new(),
+                bucket: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
-    async fn bucket(&self) -> Result<&(async_nats::jetstream::Context, kv::Store), RegistryError> {
-        self.inner
-            .bucket
-            .get_or_try_init(|| async {
-                let client = self.inner.connection.client().await.map_err(RegistryError::Backend)?;
-                let js = async_nats::jetstream::new(client.clone());
-                let store = match js.get_key_value(BUCKET).await {
-                    Ok(store) => store,
-                    Err(_) => js
-                        .create_key_value(kv::Config {
-                            bucket: BUCKET.into(),
-                            history: 1,
-                            limit_markers: Some(MARKER_TTL),
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| {
-                            RegistryError::Backend(format!(
-                                "the NATS KV bucket {BUCKET} (per-key TTLs need nats-server 2.11+): {e}"
-                            ))
-                        })?,
-                };
-                Ok((js, store))
-            })
+    /// The bucket, made if the server has none (on first use, and after a
+    /// server that lost its data came back).
+    async fn bucket(&self) -> Result<(async_nats::jetstream::Context, kv::Store), RegistryError> {
+        let mut bucket = self.inner.bucket.lock().await;
+        if let Some(b) = &*bucket {
+            return Ok(b.clone());
+        }
+        let client = self
+            .inner
+            .connection
+            .client()
             .await
+            .map_err(RegistryError::Backend)?;
+        let js = async_nats::jetstream::new(client.clone());
+        let store = match js.get_key_value(BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.into(),
+                    history: 1,
+                    limit_markers: Some(MARKER_TTL),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    RegistryError::Backend(format!(
+                        "the NATS KV bucket {BUCKET} (per-key TTLs need nats-server 2.11+): {e}"
+                    ))
+                })?,
+        };
+        *bucket = Some((js.clone(), store.clone()));
+        Ok((js, store))
+    }
+
+    /// Forgets the bucket after a write failed, so that the next use looks
+    /// for it again (a restarted server may have lost it).
+    async fn forget(&self) {
+        *self.inner.bucket.lock().await = None;
     }
 
     /// All nodes' records, one per node.
@@ -140,16 +153,22 @@ impl Registry for NatsRegistry {
                 let value = serde_json::to_vec(&one).map_err(backend)?;
                 let mut headers = async_nats::HeaderMap::new();
                 if let Some(ttl) = options.ttl {
-                    // Whole seconds, at least one.
-                    let secs = ttl.as_secs().max(1);
+                    // Whole seconds, rounded up, at least one.
+                    let secs = ttl.as_secs_f64().ceil().max(1.0) as u64;
                     headers.insert("Nats-TTL", format!("{secs}s").as_str());
                 }
                 let subject = format!("$KV.{BUCKET}.{}", key(service, &node.id));
-                js.publish_with_headers(subject, headers, value.into())
-                    .await
-                    .map_err(backend)?
-                    .await
-                    .map_err(backend)?;
+                let stored = async {
+                    js.publish_with_headers(subject, headers, value.into())
+                        .await
+                        .map_err(backend)?
+                        .await
+                        .map_err(backend)
+                };
+                if let Err(e) = stored.await {
+                    self.forget().await;
+                    return Err(e);
+                }
             }
             Ok(())
         })
@@ -211,7 +230,7 @@ fn change(known: &mut Known, entry: kv::Entry) -> Option<Result<Event, RegistryE
     match entry.operation {
         kv::Operation::Put => {
             let record: Record = serde_json::from_slice(&entry.value).ok()?;
-            Some(Ok(known.put(entry.key, record)))
+            known.put(entry.key, record).map(Ok)
         }
         kv::Operation::Delete | kv::Operation::Purge => known.remove(&entry.key).map(Ok),
     }
