@@ -111,14 +111,13 @@ fn vars(pairs: &[(&str, &str)]) -> Vars {
         .collect()
 }
 
-/// A greeter on `host`, with `vars`, renewing every third of [`TTL`] and
-/// waiting a second after it deregisters before it stops accepting.
+/// A greeter on `host`, with `vars`, renewing every third of [`TTL`], with
+/// the default stop (no shutdown delay).
 fn greeter_on(hosts: &Hosts, host: usize, vars: &Vars) -> Greeter {
     let mut env: Vars = vars.clone();
     env.extend(self::vars(&[
         ("GREETER_TTL_MS", &TTL.as_millis().to_string()),
         ("GREETER_INTERVAL_MS", &(TTL / 3).as_millis().to_string()),
-        ("GREETER_DELAY_MS", "1000"),
         ("GREETER_LOG", "1"),
     ]));
     env.push((

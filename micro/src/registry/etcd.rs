@@ -294,6 +294,13 @@ impl Registry for EtcdRegistry {
                     .map_err(RegistryError::Backend)?;
                 state.held.remove(&key);
             }
+            // Nothing left on the lease (a graceful stop): end it now
+            // rather than at its TTL.
+            if !state.held.values().any(|h| h.ttl.is_some())
+                && let Some(lease) = state.lease.take()
+            {
+                let _ = self.inner.connection.revoke(lease.id).await;
+            }
             Ok(())
         })
     }
