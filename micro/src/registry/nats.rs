@@ -100,20 +100,50 @@ impl NatsRegistry {
         *self.inner.bucket.lock().await = None;
     }
 
-    /// All nodes' records, one per node.
+    /// The records of the nodes whose keys start with `prefix` (all, for
+    /// `None`), one per node: the last value of each matching key, read
+    /// through one consumer that the server filters by the prefix, so a
+    /// lookup costs the same however many other services the bucket holds.
     async fn nodes(&self, prefix: Option<&str>) -> Result<Vec<Record>, RegistryError> {
+        use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
         let (_, store) = self.bucket().await?;
-        let mut keys = store.keys().await.map_err(backend)?;
+        let client = self
+            .inner
+            .connection
+            .client()
+            .await
+            .map_err(RegistryError::Backend)?;
+        let subject = format!("{}{}>", store.prefix, prefix.unwrap_or(""));
+        let consumer = store
+            .stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                description: Some("micro registry lookup".into()),
+                filter_subject: subject,
+                replay_policy: ReplayPolicy::Instant,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(backend)?;
         let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(backend)?;
-            if prefix.is_some_and(|p| !key.starts_with(p)) {
-                continue;
-            }
-            if let Some(value) = store.get(&key).await.map_err(backend)?
-                && let Ok(record) = serde_json::from_slice::<Record>(&value)
-            {
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(backend)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(backend)?;
+            let pending = message.info().map_err(backend)?.pending;
+            // A delete or an expiry leaves a marker as the key's last
+            // message: the node is gone.
+            let gone = message.headers.as_ref().is_some_and(|h| {
+                h.get("KV-Operation").is_some() || h.get("Nats-Marker-Reason").is_some()
+            });
+            if !gone && let Ok(record) = serde_json::from_slice::<Record>(&message.payload) {
                 out.push(record);
+            }
+            if pending == 0 {
+                break;
             }
         }
         Ok(out)
