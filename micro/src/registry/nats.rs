@@ -85,8 +85,10 @@ impl NatsRegistry {
                 })
                 .await
                 .map_err(|e| {
+                    let version = client.server_info().version;
                     RegistryError::Backend(format!(
-                        "the NATS KV bucket {BUCKET} (per-key TTLs need nats-server 2.11+): {e}"
+                        "making the NATS KV bucket {BUCKET} on nats-server {version} \
+                         (the registry's per-key TTLs need 2.11 or later): {e}"
                     ))
                 })?,
         };
