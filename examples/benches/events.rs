@@ -8,6 +8,9 @@
 //! the beginning, decoding and acking each. Each side runs `ROUNDS` rounds
 //! on a topic of its own, in turn; the best round of each is kept.
 //!
+//! On NATS both sides wait for the server to confirm each ack (JetStream's
+//! double ack), so that an ack that returned is not lost.
+//!
 //! On Redis the raw side is `XADD` with the same fields and a server-made
 //! id, then `XREADGROUP` in batches of 64 and an `XACK` per event: micro's
 //! publish with an id is a Lua script instead, which also keeps the id for
@@ -218,7 +221,8 @@ async fn nats(n: u64) {
             let m = messages.next().await.unwrap().unwrap();
             let _info = m.info().unwrap();
             let _: Order = serde_json::from_slice(&m.payload).unwrap();
-            m.ack().await.unwrap();
+            // Confirmed by the server, as micro's ack is.
+            m.double_ack().await.unwrap();
         }
         let rc = n as f64 / started.elapsed().as_secs_f64();
         drop(messages);

@@ -41,6 +41,8 @@ pub struct Context {
     platform: Option<Arc<Platform>>,
     /// Who made the request, when the service's auth is on.
     credentials: Option<Arc<crate::auth::Credentials>>,
+    /// The trace the request belongs to, and the span serving it.
+    trace: Option<crate::trace::Trace>,
 }
 
 /// The parts a service hands its handlers: its scope of the store and its
@@ -71,6 +73,7 @@ impl Context {
             stopping: None,
             platform: None,
             credentials: None,
+            trace: None,
         }
     }
 
@@ -89,7 +92,22 @@ impl Context {
             stopping: None,
             platform: None,
             credentials: None,
+            trace: None,
         }
+    }
+
+    /// This context, in `trace`.
+    pub(crate) fn with_trace(mut self, trace: crate::trace::Trace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace this request belongs to and the span serving it (W3C
+    /// Trace Context): on a server-side context, the caller's trace
+    /// continued or a new one; `None` on a context made with
+    /// [`new`](Self::new). Calls made for this context carry it on.
+    pub fn trace(&self) -> Option<crate::trace::Trace> {
+        self.trace
     }
 
     /// This context, with who made the request.

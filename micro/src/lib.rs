@@ -104,6 +104,7 @@ pub mod sync;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+pub mod trace;
 pub(crate) mod transport;
 pub(crate) mod wire;
 

@@ -67,6 +67,7 @@ const CALL_OWNED: &[&str] = &[
     "micro-service",
     "micro-topic",
     "timeout",
+    "traceparent",
     "user-agent",
     "x-micro-endpoint",
     "x-micro-error",

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{Message, MessageHandler, SubscribeOptions, Subscription};
 use crate::{Error, Result};
@@ -163,7 +164,19 @@ impl Local {
 pub(crate) async fn run(subs: &[Sub], message: &Message) -> Vec<(u64, Result<()>)> {
     let topic = &message.topic;
     let runs = subs.iter().map(|sub| {
-        let run = (sub.handler)(message.clone());
+        // A span per delivery, in the publisher's trace (or a new one);
+        // the handler's context continues it.
+        let trace = crate::trace::Trace::serving(message.metadata.as_headers());
+        let span = tracing::info_span!(
+            "micro.message",
+            topic = %topic,
+            queue = sub.queue.as_deref().unwrap_or(""),
+            trace_id = %trace.trace_id(),
+            span_id = %trace.span_id(),
+        );
+        let mut message = message.clone();
+        message.metadata.insert("traceparent", trace.traceparent());
+        let run = (sub.handler)(message).instrument(span);
         async move {
             let result = AssertUnwindSafe(run)
                 .catch_unwind()

@@ -112,13 +112,15 @@ impl Message {
         self.content_type.decode(&self.body).map_err(Error::from)
     }
 
-    /// The context a subscriber sees: the message's id and metadata.
+    /// The context a subscriber sees: the message's id and metadata, and
+    /// the publisher's trace continued (a new one if it sent none).
     pub fn context(&self) -> Context {
         let id = ::http::HeaderValue::from_str(&self.id)
             .ok()
             .filter(crate::wire::valid_id)
             .unwrap_or_else(crate::wire::new_id_header);
-        Context::from_parts(id, None, self.metadata.clone(), None)
+        let trace = crate::trace::Trace::serving(self.metadata.as_headers());
+        Context::from_parts(id, None, self.metadata.clone(), None).with_trace(trace)
     }
 }
 

@@ -12,6 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{ConsumeOptions, Delivered, Topics};
 use crate::{Error, Result};
@@ -186,7 +187,16 @@ async fn run(
             }
             continue;
         }
-        let handled = AssertUnwindSafe((consumer.handler)(delivery.info()))
+        let info = delivery.info();
+        let span = tracing::info_span!(
+            "micro.event",
+            topic = %consumer.topic,
+            group = %info.group(),
+            sequence = info.sequence(),
+            attempt = info.attempt(),
+            trace_id = info.event().metadata.get("traceparent").map(String::as_str).and_then(crate::trace::Trace::from_traceparent).map(|t| t.trace_id().to_string()),
+        );
+        let handled = AssertUnwindSafe((consumer.handler)(info).instrument(span))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(Error::internal("the consumer panicked")));

@@ -247,8 +247,11 @@ fn received(message: jetstream::Message) -> Result<Received, EventsError> {
 struct NatsSettle(jetstream::Message);
 
 impl Settle for NatsSettle {
+    /// Waits for the server to confirm the ack (JetStream's "ack ack"): a
+    /// plain ack is only queued in the client, and a process that exits
+    /// right after would lose it, the event coming back to the group.
     fn ack(&self) -> BoxFuture<'_, Result<(), EventsError>> {
-        Box::pin(async move { self.0.ack().await.map_err(unavailable) })
+        Box::pin(async move { self.0.double_ack().await.map_err(unavailable) })
     }
 
     fn nack(&self, delay: Duration) -> BoxFuture<'_, Result<(), EventsError>> {

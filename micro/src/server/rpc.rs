@@ -18,11 +18,13 @@ use http_body_util::BodyExt;
 use super::{Call, Shared};
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
+use crate::trace::Trace;
 use crate::wire::{
     MICRO_ID, MICRO_QUEUE, MICRO_TOPIC, X_MICRO_QUEUE, X_MICRO_TOPIC, deadline, endpoint_header,
     error_response, header, panic_message, request_id,
 };
 use crate::{Context, Error, Result};
+use tracing::Instrument;
 
 /// Serves `POST /`.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -96,6 +98,14 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
     let deadline = deadline(headers, now)?;
     let body = read_body(headers, body, shared, deadline).await?;
 
+    let trace = Trace::serving(&parts.headers);
+    let span = tracing::info_span!(
+        "micro.call",
+        service = %shared.name,
+        endpoint = %route.name,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+    );
     let context = Context::from_parts(
         id,
         deadline,
@@ -103,9 +113,12 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
         Some(route.name.clone()),
     )
     .with_platform(shared.platform.clone())
-    .with_credentials(credentials);
+    .with_credentials(credentials)
+    .with_trace(trace);
     let call = Call::new(context, body, content_type, reply_content_type);
-    let running = AssertUnwindSafe(route.handler.clone().call(route.index, call)).catch_unwind();
+    let running = AssertUnwindSafe(route.handler.clone().call(route.index, call))
+        .catch_unwind()
+        .instrument(span);
     let endpoint = &*route.name;
     let outcome = match deadline {
         Some(deadline) => within(deadline, running)

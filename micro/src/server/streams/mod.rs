@@ -28,6 +28,8 @@ mod socket;
 pub(crate) use socket::{Conn, Inbound, Outbound};
 
 use super::{Route, Shared, rpc};
+use tracing::Instrument;
+
 use crate::code;
 use crate::codec::ContentType;
 use crate::metadata::Metadata;
@@ -333,6 +335,14 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
     ] {
         headers.remove(name);
     }
+    let trace = crate::trace::Trace::serving(&headers);
+    let span = tracing::info_span!(
+        "micro.stream",
+        service = %shared.name,
+        endpoint = %route.name,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+    );
     let context = Context::from_parts(
         id,
         deadline,
@@ -341,7 +351,8 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
     )
     .with_stopping(shared.streams.stopping.subscribe())
     .with_platform(shared.platform.clone())
-    .with_credentials(credentials);
+    .with_credentials(credentials)
+    .with_trace(trace);
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
             "service \"{}\" has {} streams open, its limit",
@@ -359,21 +370,24 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
         open,
         closing: shared.streams.closing.subscribe(),
     };
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = socket_config(stream.max_message_size);
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                stream.run(socket).await;
+    tokio::spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let config = socket_config(stream.max_message_size);
+                    let socket = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    stream.run(socket).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "stream upgrade failed"),
             }
-            Err(e) => tracing::debug!(error = %e, "stream upgrade failed"),
         }
-    });
+        .instrument(span),
+    );
 
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -1,0 +1,184 @@
+//! W3C trace context across services: a caller's `traceparent` is
+//! continued by the first service and carried by its call to the second,
+//! so both run in one trace, and each call's span names it in the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use micro::client::CallOptions;
+use micro::{Context, Result, handler, service};
+use micro_tests::RawClient;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Hops {
+    front: String,
+    back: String,
+    front_span: String,
+    back_span: String,
+}
+
+struct Back;
+
+#[service]
+impl Back {
+    #[handler]
+    async fn where_am_i(&self, ctx: Context) -> Result<(String, String)> {
+        tracing::info!("back serving");
+        let t = ctx.trace().expect("a server context has a trace");
+        Ok((t.trace_id().to_string(), t.span_id().to_string()))
+    }
+}
+
+struct Front {
+    client: micro::Client,
+}
+
+#[service]
+impl Front {
+    #[handler]
+    async fn hops(&self, ctx: Context) -> Result<Hops> {
+        tracing::info!("front serving");
+        let (back, back_span): (String, String) = self
+            .client
+            .call(
+                "back",
+                "Back.WhereAmI",
+                &(),
+                CallOptions::new().context(&ctx),
+            )
+            .await?;
+        let t = ctx.trace().expect("a server context has a trace");
+        Ok(Hops {
+            front: t.trace_id().to_string(),
+            back,
+            front_span: t.span_id().to_string(),
+            back_span,
+        })
+    }
+}
+
+/// The log lines of this process, for the spans' fields.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_across_two_services() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let backends = micro::Backends::memory();
+    let back = micro::Service::new("back")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .handle(Back)
+        .start()
+        .await
+        .unwrap();
+    let client = micro::Client::builder().backends(&backends).build();
+    let front = micro::Service::new("front")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .handle(Front {
+            client: client.clone(),
+        })
+        .start()
+        .await
+        .unwrap();
+
+    // A caller that is not micro starts the trace.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let raw = RawClient::new()
+        .call(
+            front.local_addr(),
+            "Front.Hops",
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", traceparent),
+            ],
+            "{}",
+        )
+        .await;
+    let hops: Hops = serde_json::from_value(raw.json()).unwrap();
+    assert_eq!(
+        hops.front, "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's trace is continued"
+    );
+    assert_eq!(hops.back, hops.front, "and carried to the next service");
+    assert_ne!(
+        hops.front_span, "00f067aa0ba902b7",
+        "each hop is a span of its own"
+    );
+    assert_ne!(hops.back_span, hops.front_span);
+
+    // Without one, the first service starts a trace, and it is one trace still.
+    let raw = RawClient::new()
+        .call(
+            front.local_addr(),
+            "Front.Hops",
+            &[("content-type", "application/json")],
+            "{}",
+        )
+        .await;
+    let fresh: Hops = serde_json::from_value(raw.json()).unwrap();
+    assert_eq!(fresh.back, fresh.front);
+    assert_ne!(fresh.front, hops.front);
+    assert_eq!(fresh.front.len(), 32);
+
+    // A malformed traceparent starts a new trace too.
+    let raw = RawClient::new()
+        .call(
+            front.local_addr(),
+            "Front.Hops",
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", "00-zz-yy-01"),
+            ],
+            "{}",
+        )
+        .await;
+    let restarted: Hops = serde_json::from_value(raw.json()).unwrap();
+    assert_eq!(restarted.back, restarted.front);
+    assert_eq!(restarted.front.len(), 32);
+
+    // Each handler's log line is inside its call's span, which names the trace.
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let line = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what) && l.contains("4bf92f3577b34da6a3ce929d0e0e4736"))
+            .unwrap_or_else(|| panic!("no {what} line in the trace:\n{text}"))
+            .to_owned()
+    };
+    let front_line = line("front serving");
+    assert!(
+        front_line.contains("micro.call{") && front_line.contains("endpoint=Front.Hops"),
+        "{front_line}"
+    );
+    assert!(
+        front_line.contains(&format!("span_id={}", hops.front_span)),
+        "{front_line}"
+    );
+    let back_line = line("back serving");
+    assert!(back_line.contains("endpoint=Back.WhereAmI"), "{back_line}");
+    assert!(
+        back_line.contains(&format!("span_id={}", hops.back_span)),
+        "{back_line}"
+    );
+
+    front.stop().await.unwrap();
+    back.stop().await.unwrap();
+}
