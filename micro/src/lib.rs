@@ -94,6 +94,8 @@ mod context;
 mod errors;
 pub mod events;
 pub mod metadata;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
 pub mod registry;
 pub mod selector;
 pub mod server;

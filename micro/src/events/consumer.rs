@@ -78,6 +78,36 @@ impl Consumer {
         }
     }
 
+    /// This consumer, counting what it handles in `ok` and `error`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn counted(
+        mut self,
+        ok: prometheus_client::metrics::counter::Counter,
+        error: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let handler = self.handler;
+        self.handler = Arc::new(move |delivered| {
+            let run = handler(delivered);
+            let (ok, error) = (ok.clone(), error.clone());
+            Box::pin(async move {
+                let result = run.await;
+                if result.is_ok() {
+                    ok.inc()
+                } else {
+                    error.inc()
+                };
+                result
+            })
+        });
+        self
+    }
+
+    /// The topic it consumes.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn topic_name(&self) -> &str {
+        &self.topic
+    }
+
     /// A consumer of `topic` running `handler` as it is; generated code
     /// builds these. An empty group in `options` means the service's.
     #[doc(hidden)]

@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     pub(crate) platform: Option<Arc<crate::context::Platform>>,
     /// Who may call, when auth is on.
     pub(crate) guard: Option<crate::auth::Guard>,
+    /// The service's metrics, when they are on.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +98,32 @@ pub(crate) struct Route {
     pub(crate) stream: Option<StreamKind>,
     /// The access rules its metadata declares.
     pub(crate) rules: Arc<[crate::auth::Rule]>,
+    /// Its series, when the service's metrics are on.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::EndpointMetrics>,
+}
+
+/// `GET /metrics`: the service's metrics as Prometheus (OpenMetrics)
+/// text; 404 when they are off or not built in.
+async fn metrics(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    #[cfg(feature = "metrics")]
+    if let Some(m) = &shared.metrics {
+        let mut response = axum::response::Response::new(axum::body::Body::from(m.text()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        return response;
+    }
+    let err = Error::not_found(
+        "no metrics here: build micro with its \"metrics\" feature, and leave Service::metrics on",
+    )
+    .with_id(shared.name.clone());
+    crate::wire::error_response(&err)
 }
 
 /// The axum router of a server.
@@ -106,6 +135,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .get(streams::serve)
                 .fallback(rpc::method_not_allowed),
         )
+        .route("/metrics", get(metrics))
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -167,6 +197,9 @@ pub(crate) struct Config {
     pub(crate) guard: Option<crate::auth::Guard>,
     /// TLS for every connection, when set.
     pub(crate) tls: conn::Tls,
+    /// The service's metrics, served at `/metrics`, when on.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A running server: it binds, serves, and drains on a graceful stop.
@@ -207,6 +240,8 @@ impl Server {
                     name: Arc::from(endpoint.name.as_str()),
                     stream: StreamKind::of(&endpoint),
                     rules: crate::auth::declared(&name, &endpoint).into(),
+                    #[cfg(feature = "metrics")]
+                    metrics: config.metrics.as_ref().map(|m| m.endpoint(&endpoint.name)),
                 };
                 if endpoints.insert(endpoint.name.clone(), route).is_some() {
                     return Err(Error::internal(format!(
@@ -234,6 +269,8 @@ impl Server {
             broker: config.broker,
             guard: config.guard,
             platform: config.platform,
+            #[cfg(feature = "metrics")]
+            metrics: config.metrics,
             streams: Arc::new(streams::Streams::new(
                 config.max_streams,
                 config.stream_idle_timeout,

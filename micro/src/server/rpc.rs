@@ -63,7 +63,7 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
         )));
     }
     let now = Instant::now();
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let headers = &parts.headers;
 
     let endpoint = endpoint_header(headers)
@@ -76,6 +76,26 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
             "endpoint {endpoint} is a stream: open it with a WebSocket upgrade (GET / with Upgrade: websocket)"
         )));
     }
+    let served = serve_route(shared, route, parts, body, id, now).await;
+    #[cfg(feature = "metrics")]
+    if let Some(m) = &route.metrics {
+        m.call(
+            served.as_ref().map_or_else(Error::code, |_| 200),
+            now.elapsed(),
+        );
+    }
+    served
+}
+
+/// Serves a call to `route`: who calls, the body, the handler.
+async fn serve_route(
+    shared: &Shared,
+    route: &super::Route,
+    mut parts: http::request::Parts,
+    body: Body,
+    id: HeaderValue,
+    now: Instant,
+) -> Result<(ContentType, Bytes)> {
     // Who is calling, before the body is read.
     let credentials = match &shared.guard {
         Some(guard) => {

@@ -66,6 +66,7 @@ pub struct Service {
     handlers: Vec<Arc<dyn Handler>>,
     register_interval: Duration,
     register_ttl: Duration,
+    metrics: bool,
     grace_period: Duration,
     shutdown_delay: Duration,
     max_body_size: usize,
@@ -132,6 +133,7 @@ impl Service {
             handlers: Vec::new(),
             register_interval: DEFAULT_REGISTER_INTERVAL,
             register_ttl: DEFAULT_REGISTER_TTL,
+            metrics: true,
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_delay: Duration::ZERO,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
@@ -197,6 +199,20 @@ impl Service {
     #[must_use]
     pub fn register_ttl(mut self, ttl: Duration) -> Self {
         self.register_ttl = ttl;
+        self
+    }
+
+    /// Whether the service keeps Prometheus metrics and serves them at
+    /// `GET /metrics` on its port (with micro's `metrics` feature):
+    /// `micro_requests_total{endpoint,code}`,
+    /// `micro_request_duration_seconds{endpoint}`,
+    /// `micro_streams_open{endpoint}`, `micro_streams_total{endpoint}`,
+    /// `micro_messages_total{topic,outcome}` and
+    /// `micro_events_total{topic,outcome}`, each labelled with the
+    /// service's name. Default: on, when the feature is built in.
+    #[must_use]
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
         self
     }
 
@@ -592,7 +608,13 @@ impl Service {
             auth,
             service: Arc::from(self.name.as_str()),
         });
+        #[cfg(feature = "metrics")]
+        let metrics = self
+            .metrics
+            .then(|| crate::metrics::Metrics::new(&self.name));
         let server = Server::start(server::Config {
+            #[cfg(feature = "metrics")]
+            metrics: metrics.clone(),
             name: self.name.clone(),
             address,
             handlers,
@@ -623,6 +645,15 @@ impl Service {
         wanted.extend(self.subscribers);
         let mut subscriptions = Vec::with_capacity(wanted.len());
         for sub in wanted {
+            #[cfg(feature = "metrics")]
+            let sub = match &metrics {
+                Some(m) => crate::broker::Subscriber::new(
+                    sub.topic.clone(),
+                    sub.options,
+                    m.messages(&sub.topic, sub.handler),
+                ),
+                None => sub,
+            };
             match broker.subscribe(&sub.topic, sub.handler, sub.options).await {
                 Ok(s) => subscriptions.push(s),
                 Err(e) => {
@@ -640,6 +671,17 @@ impl Service {
             wanted.extend(handler.clone().consumers());
         }
         wanted.extend(self.consumers);
+        #[cfg(feature = "metrics")]
+        let wanted: Vec<crate::events::Consumer> = match &metrics {
+            Some(m) => wanted
+                .into_iter()
+                .map(|c| {
+                    let (ok, error) = m.events(c.topic_name());
+                    c.counted(ok, error)
+                })
+                .collect(),
+            None => wanted,
+        };
         let consumers = match crate::events::Running::start(wanted, &topics, guard).await {
             Ok(c) => c,
             Err(e) => {

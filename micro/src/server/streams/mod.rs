@@ -360,6 +360,11 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
         )));
     };
     let stream = Pending {
+        #[cfg(feature = "metrics")]
+        counted: route
+            .metrics
+            .as_ref()
+            .map(crate::metrics::EndpointMetrics::stream),
         route: route.clone(),
         context,
         content_type,
@@ -404,6 +409,10 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
 
 /// A stream whose upgrade is under way.
 struct Pending {
+    /// Its place in `micro_streams_open`, while it lives.
+    #[cfg(feature = "metrics")]
+    #[allow(dead_code)]
+    counted: Option<crate::metrics::OpenStream>,
     route: Route,
     context: Context,
     content_type: ContentType,
