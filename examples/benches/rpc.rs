@@ -10,6 +10,9 @@
 //!   serde, as a user of a plain HTTP client would;
 //! - `micro http json|msgpack`: the micro service called by the same hyper
 //!   client, the same way, with `Micro-Endpoint`;
+//! - `micro http json +metrics` (feature `metrics`): the same, to a second
+//!   service that keeps its Prometheus metrics (the other rows' service
+//!   has them off);
 //! - `micro typed json|msgpack`: through the generated client, by address;
 //! - `micro typed auth`: by address, to a second service with auth on,
 //!   every call carrying a JWT the server verifies (EdDSA) and checks
@@ -30,6 +33,10 @@
 //! clients on another, so that the CPU each side spends per request shows
 //! apart: `cpu µs/req` is the whole process's, `client µs` the client
 //! side's (everything but the server threads).
+//!
+//! `BENCH_TRACING=1` installs a `tracing` subscriber that records every
+//! span (formatted to nowhere), for the cost of tracing on: compare the
+//! ratios to raw axum with and without it.
 //!
 //! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
 //! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
@@ -260,6 +267,15 @@ fn isolate() -> bool {
 }
 
 fn main() {
+    // Tracing on: a subscriber that records every span (formatted, to
+    // nowhere), as a service that logs would have.
+    if std::env::var_os("BENCH_TRACING").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .init();
+        println!("tracing on: every span recorded by a fmt subscriber writing nowhere");
+    }
     let mdns = isolate();
     if !mdns {
         println!("note: cannot make a network namespace; by-name rows use the memory registry");
@@ -317,6 +333,8 @@ const SERVER_THREADS: &str = "bench-server";
 struct Servers {
     raw: SocketAddr,
     micro: micro::ServiceHandle,
+    /// The same service with its metrics on (feature `metrics`).
+    observed: micro::ServiceHandle,
     /// The same service with auth on, and a token it accepts.
     with_auth: (micro::ServiceHandle, String),
     /// The same service over TLS, and the CA file that verifies it.
@@ -391,9 +409,19 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         let server_registry = server_registry.clone();
         servers.spawn(async move {
             let raw = raw_axum().await;
+            // The rows' service keeps no metrics; `observed` does, when
+            // micro's `metrics` feature is built in.
             let micro = micro::Service::new("helloworld")
                 .address("127.0.0.1:0")
                 .registry(server_registry)
+                .metrics(false)
+                .handle(Helloworld)
+                .start()
+                .await
+                .unwrap();
+            let observed = micro::Service::new("helloworld-observed")
+                .address("127.0.0.1:0")
+                .registry(Arc::new(MemoryRegistry::new()))
                 .handle(Helloworld)
                 .start()
                 .await
@@ -401,6 +429,7 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
             Servers {
                 raw,
                 micro,
+                observed,
                 with_auth: with_auth().await,
                 #[cfg(feature = "tls")]
                 with_tls: with_tls().await,
@@ -410,6 +439,7 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
     let Servers {
         raw: raw_addr,
         micro: service,
+        observed,
         with_auth: (auth_service, token),
         #[cfg(feature = "tls")]
             with_tls: (tls_service, ca),
@@ -479,6 +509,23 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
             }),
         ));
     }
+    if cfg!(feature = "metrics") {
+        let h = hyper.clone();
+        let observed_addr = observed.local_addr();
+        rows.push((
+            "micro http json +metrics",
+            Arc::new(move || {
+                let h = h.clone();
+                Box::pin(async move {
+                    let headers = [
+                        ("content-type", "application/json"),
+                        ("micro-endpoint", "Helloworld.Greeting"),
+                    ];
+                    send(&h, observed_addr, &headers, ContentType::Json).await
+                })
+            }),
+        ));
+    }
     let address = micro_addr.to_string();
     for (name, ct) in [
         ("micro typed json", ContentType::Json),
@@ -514,6 +561,7 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         results.extend(measure(&rows, concurrency, secs, &servers).await);
     }
     service.stop().await.unwrap();
+    observed.stop().await.unwrap();
     auth_service.stop().await.unwrap();
     #[cfg(feature = "tls")]
     tls_service.stop().await.unwrap();
