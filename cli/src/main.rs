@@ -93,6 +93,11 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Print a service's OpenAPI 3.1 document (from one of its nodes).
+    Openapi {
+        /// The service's name.
+        service: String,
+    },
     /// Ask every node of a service for its health.
     Health {
         /// The service's name.
@@ -148,6 +153,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Services => registry::services(&backends, json).await,
         Command::Describe { service } => registry::describe(&backends, &service, json).await,
         Command::Health { service } => registry::health(&backends, &service, json).await,
+        Command::Openapi { service } => registry::openapi(&backends, &service).await,
         Command::Call {
             service,
             endpoint,

@@ -54,7 +54,10 @@ pub(crate) async fn describe(
     service: &str,
     json: bool,
 ) -> Result<(), Failure> {
-    let records = backends.registry().get_service(service).await?;
+    let mut records = backends.registry().get_service(service).await?;
+    for record in &mut records {
+        fill_schemas(record).await;
+    }
     if json {
         output::json(&records);
         return Ok(());
@@ -66,6 +69,63 @@ pub(crate) async fn describe(
         describe_one(record);
     }
     Ok(())
+}
+
+/// The schemas a registry record had to leave out (an mDNS record has
+/// room for little), from the first node's `GET /schemas`.
+async fn fill_schemas(record: &mut Record) {
+    let missing = record
+        .endpoints
+        .iter()
+        .any(|e| e.request_schema.is_none() && e.response_schema.is_none());
+    let Some(node) = record.nodes.first() else {
+        return;
+    };
+    if !missing {
+        return;
+    }
+    let Ok(Ok((true, served))) =
+        tokio::time::timeout(Duration::from_secs(3), get_json(&node.address, "/schemas")).await
+    else {
+        return;
+    };
+    let Some(served) = served["endpoints"].as_array() else {
+        return;
+    };
+    for endpoint in &mut record.endpoints {
+        if let Some(s) = served.iter().find(|s| s["name"] == endpoint.name.as_str()) {
+            let take = |v: &serde_json::Value| (!v.is_null()).then(|| v.clone());
+            endpoint.request_schema = endpoint
+                .request_schema
+                .take()
+                .or_else(|| take(&s["request_schema"]));
+            endpoint.response_schema = endpoint
+                .response_schema
+                .take()
+                .or_else(|| take(&s["response_schema"]));
+        }
+    }
+}
+
+/// `GET http://<address><path>`: whether it was a success, and the body as
+/// JSON (or as a string when it is not JSON).
+async fn get_json(address: &str, path: &str) -> Result<(bool, serde_json::Value), String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{address}{path}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let reply = client.get(uri).await.map_err(|e| e.to_string())?;
+    let ok = reply.status().is_success();
+    let body = reply
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+    Ok((ok, value))
 }
 
 fn describe_one(record: &Record) {
@@ -86,6 +146,21 @@ fn describe_one(record: &Record) {
         })
         .collect();
     output::table(&["ENDPOINT", "REQUEST", "RESPONSE", "KIND"], &endpoints);
+    for e in &record.endpoints {
+        for (what, schema) in [
+            ("request", &e.request_schema),
+            ("response", &e.response_schema),
+        ] {
+            if let Some(schema) = schema {
+                println!();
+                println!("{} {what} schema:", e.name);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(schema).unwrap_or_default()
+                );
+            }
+        }
+    }
     println!();
     let nodes: Vec<Vec<String>> = record
         .nodes
@@ -122,26 +197,9 @@ pub(crate) async fn health(
     json: bool,
 ) -> Result<(), Failure> {
     let records = backends.registry().get_service(service).await?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
     let mut all = Vec::new();
     for node in records.iter().flat_map(|r| &r.nodes) {
-        let asked = async {
-            let uri: http::Uri = format!("http://{}/health", node.address)
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            let reply = client.get(uri).await.map_err(|e| e.to_string())?;
-            let ok = reply.status().is_success();
-            let body = reply
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            let report: serde_json::Value = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
-            Ok::<_, String>((ok, report))
-        };
+        let asked = get_json(&node.address, "/health");
         let (status, detail) = match tokio::time::timeout(Duration::from_secs(5), asked).await {
             Ok(Ok((true, report))) => ("up", report),
             Ok(Ok((false, report))) => ("down", report),
@@ -196,4 +254,30 @@ pub(crate) async fn health(
         )));
     }
     Ok(())
+}
+
+/// `micro openapi`: the document a node of the service serves at
+/// `GET /openapi.json`, trying each node until one answers.
+pub(crate) async fn openapi(backends: &micro::Backends, service: &str) -> Result<(), Failure> {
+    let records = backends.registry().get_service(service).await?;
+    let mut last = String::from("no node");
+    for node in records.iter().flat_map(|r| &r.nodes) {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            get_json(&node.address, "/openapi.json"),
+        )
+        .await
+        {
+            Ok(Ok((true, doc))) => {
+                output::json(&doc);
+                return Ok(());
+            }
+            Ok(Ok((false, reply))) => last = format!("{} answered {reply}", node.address),
+            Ok(Err(e)) => last = format!("{}: {e}", node.address),
+            Err(_) => last = format!("{}: no answer within 5 s", node.address),
+        }
+    }
+    Err(Failure::Micro(micro::Error::unavailable(format!(
+        "no node of {service} gave its OpenAPI document: {last}"
+    ))))
 }

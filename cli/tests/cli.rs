@@ -185,6 +185,13 @@ fn services_describe_call_and_health() {
         .await;
         assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 
+        // The OpenAPI document, from a node.
+        let out = run(&["openapi", "greeter"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["paths"]["/Greeter.Hello"]["post"].is_object(), "{doc}");
+
         // Health of every node.
         let out = run(&["health", "greeter"]).await;
         assert!(out.status.success(), "{}", stderr(&out));

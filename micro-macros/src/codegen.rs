@@ -30,6 +30,19 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             .as_ref()
             .map_or_else(|| "()".to_owned(), type_name);
         let response = type_name(&h.response);
+        let schema_of = |ty: TokenStream| {
+            quote! {{
+                use #krate::__private::schema::{ViaJsonSchema as _, ViaNothing as _};
+                (&&#krate::__private::schema::Probe::<#ty>::new()).micro_schema()
+            }}
+        };
+        let request_schema = schema_of(
+            h.request
+                .as_ref()
+                .map_or_else(|| quote! { () }, |t| quote! { #t }),
+        );
+        let response_ty = &h.response;
+        let response_schema = schema_of(quote! { #response_ty });
         let endpoint = match h.shape.kind() {
             None => quote! { #krate::__private::Endpoint::new(#endpoint, #request, #response) },
             Some(kind) => {
@@ -41,6 +54,7 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
                 }
             }
         };
+        let endpoint = quote! { #endpoint.with_schemas(#request_schema, #response_schema) };
         // Who may call it, in the endpoint's metadata, where the server's
         // auth and the registry's readers find it.
         match &h.access {

@@ -146,6 +146,58 @@ pub mod __private {
     pub use crate::stream::{Sender, Stream, StreamKind, Streaming};
     pub use crate::{Context, Error, Result};
 
+    /// The JSON Schema of a type, if it has one: generated code calls
+    /// `(&&Probe::<T>::new()).micro_schema()` with both traits in scope,
+    /// which picks [`ViaJsonSchema`](schema::ViaJsonSchema) for a type
+    /// that derives `schemars::JsonSchema` (with the `schemas` feature)
+    /// and [`ViaNothing`](schema::ViaNothing) for any other.
+    pub mod schema {
+        use std::marker::PhantomData;
+
+        /// Stands for `T` in the probe.
+        #[derive(Debug)]
+        pub struct Probe<T: ?Sized>(PhantomData<fn() -> Box<T>>);
+
+        impl<T: ?Sized> Probe<T> {
+            /// The probe of `T`.
+            pub const fn new() -> Self {
+                Self(PhantomData)
+            }
+        }
+
+        impl<T: ?Sized> Default for Probe<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        /// The schema of a type that has one.
+        pub trait ViaJsonSchema {
+            /// The type's JSON Schema.
+            fn micro_schema(&self) -> Option<serde_json::Value>;
+        }
+
+        #[cfg(feature = "schemas")]
+        impl<T: schemars::JsonSchema + ?Sized> ViaJsonSchema for &Probe<T> {
+            fn micro_schema(&self) -> Option<serde_json::Value> {
+                let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+                Some(schema.to_value())
+            }
+        }
+
+        /// No schema, for any other type.
+        pub trait ViaNothing {
+            /// Nothing.
+            fn micro_schema(&self) -> Option<serde_json::Value>;
+        }
+
+        impl<T: ?Sized> ViaNothing for Probe<T> {
+            fn micro_schema(&self) -> Option<serde_json::Value> {
+                None
+            }
+        }
+    }
+
     /// A handler's future must be `Send`, so the server can run it on any
     /// worker thread.
     pub fn assert_send<F: core::future::Future + Send + 'static>(future: F) -> F {

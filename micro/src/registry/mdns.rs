@@ -456,7 +456,23 @@ fn properties(service: &Record, node: &Node, ttl: Duration, seq: u64) -> Vec<(St
         }
     }
     if !service.endpoints.is_empty() {
-        let encoded = encode_endpoints(&service.endpoints);
+        let mut encoded = encode_endpoints(&service.endpoints);
+        // Too big with the JSON Schemas: without them (the service serves
+        // them at `GET /schemas`).
+        if encoded.len() > MAX_ENDPOINTS_TXT
+            && service
+                .endpoints
+                .iter()
+                .any(|e| e.request_schema.is_some() || e.response_schema.is_some())
+        {
+            let bare: Vec<Endpoint> = service
+                .endpoints
+                .iter()
+                .cloned()
+                .map(|e| e.with_schemas(None, None))
+                .collect();
+            encoded = encode_endpoints(&bare);
+        }
         if encoded.len() > MAX_ENDPOINTS_TXT {
             tracing::warn!(
                 service = %service.name,

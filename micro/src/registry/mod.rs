@@ -150,6 +150,13 @@ pub struct Endpoint {
     /// Endpoint metadata (for example `stream`).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The request's JSON Schema, when its type has one (micro's `schemas`
+    /// feature, and a type that derives `schemars::JsonSchema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_schema: Option<serde_json::Value>,
+    /// The response's JSON Schema, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<serde_json::Value>,
 }
 
 impl Endpoint {
@@ -164,7 +171,21 @@ impl Endpoint {
             request: request.into(),
             response: response.into(),
             metadata: BTreeMap::new(),
+            request_schema: None,
+            response_schema: None,
         }
+    }
+
+    /// This endpoint with the JSON Schemas of its request and response.
+    #[must_use]
+    pub fn with_schemas(
+        mut self,
+        request: Option<serde_json::Value>,
+        response: Option<serde_json::Value>,
+    ) -> Self {
+        self.request_schema = request;
+        self.response_schema = response;
+        self
     }
 
     /// This endpoint with metadata `key` set to `value`.

@@ -13,6 +13,7 @@
 pub(crate) mod conn;
 mod handler;
 mod health;
+mod openapi;
 pub(crate) mod rpc;
 pub(crate) mod streams;
 
@@ -54,6 +55,10 @@ pub(crate) struct Shared {
     pub(crate) endpoints: HashMap<String, Route>,
     /// Handler names, to tell an unknown type from an unknown method.
     pub(crate) handlers: Vec<String>,
+    /// `GET /schemas`: the endpoints with their JSON Schemas, as JSON.
+    pub(crate) schemas: bytes::Bytes,
+    /// `GET /openapi.json`: the OpenAPI document of the calls.
+    pub(crate) openapi: bytes::Bytes,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body_size: usize,
     /// How long a body may take to arrive when the request sets no
@@ -103,6 +108,35 @@ pub(crate) struct Route {
     pub(crate) metrics: Option<crate::metrics::EndpointMetrics>,
 }
 
+/// A body of `content_type`.
+fn reply(
+    body: impl Into<axum::body::Body>,
+    content_type: &'static str,
+) -> axum::response::Response {
+    let mut response = axum::response::Response::new(body.into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// `GET /schemas`: the service's endpoints with the JSON Schemas of their
+/// requests and responses, complete even where the registry record had to
+/// leave them out.
+async fn schemas(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    reply(shared.schemas.clone(), "application/json")
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of the service's calls.
+async fn openapi_json(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    reply(shared.openapi.clone(), "application/json")
+}
+
 /// `GET /metrics`: the service's metrics as Prometheus (OpenMetrics)
 /// text; 404 when they are off or not built in.
 async fn metrics(
@@ -110,14 +144,10 @@ async fn metrics(
 ) -> axum::response::Response {
     #[cfg(feature = "metrics")]
     if let Some(m) = &shared.metrics {
-        let mut response = axum::response::Response::new(axum::body::Body::from(m.text()));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
+        return reply(
+            m.text(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         );
-        return response;
     }
     let err = Error::not_found(
         "no metrics here: build micro with its \"metrics\" feature, and leave Service::metrics on",
@@ -136,6 +166,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .fallback(rpc::method_not_allowed),
         )
         .route("/metrics", get(metrics))
+        .route("/schemas", get(schemas))
+        .route("/openapi.json", get(openapi_json))
+        // `POST /Type.Method`: a call with its endpoint in the path, as
+        // the OpenAPI document lists it.
+        .route("/{endpoint}", post(rpc::serve))
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -181,6 +216,8 @@ pub(crate) type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
 pub(crate) struct Config {
     /// The service name: the `id` of the errors the server produces.
     pub(crate) name: String,
+    /// The service's version, for the OpenAPI document.
+    pub(crate) version: String,
     /// Where to listen.
     pub(crate) address: String,
     pub(crate) handlers: Vec<Arc<dyn Handler>>,
@@ -258,8 +295,19 @@ impl Server {
             Error::internal(format!("listening on {}: {e}", config.address)).with_id(name.clone())
         })?;
         let local_addr = listener.local_addr()?;
+        let schemas = serde_json::to_vec(&serde_json::json!({
+            "service": name,
+            "endpoints": records,
+        }))
+        .unwrap_or_default()
+        .into();
+        let openapi = serde_json::to_vec(&openapi::document(&name, &config.version, &records))
+            .unwrap_or_default()
+            .into();
         let shared = Arc::new(Shared {
             name,
+            schemas,
+            openapi,
             endpoints,
             handlers: handler_names,
             max_body_size: config.max_body_size,

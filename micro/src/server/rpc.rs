@@ -66,7 +66,10 @@ async fn dispatch(shared: &Shared, req: Request, id: HeaderValue) -> Result<(Con
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
 
+    // The header, or the path of `POST /Type.Method`.
+    let in_path = parts.uri.path().trim_start_matches('/');
     let endpoint = endpoint_header(headers)
+        .or_else(|| (!in_path.is_empty()).then_some(in_path))
         .ok_or_else(|| Error::bad_request("missing Micro-Endpoint header: expected Type.Method"))?;
     let Some(route) = shared.endpoints.get(endpoint) else {
         return Err(unknown_endpoint(shared, endpoint));

@@ -616,6 +616,7 @@ impl Service {
             #[cfg(feature = "metrics")]
             metrics: metrics.clone(),
             name: self.name.clone(),
+            version: self.version.clone(),
             address,
             handlers,
             tls,
