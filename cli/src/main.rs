@@ -108,6 +108,9 @@ enum Command {
     /// Read and write records of a store scope (`MICRO_STORE`).
     #[command(subcommand)]
     Store(store::Command),
+    /// Read and set the remote config source's values (`MICRO_CONFIG`).
+    #[command(subcommand)]
+    Config(store::ConfigCommand),
     /// Publish and consume durable events (`MICRO_EVENTS`).
     #[command(subcommand)]
     Events(events::Command),
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::New(args) => new::run(&args, json),
         Command::Store(command) => store::run(&backends, command, json).await,
         Command::Events(command) => events::run(&backends, command, json).await,
+        Command::Config(command) => store::config(command, json).await,
     }
 }
 

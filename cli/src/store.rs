@@ -179,3 +179,75 @@ pub(crate) async fn run(
     }
     Ok(())
 }
+
+/// `micro config`: the values of the remote config source
+/// (`ConfigBuilder::remote`), the records of scope `config` in the store
+/// that `MICRO_CONFIG` and `MICRO_CONFIG_ADDRESS` name. A key is
+/// `<prefix><path>`, as `greeter/limits` for `.remote("")` and the setting
+/// `greeter.limits`; services watching it reload.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// List the values in key order.
+    List {
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Print one value.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set a value (JSON).
+    Set {
+        /// The key.
+        key: String,
+        /// The value, JSON; `-` reads it from stdin.
+        value: String,
+    },
+    /// Delete a value.
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// The store the remote config source reads, as a service would choose it.
+fn config_store() -> Result<micro::Backends, Failure> {
+    let kind = std::env::var("MICRO_CONFIG").map_err(|_| {
+        Failure::usage("set MICRO_CONFIG (and MICRO_CONFIG_ADDRESS) to the store the services' remote config reads")
+    })?;
+    let address = std::env::var("MICRO_CONFIG_ADDRESS").ok();
+    Ok(micro::Backends::from_vars(move |name| match name {
+        "MICRO_STORE" => Some(kind.clone()),
+        "MICRO_STORE_ADDRESS" => address.clone(),
+        "MICRO_REGISTRY" => Some("memory".to_owned()),
+        _ => None,
+    }))
+}
+
+pub(crate) async fn config(command: ConfigCommand, json: bool) -> Result<(), Failure> {
+    let backends = config_store()?;
+    let scope = Scope {
+        scope: "config".to_owned(),
+    };
+    let command = match command {
+        ConfigCommand::List { prefix } => Command::List {
+            scope,
+            prefix,
+            after: None,
+            limit: None,
+        },
+        ConfigCommand::Get { key } => Command::Read { scope, key },
+        ConfigCommand::Set { key, value } => Command::Write {
+            scope,
+            key,
+            value,
+            ttl: None,
+            if_absent: false,
+            if_version: None,
+        },
+        ConfigCommand::Delete { key } => Command::Delete { scope, key },
+    };
+    run(&backends, command, json).await
+}

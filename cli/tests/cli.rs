@@ -530,3 +530,57 @@ fn a_new_service_builds_and_its_tests_pass() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `micro config` writes what a service's remote config source reads.
+#[tokio::test]
+async fn config_values_reach_a_remote_source() {
+    let dir = std::env::temp_dir().join(format!("micro-cli-config-{}", std::process::id()));
+    let config = |args: &[&str]| {
+        let mut cmd = micro(args);
+        cmd.env("MICRO_CONFIG", "file")
+            .env("MICRO_CONFIG_ADDRESS", &dir);
+        cmd
+    };
+    let out = config(&["config", "set", "greeter/greeting", r#""Hej""#])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = config(&["config", "set", "greeter/limit", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = config(&["config", "get", "greeter/greeting"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), r#""Hej""#);
+    let out = config(&["config", "list", "--prefix", "greeter/", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    // Without MICRO_CONFIG: told what to set.
+    let out = micro(&["config", "list"])
+        .env_remove("MICRO_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("MICRO_CONFIG"), "{}", stderr(&out));
+
+    // A service's config, on the same store, sees them as settings.
+    let store: std::sync::Arc<dyn micro::store::Store> =
+        std::sync::Arc::new(micro::store::FileStore::open(&dir).unwrap());
+    let loaded = micro::config::Config::builder()
+        .store(store, "config", "")
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(loaded.get::<String>("greeter.greeting").unwrap(), "Hej");
+    assert_eq!(loaded.get::<u32>("greeter.limit").unwrap(), 3);
+    drop(loaded);
+    let _ = std::fs::remove_dir_all(&dir);
+}
