@@ -7,7 +7,9 @@
 //! span (`micro.call`, `micro.stream`, `micro.message`, `micro.event`)
 //! that names the trace and span ids, so every log line a handler writes
 //! carries them; a call made for the request's [`Context`](crate::Context)
-//! sends the trace on, with a span id of its own as the parent.
+//! sends the trace on, with that span as the parent. With the
+//! `opentelemetry` feature the spans join the trace as OpenTelemetry spans,
+//! for a `tracing-opentelemetry` layer to export.
 //!
 //! ```
 //! use micro::trace::Trace;
@@ -36,6 +38,8 @@ pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent
 pub struct Trace {
     trace_id: TraceId,
     span_id: SpanId,
+    /// The span this one continues, when it came from a caller.
+    parent: Option<SpanId>,
     sampled: bool,
 }
 
@@ -86,6 +90,7 @@ impl Trace {
         Self {
             trace_id: TraceId((u128::from(random()) << 64) | u128::from(random())),
             span_id: SpanId(random()),
+            parent: None,
             sampled: true,
         }
     }
@@ -118,6 +123,7 @@ impl Trace {
         Some(Self {
             trace_id: TraceId(trace_id),
             span_id: SpanId(span_id),
+            parent: None,
             sampled: flags & 1 == 1,
         })
     }
@@ -136,8 +142,31 @@ impl Trace {
     pub fn child(&self) -> Self {
         Self {
             span_id: SpanId(random()),
+            parent: Some(self.span_id),
             ..*self
         }
+    }
+
+    /// The span this one continues: the caller's, for a request that came
+    /// with a `traceparent`.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.parent
+    }
+
+    /// Records this trace in `span`'s `trace_id` and `span_id` fields and
+    /// returns the trace to hand on. With the `opentelemetry` feature the
+    /// span first joins the trace as an OpenTelemetry span (the caller's
+    /// span as its remote parent), and when a tracing-opentelemetry layer
+    /// records it, its OpenTelemetry ids are the ones used, so exported
+    /// spans and the `traceparent` sent on agree.
+    pub(crate) fn in_span(self, span: &tracing::Span) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        let trace = otel::linked(span, self);
+        #[cfg(not(feature = "opentelemetry"))]
+        let trace = self;
+        span.record("trace_id", tracing::field::display(trace.trace_id));
+        span.record("span_id", tracing::field::display(trace.span_id));
+        trace
     }
 
     /// The trace's id.
@@ -170,6 +199,48 @@ impl Trace {
         HeaderValue::try_from(self.traceparent()).unwrap_or_else(|_| {
             HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
         })
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId as OtelSpanId, TraceContextExt, TraceFlags, TraceId as OtelTraceId,
+        TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::{SpanId, Trace, TraceId};
+
+    /// `span` in `trace` as OpenTelemetry sees it.
+    pub(super) fn linked(span: &tracing::Span, trace: Trace) -> Trace {
+        if let Some(parent) = trace.parent {
+            let flags = if trace.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let remote = SpanContext::new(
+                OtelTraceId::from_bytes(trace.trace_id.0.to_be_bytes()),
+                OtelSpanId::from_bytes(parent.0.to_be_bytes()),
+                flags,
+                true,
+                TraceState::default(),
+            );
+            #[allow(clippy::let_unit_value)]
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        }
+        let context = span.context();
+        let otel = context.span().span_context().clone();
+        if !otel.is_valid() {
+            return trace;
+        }
+        Trace {
+            trace_id: TraceId(u128::from_be_bytes(otel.trace_id().to_bytes())),
+            span_id: SpanId(u64::from_be_bytes(otel.span_id().to_bytes())),
+            parent: trace.parent,
+            sampled: otel.is_sampled(),
+        }
     }
 }
 

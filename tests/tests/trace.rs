@@ -74,12 +74,26 @@ impl Write for Lines {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_across_two_services() {
+    use tracing_subscriber::layer::SubscriberExt as _;
     let lines = Lines::default();
     let writer = lines.clone();
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    #[cfg(feature = "opentelemetry")]
+    let (otel, exported, provider) = {
+        use opentelemetry::trace::TracerProvider as _;
+        let exported = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exported.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("micro-tests"));
+        (Some(layer), exported, provider)
+    };
+    #[cfg(not(feature = "opentelemetry"))]
+    let otel: Option<tracing_subscriber::layer::Identity> = None;
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(otel))
+        .unwrap();
 
     let backends = micro::Backends::memory();
     let back = micro::Service::new("back")
@@ -178,6 +192,30 @@ async fn one_trace_across_two_services() {
         back_line.contains(&format!("span_id={}", hops.back_span)),
         "{back_line}"
     );
+
+    // Exported to OpenTelemetry: both calls' spans in the caller's trace,
+    // the first a child of the caller's span, the second of the first.
+    #[cfg(feature = "opentelemetry")]
+    {
+        provider.force_flush().unwrap();
+        let spans = exported.get_finished_spans().unwrap();
+        let in_trace: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == "micro.call")
+            .filter(|s| s.span_context.trace_id().to_string() == "4bf92f3577b34da6a3ce929d0e0e4736")
+            .collect();
+        assert_eq!(in_trace.len(), 2, "{spans:#?}");
+        let front_span = in_trace
+            .iter()
+            .find(|s| s.span_context.span_id().to_string() == hops.front_span)
+            .expect("the front call's span, with the id its context gave");
+        assert_eq!(front_span.parent_span_id.to_string(), "00f067aa0ba902b7");
+        let back_span = in_trace
+            .iter()
+            .find(|s| s.span_context.span_id().to_string() == hops.back_span)
+            .expect("the back call's span");
+        assert_eq!(back_span.parent_span_id.to_string(), hops.front_span);
+    }
 
     front.stop().await.unwrap();
     back.stop().await.unwrap();

@@ -166,14 +166,14 @@ pub(crate) async fn run(subs: &[Sub], message: &Message) -> Vec<(u64, Result<()>
     let runs = subs.iter().map(|sub| {
         // A span per delivery, in the publisher's trace (or a new one);
         // the handler's context continues it.
-        let trace = crate::trace::Trace::serving(message.metadata.as_headers());
         let span = tracing::info_span!(
             "micro.message",
             topic = %topic,
             queue = sub.queue.as_deref().unwrap_or(""),
-            trace_id = %trace.trace_id(),
-            span_id = %trace.span_id(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        let trace = crate::trace::Trace::serving(message.metadata.as_headers()).in_span(&span);
         let mut message = message.clone();
         message.metadata.insert("traceparent", trace.traceparent());
         let run = (sub.handler)(message).instrument(span);

@@ -197,9 +197,10 @@ impl Client {
         // neither draws a random id nor sends it.
         if let Some(ctx) = &options.context {
             headers.insert(MICRO_ID.clone(), ctx.id_header().clone());
-            // The trace goes on, with this call as the parent span.
+            // The trace goes on, with the span serving the context (the
+            // handler's call, stream or message) as the parent.
             if let Some(trace) = ctx.trace() {
-                headers.insert(crate::trace::TRACEPARENT.clone(), trace.child().header());
+                headers.insert(crate::trace::TRACEPARENT.clone(), trace.header());
             }
         }
         // A call's budget is what is left of its deadline; a stream's is

@@ -121,14 +121,14 @@ async fn serve_route(
     let deadline = deadline(headers, now)?;
     let body = read_body(headers, body, shared, deadline).await?;
 
-    let trace = Trace::serving(&parts.headers);
     let span = tracing::info_span!(
         "micro.call",
         service = %shared.name,
         endpoint = %route.name,
-        trace_id = %trace.trace_id(),
-        span_id = %trace.span_id(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    let trace = Trace::serving(&parts.headers).in_span(&span);
     let context = Context::from_parts(
         id,
         deadline,

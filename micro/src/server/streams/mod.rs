@@ -335,14 +335,14 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
     ] {
         headers.remove(name);
     }
-    let trace = crate::trace::Trace::serving(&headers);
     let span = tracing::info_span!(
         "micro.stream",
         service = %shared.name,
         endpoint = %route.name,
-        trace_id = %trace.trace_id(),
-        span_id = %trace.span_id(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    let trace = crate::trace::Trace::serving(&headers).in_span(&span);
     let context = Context::from_parts(
         id,
         deadline,
