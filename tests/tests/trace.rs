@@ -48,6 +48,10 @@ impl Front {
                 CallOptions::new().context(&ctx),
             )
             .await?;
+        // An event published for the request carries the trace too.
+        self.client
+            .publish_with("hops", &"hop", CallOptions::new().context(&ctx))
+            .await?;
         let t = ctx.trace().expect("a server context has a trace");
         Ok(Hops {
             front: t.trace_id().to_string(),
@@ -96,10 +100,27 @@ async fn one_trace_across_two_services() {
         .unwrap();
 
     let backends = micro::Backends::memory();
+    let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = heard.clone();
     let back = micro::Service::new("back")
         .address("127.0.0.1:0")
         .backends(&backends)
         .handle(Back)
+        .subscribe(
+            "hops",
+            micro::broker::SubscribeOptions::default(),
+            micro::broker::handler(move |m: micro::broker::Message| {
+                let log = log.clone();
+                async move {
+                    let trace = m
+                        .context()
+                        .trace()
+                        .expect("a message's context has a trace");
+                    log.lock().unwrap().push(trace.trace_id().to_string());
+                    Ok(())
+                }
+            }),
+        )
         .start()
         .await
         .unwrap();
@@ -138,6 +159,11 @@ async fn one_trace_across_two_services() {
         "each hop is a span of its own"
     );
     assert_ne!(hops.back_span, hops.front_span);
+    assert_eq!(
+        heard.lock().unwrap().first().map(String::as_str),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the event's subscriber is in the trace"
+    );
 
     // Without one, the first service starts a trace, and it is one trace still.
     let raw = RawClient::new()

@@ -103,6 +103,10 @@ impl HttpBroker {
         headers.insert(USER_AGENT, USER_AGENT_VALUE.clone());
         headers.insert(MICRO_TOPIC.clone(), value(&message.topic)?);
         headers.insert(MICRO_ID.clone(), value(&message.id)?);
+        // The publisher's trace, which metadata copying leaves to calls.
+        if let Some(tp) = message.metadata.get("traceparent") {
+            headers.insert(crate::trace::TRACEPARENT.clone(), value(tp)?);
+        }
         if let Some(queue) = queue {
             headers.insert(MICRO_QUEUE.clone(), value(queue)?);
         }

@@ -163,6 +163,11 @@ impl Client {
         let mut message = crate::broker::Message::encode(topic, value, content_type)?;
         if let Some(ctx) = &options.context {
             message.metadata = ctx.metadata().clone();
+            // The trace goes on, with the span serving the context as the
+            // parent (not the one it came with).
+            if let Some(trace) = ctx.trace() {
+                message.metadata.insert("traceparent", trace.traceparent());
+            }
         }
         message.metadata.extend_from(&options.metadata);
         if let Some(token) = self.own_token(&options)
