@@ -150,24 +150,12 @@ impl Metrics {
         topic: &str,
         handler: crate::broker::MessageHandler,
     ) -> crate::broker::MessageHandler {
-        let (ok, error) = self.outcomes(&self.messages, topic);
-        Arc::new(move |message| {
-            let run = handler(message);
-            let (ok, error) = (ok.clone(), error.clone());
-            Box::pin(async move {
-                let result = run.await;
-                if result.is_ok() {
-                    ok.inc()
-                } else {
-                    error.inc()
-                };
-                result
-            })
-        })
+        let outcomes = self.outcomes(&self.messages, topic);
+        Arc::new(move |message| Box::pin(outcomes.clone().count(handler(message))))
     }
 
     /// The ok and error counters of `topic` in `family`.
-    fn outcomes(&self, family: &Family<Handled, Counter>, topic: &str) -> (Counter, Counter) {
+    fn outcomes(&self, family: &Family<Handled, Counter>, topic: &str) -> Outcomes {
         let of = |outcome| {
             family
                 .get_or_create(&Handled {
@@ -176,12 +164,37 @@ impl Metrics {
                 })
                 .clone()
         };
-        (of("ok"), of("error"))
+        Outcomes {
+            ok: of("ok"),
+            error: of("error"),
+        }
     }
 
     /// The ok and error counters of the durable events of `topic`.
-    pub(crate) fn events(&self, topic: &str) -> (Counter, Counter) {
+    pub(crate) fn events(&self, topic: &str) -> Outcomes {
         self.outcomes(&self.events, topic)
+    }
+}
+
+/// The ok and error counters of one topic's handler.
+#[derive(Clone, Debug)]
+pub(crate) struct Outcomes {
+    ok: Counter,
+    error: Counter,
+}
+
+impl Outcomes {
+    /// Runs a handler's future, counting how it ended.
+    pub(crate) async fn count(
+        self,
+        run: impl Future<Output = crate::Result<()>>,
+    ) -> crate::Result<()> {
+        let result = run.await;
+        match &result {
+            Ok(()) => self.ok.inc(),
+            Err(_) => self.error.inc(),
+        };
+        result
     }
 }
 

@@ -227,8 +227,7 @@ mod otel {
                 true,
                 TraceState::default(),
             );
-            #[allow(clippy::let_unit_value)]
-            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+            span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
         }
         let context = span.context();
         let otel = context.span().span_context().clone();

@@ -175,7 +175,7 @@ pub(crate) async fn run(subs: &[Sub], message: &Message) -> Vec<(u64, Result<()>
         );
         let trace = crate::trace::Trace::serving(message.metadata.as_headers()).in_span(&span);
         let mut message = message.clone();
-        message.metadata.insert("traceparent", trace.traceparent());
+        message.trace = Some(trace);
         let run = (sub.handler)(message).instrument(span);
         async move {
             let result = AssertUnwindSafe(run)

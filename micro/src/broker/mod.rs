@@ -75,6 +75,8 @@ pub struct Message {
     pub content_type: ContentType,
     /// The encoded body.
     pub body: Bytes,
+    /// The span delivering it to a subscriber, once one is.
+    pub(crate) trace: Option<crate::trace::Trace>,
 }
 
 impl Message {
@@ -86,6 +88,7 @@ impl Message {
             metadata: Metadata::new(),
             content_type,
             body,
+            trace: None,
         }
     }
 
@@ -119,7 +122,9 @@ impl Message {
             .ok()
             .filter(crate::wire::valid_id)
             .unwrap_or_else(crate::wire::new_id_header);
-        let trace = crate::trace::Trace::serving(self.metadata.as_headers());
+        let trace = self
+            .trace
+            .unwrap_or_else(|| crate::trace::Trace::serving(self.metadata.as_headers()));
         Context::from_parts(id, None, self.metadata.clone(), None).with_trace(trace)
     }
 }

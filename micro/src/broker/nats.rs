@@ -106,6 +106,7 @@ fn from_nats(msg: async_nats::Message) -> Message {
         metadata,
         content_type,
         body: msg.payload,
+        trace: None,
     }
 }
 

@@ -78,34 +78,13 @@ impl Consumer {
         }
     }
 
-    /// This consumer, counting what it handles in `ok` and `error`.
+    /// This consumer, counting what it handles in `outcomes`.
     #[cfg(feature = "metrics")]
-    pub(crate) fn counted(
-        mut self,
-        ok: prometheus_client::metrics::counter::Counter,
-        error: prometheus_client::metrics::counter::Counter,
-    ) -> Self {
+    pub(crate) fn counted(mut self, outcomes: crate::metrics::Outcomes) -> Self {
         let handler = self.handler;
-        self.handler = Arc::new(move |delivered| {
-            let run = handler(delivered);
-            let (ok, error) = (ok.clone(), error.clone());
-            Box::pin(async move {
-                let result = run.await;
-                if result.is_ok() {
-                    ok.inc()
-                } else {
-                    error.inc()
-                };
-                result
-            })
-        });
+        self.handler =
+            Arc::new(move |delivered| Box::pin(outcomes.clone().count(handler(delivered))));
         self
-    }
-
-    /// The topic it consumes.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn topic_name(&self) -> &str {
-        &self.topic
     }
 
     /// A consumer of `topic` running `handler` as it is; generated code

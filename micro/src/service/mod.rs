@@ -677,8 +677,8 @@ impl Service {
             Some(m) => wanted
                 .into_iter()
                 .map(|c| {
-                    let (ok, error) = m.events(c.topic_name());
-                    c.counted(ok, error)
+                    let outcomes = m.events(c.topic());
+                    c.counted(outcomes)
                 })
                 .collect(),
             None => wanted,
