@@ -263,12 +263,19 @@ impl Locks for NatsLocks {
     ) -> BoxFuture<'a, Result<bool, SyncError>> {
         Box::pin(async move {
             let key = hex(name);
-            let Some(revision) = self.held(&key, owner, fence).await? else {
-                return Ok(false);
-            };
             let bucket = self.bucket().await?;
-            let update = bucket.update(&key, value(Some(fence), ttl, owner), revision);
-            Ok(written(update.await)?.is_some())
+            // A write between the read and the compare-and-set (a release
+            // racing this renewal) is read again: the lease is renewed only
+            // if this holder still has it.
+            loop {
+                let Some(revision) = self.held(&key, owner, fence).await? else {
+                    return Ok(false);
+                };
+                let update = bucket.update(&key, value(Some(fence), ttl, owner), revision);
+                if written(update.await)?.is_some() {
+                    return Ok(true);
+                }
+            }
         })
     }
 
@@ -280,12 +287,18 @@ impl Locks for NatsLocks {
     ) -> BoxFuture<'a, Result<bool, SyncError>> {
         Box::pin(async move {
             let key = hex(name);
-            let Some(revision) = self.held(&key, owner, fence).await? else {
-                return Ok(false);
-            };
             let bucket = self.bucket().await?;
-            let delete = bucket.delete_expect_revision(&key, Some(revision));
-            Ok(written(delete.await.map(|()| revision))?.is_some())
+            // The holder's own renewal can rewrite the key between the read
+            // and the delete: read again, and release while still held.
+            loop {
+                let Some(revision) = self.held(&key, owner, fence).await? else {
+                    return Ok(false);
+                };
+                let delete = bucket.delete_expect_revision(&key, Some(revision));
+                if written(delete.await.map(|()| revision))?.is_some() {
+                    return Ok(true);
+                }
+            }
         })
     }
 

@@ -182,6 +182,22 @@ async fn leases(backend: &Arc<dyn Locks>, a: &Locker, b: &Locker, name: &str) {
     // That failed unlock did not release the new holder's lock.
     assert!(a.try_lock(name, ttl).await.unwrap().is_none());
     taken.unlock().await.unwrap();
+
+    // Released while its guard renews it every few milliseconds: the
+    // holder's release never loses to its own renewal.
+    let ttl = Duration::from_millis(30);
+    for round in 0..20u64 {
+        let lock = a.try_lock(name, ttl).await.unwrap().expect("free");
+        tokio::time::sleep(Duration::from_millis(round % 7 * 3)).await;
+        assert!(
+            backend
+                .release(name, lock.owner(), lock.fence())
+                .await
+                .unwrap(),
+            "round {round}: the holder's release failed"
+        );
+        lock.lost().await;
+    }
 }
 
 /// Two candidates: exactly one leads; when it resigns the other leads at
