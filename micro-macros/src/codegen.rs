@@ -55,6 +55,12 @@ fn handler_impl(def: &ServiceDef) -> TokenStream {
             }
         };
         let endpoint = quote! { #endpoint.with_schemas(#request_schema, #response_schema) };
+        // What it does, from its doc comment: describe, the gateway's
+        // dashboard and its MCP tools show it.
+        let endpoint = match doc_text(&h.docs) {
+            Some(text) => quote! { #endpoint.with_metadata("description", #text) },
+            None => endpoint,
+        };
         // Who may call it, in the endpoint's metadata, where the server's
         // auth and the registry's readers find it.
         match &h.access {
@@ -572,4 +578,30 @@ pub(crate) fn free_subscriber(
             }
         };
     }
+}
+
+/// The text of doc attributes (`/// ...` lines), joined by newlines with
+/// the one leading space rustdoc strips; `None` if there is none.
+fn doc_text(docs: &[syn::Attribute]) -> Option<String> {
+    let lines: Vec<String> = docs
+        .iter()
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(text),
+                    ..
+                }) => Some(text.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    let text = lines.join("\n").trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }

@@ -116,6 +116,13 @@ async fn schemas_from_the_types_in_the_record_and_from_the_service() {
     assert!(place.response_schema.as_ref().unwrap()["properties"]["id"].is_object());
     let plain = endpoint("Shop.Plain");
     assert!(plain.request_schema.is_none() && plain.response_schema.is_none());
+    // The handler's doc comment is the endpoint's description; none for
+    // one without.
+    assert_eq!(
+        place.metadata.get("description").map(String::as_str),
+        Some("Places an order.")
+    );
+    assert!(!plain.metadata.contains_key("description"));
 
     // The service serves the same.
     let raw = RawClient::new()

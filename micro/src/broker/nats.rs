@@ -166,9 +166,8 @@ impl Broker for NatsBroker {
             }
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
             // Make sure the server has the subscription before returning,
-            // so that what is published next reaches it.
-            client
-                .flush()
+            // so that what is published next, on any connection, reaches it.
+            round_trip(&client)
                 .await
                 .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
             let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -199,5 +198,25 @@ impl Broker for NatsBroker {
                 },
             ))
         })
+    }
+}
+
+/// Returns once the server has read everything `client` sent before it.
+///
+/// `flush` only writes the buffer to the socket; the server may still be
+/// behind. A server handles one connection's commands in order, so a
+/// message published to this connection's own fresh inbox comes back only
+/// after every earlier command (a `SUB` above all) took effect.
+async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
+    let inbox = client.new_inbox();
+    let mut probe = (client.subscribe(inbox.clone()).await).map_err(|e| e.to_string())?;
+    (client.publish(inbox, bytes::Bytes::new()).await).map_err(|e| e.to_string())?;
+    (client.flush().await).map_err(|e| e.to_string())?;
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), probe.next()).await;
+    let _ = probe.unsubscribe().await;
+    match answered {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed while subscribing".to_owned()),
+        Err(_) => Err("the server did not confirm the subscription within 10 s".to_owned()),
     }
 }

@@ -94,6 +94,9 @@ pub(crate) fn document(name: &str, version: &str, endpoints: &[Endpoint]) -> Val
                 }
             }
         });
+        if let Some(description) = e.metadata.get("description") {
+            operation["description"] = json!(description);
+        }
         if e.metadata.get("auth").map(String::as_str) != Some("public")
             && let Some(scopes) = e.metadata.get("scopes")
         {
