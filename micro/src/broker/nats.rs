@@ -167,7 +167,7 @@ impl Broker for NatsBroker {
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
             // Make sure the server has the subscription before returning,
             // so that what is published next, on any connection, reaches it.
-            round_trip(&client)
+            round_trip(client)
                 .await
                 .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
             let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
