@@ -13,6 +13,7 @@
 
 mod call;
 mod events;
+mod gateway;
 mod new;
 mod output;
 mod pubsub;
@@ -114,6 +115,9 @@ enum Command {
     /// Publish and consume durable events (`MICRO_EVENTS`).
     #[command(subcommand)]
     Events(events::Command),
+    /// Serve an HTTP API, a dashboard and an MCP server in front of every
+    /// service.
+    Gateway(gateway::Args),
 }
 
 /// A duration such as `500ms`, `10s`, `2m` or `1h`.
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Store(command) => store::run(&backends, command, json).await,
         Command::Events(command) => events::run(&backends, command, json).await,
         Command::Config(command) => store::config(command, json).await,
+        Command::Gateway(args) => gateway::run(&backends, &args).await,
     }
 }
 

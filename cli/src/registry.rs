@@ -1,47 +1,28 @@
 //! `micro services`, `micro describe`, `micro health`: what the registry
 //! knows, and what each node says of itself.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use micro::registry::Record;
-use serde::Serialize;
+use micro_gateway::inspect;
 
 use crate::output::{self, Failure};
 
 /// `micro services`: one row per service, with its versions and nodes.
 pub(crate) async fn services(backends: &micro::Backends, json: bool) -> Result<(), Failure> {
-    let records = backends.registry().list_services().await?;
-    let mut by_name: BTreeMap<&str, (Vec<&str>, usize)> = BTreeMap::new();
-    for r in &records {
-        let entry = by_name.entry(&r.name).or_default();
-        entry.0.push(&r.version);
-        entry.1 += r.nodes.len();
-    }
+    let rows = inspect::services(backends.registry().as_ref()).await?;
     if json {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            name: &'a str,
-            versions: Vec<&'a str>,
-            nodes: usize,
-        }
-        let rows: Vec<Row<'_>> = by_name
-            .iter()
-            .map(|(name, (versions, nodes))| Row {
-                name,
-                versions: versions.clone(),
-                nodes: *nodes,
-            })
-            .collect();
         output::json(&rows);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = by_name
+    let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|(name, (versions, nodes))| {
-            vec![(*name).to_owned(), versions.join(","), nodes.to_string()]
+        .map(|row| {
+            vec![
+                row.name.clone(),
+                row.versions.join(","),
+                row.nodes.to_string(),
+            ]
         })
         .collect();
     output::table(&["SERVICE", "VERSIONS", "NODES"], &rows);
@@ -54,10 +35,7 @@ pub(crate) async fn describe(
     service: &str,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut records = backends.registry().get_service(service).await?;
-    for record in &mut records {
-        fill_schemas(record).await;
-    }
+    let records = inspect::records(backends.registry().as_ref(), service).await?;
     if json {
         output::json(&records);
         return Ok(());
@@ -69,63 +47,6 @@ pub(crate) async fn describe(
         describe_one(record);
     }
     Ok(())
-}
-
-/// The schemas a registry record had to leave out (an mDNS record has
-/// room for little), from the first node's `GET /schemas`.
-async fn fill_schemas(record: &mut Record) {
-    let missing = record
-        .endpoints
-        .iter()
-        .any(|e| e.request_schema.is_none() && e.response_schema.is_none());
-    let Some(node) = record.nodes.first() else {
-        return;
-    };
-    if !missing {
-        return;
-    }
-    let Ok(Ok((true, served))) =
-        tokio::time::timeout(Duration::from_secs(3), get_json(&node.address, "/schemas")).await
-    else {
-        return;
-    };
-    let Some(served) = served["endpoints"].as_array() else {
-        return;
-    };
-    for endpoint in &mut record.endpoints {
-        if let Some(s) = served.iter().find(|s| s["name"] == endpoint.name.as_str()) {
-            let take = |v: &serde_json::Value| (!v.is_null()).then(|| v.clone());
-            endpoint.request_schema = endpoint
-                .request_schema
-                .take()
-                .or_else(|| take(&s["request_schema"]));
-            endpoint.response_schema = endpoint
-                .response_schema
-                .take()
-                .or_else(|| take(&s["response_schema"]));
-        }
-    }
-}
-
-/// `GET http://<address><path>`: whether it was a success, and the body as
-/// JSON (or as a string when it is not JSON).
-async fn get_json(address: &str, path: &str) -> Result<(bool, serde_json::Value), String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let uri: http::Uri = format!("http://{address}{path}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let reply = client.get(uri).await.map_err(|e| e.to_string())?;
-    let ok = reply.status().is_success();
-    let body = reply
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
-    Ok((ok, value))
 }
 
 fn describe_one(record: &Record) {
@@ -178,17 +99,6 @@ fn describe_one(record: &Record) {
     output::table(&["NODE", "ADDRESS", "METADATA"], &nodes);
 }
 
-/// One node's answer to `GET /health`.
-#[derive(Debug, Serialize)]
-struct Health {
-    node: String,
-    address: String,
-    /// `up`, `down`, or `unreachable`.
-    status: String,
-    /// The node's own report, or why it could not be had.
-    detail: serde_json::Value,
-}
-
 /// `micro health`: every node's `/health`; fails (exit 4) if any node is
 /// not up.
 pub(crate) async fn health(
@@ -196,23 +106,7 @@ pub(crate) async fn health(
     service: &str,
     json: bool,
 ) -> Result<(), Failure> {
-    let records = backends.registry().get_service(service).await?;
-    let mut all = Vec::new();
-    for node in records.iter().flat_map(|r| &r.nodes) {
-        let asked = get_json(&node.address, "/health");
-        let (status, detail) = match tokio::time::timeout(Duration::from_secs(5), asked).await {
-            Ok(Ok((true, report))) => ("up", report),
-            Ok(Ok((false, report))) => ("down", report),
-            Ok(Err(e)) => ("unreachable", e.into()),
-            Err(_) => ("unreachable", "no answer within 5 s".into()),
-        };
-        all.push(Health {
-            node: node.id.clone(),
-            address: node.address.clone(),
-            status: status.to_owned(),
-            detail,
-        });
-    }
+    let all = inspect::health(backends.registry().as_ref(), service).await?;
     if json {
         output::json(&all);
     } else {
@@ -264,7 +158,7 @@ pub(crate) async fn openapi(backends: &micro::Backends, service: &str) -> Result
     for node in records.iter().flat_map(|r| &r.nodes) {
         match tokio::time::timeout(
             Duration::from_secs(5),
-            get_json(&node.address, "/openapi.json"),
+            inspect::get_json(&node.address, "/openapi.json"),
         )
         .await
         {

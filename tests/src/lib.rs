@@ -191,6 +191,43 @@ pub async fn python(script: &'static str, args: Vec<String>) -> String {
     stdout
 }
 
+/// Headless Chromium (Debian's `chromium`, or `chromium-browser`), for the
+/// tests that drive a web page: its command, with the flags that keep it
+/// headless and off the network but for the pages it is sent to, and its
+/// profile in `profile`.
+///
+/// # Panics
+/// If no Chromium is installed (the tests that call this run only when
+/// `MICRO_TEST_BROWSER` says it is).
+pub fn chromium(profile: &std::path::Path) -> tokio::process::Command {
+    let binary = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    require_tool(
+        binary.is_some(),
+        "MICRO_TEST_BROWSER",
+        "chromium",
+        "apt-get install chromium",
+    );
+    let mut cmd = tokio::process::Command::new(binary.expect("checked above"));
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .kill_on_drop(true);
+    cmd
+}
+
 /// Checks that a tool a test needs is there. Such tests are ignored unless
 /// `env` is set (see `build.rs`); once it is, a missing tool fails them.
 ///

@@ -964,20 +964,6 @@ with connect(f"ws://{addr}/?endpoint=Chat.FailAfter") as ws:
     ignore = "needs chromium: set MICRO_TEST_BROWSER=1"
 )]
 async fn a_browser_drives_a_stream() {
-    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        std::process::Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let available = chromium.is_some();
-    micro_tests::require_tool(
-        available,
-        "MICRO_TEST_BROWSER",
-        "chromium",
-        "apt-get install chromium",
-    );
-    let chromium = chromium.expect("checked above");
     let setup = Setup::new(1).await;
     // The page reports its result by loading an image from here.
     let report = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1006,18 +992,7 @@ ws.onerror = () => report("error");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("stream.html");
     std::fs::write(&file, page).unwrap();
-    let mut browser = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+    let mut browser = micro_tests::chromium(&dir.join("profile"))
         .arg(format!("file://{}", file.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
