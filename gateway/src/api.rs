@@ -16,7 +16,6 @@ use axum::routing::get;
 use micro::Error;
 use micro::client::CallOptions;
 use micro::codec::ContentType;
-use micro::metadata::Metadata;
 use serde_json::Value;
 
 use crate::Shared;
@@ -27,17 +26,28 @@ const MAX_BODY: usize = micro::server::DEFAULT_MAX_BODY_SIZE;
 /// A call's deadline when the caller sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Headers that describe the hop to the gateway, or that the gateway sets
-/// itself: never passed on as metadata.
-const NOT_PASSED: [&str; 8] = [
-    "host",
-    "authorization",
-    "content-type",
-    "content-length",
+/// Headers that describe the hop to the gateway (hop-by-hop and framing
+/// headers), or that the gateway's own call sets: never passed on as
+/// metadata.
+const NOT_PASSED: [&str; 18] = [
     "accept",
-    "timeout",
-    "origin",
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
     "cookie",
+    "expect",
+    "host",
+    "keep-alive",
+    "origin",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "timeout",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -47,7 +57,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 /// The router, with the MCP server's allowed `Host` names (`None`: rmcp's
 /// loopback names; empty: any).
 pub(crate) fn router_with(shared: Arc<Shared>, mcp_hosts: Option<Vec<String>>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/dashboard.js", get(crate::dashboard::script))
         .route("/dashboard.css", get(crate::dashboard::style))
@@ -62,9 +72,13 @@ pub(crate) fn router_with(shared: Arc<Shared>, mcp_hosts: Option<Vec<String>>) -
                 "no such path: call POST /<service>/<Type.Method>, or open / for the dashboard",
             ))
         })
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
+    let router = if shared.auth.is_some() {
+        router.layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
+    } else {
+        router
+    };
+    router.with_state(shared)
 }
 
 /// With auth on, every request but the dashboard's own files needs a valid
@@ -174,12 +188,13 @@ fn call_options(headers: &HeaderMap, token: Option<&str>) -> micro::Result<CallO
     if let Some(token) = token {
         options = options.token(token);
     }
-    let mut passed = headers.clone();
-    for name in NOT_PASSED {
-        passed.remove(name);
-    }
-    for (key, value) in Metadata::from_headers(passed).iter() {
-        options = options.metadata(key, value);
+    for (name, value) in headers {
+        if NOT_PASSED.contains(&name.as_str()) || name.as_str().starts_with("sec-websocket-") {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            options = options.metadata(name, value);
+        }
     }
     let timeout = match headers.get("timeout") {
         None => DEFAULT_TIMEOUT,
