@@ -11,6 +11,13 @@
 //!   the best is kept; "published" is the rate of the publishing loop
 //!   alone, "delivered" the rate until the subscriber has decoded all.
 //!
+//! - the RabbitMQ broker (feature `rabbitmq`) against raw lapin doing the
+//!   same work, on the server at `MICRO_TEST_RABBITMQ` (default
+//!   `amqp://127.0.0.1:5672/%2f`): persistent messages with id, content
+//!   type and a header, each publish waiting for RabbitMQ's confirm (64 in
+//!   flight), consumed from an exclusive queue bound to the topic exchange,
+//!   decoded and acknowledged. Three rounds in turn, the best kept.
+//!
 //! `BENCH_MESSAGES` sets the messages per row (default 20000).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -260,6 +267,172 @@ async fn nats(url: &str, n: usize) {
     );
 }
 
+#[cfg(feature = "rabbitmq")]
+async fn rabbitmq(url: &str, n: usize) {
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+        ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use micro::broker::RabbitBroker;
+
+    let subscriber = RabbitBroker::new(url);
+    if let Err(e) = subscriber.connect().await {
+        println!("rabbitmq rows skipped: {e}");
+        return;
+    }
+    let micro_sink = Arc::new(Sink::default());
+    let s = micro_sink.clone();
+    let _sub = subscriber
+        .subscribe(
+            "bench.rabbit.micro",
+            handler(move |msg: Message| {
+                let s = s.clone();
+                async move {
+                    s.record(&msg.decode::<Event>()?);
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .broker(Arc::new(RabbitBroker::new(url)))
+        .build();
+
+    // Raw lapin: the same exchange, an exclusive queue, manual acks.
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let consume = connection.create_channel().await.unwrap();
+    consume
+        .basic_qos(64, lapin::options::BasicQosOptions::default())
+        .await
+        .unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    consume
+        .exchange_declare(
+            "micro".into(),
+            lapin::ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = consume
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    consume
+        .queue_bind(
+            queue.name().clone(),
+            "micro".into(),
+            "bench.rabbit.raw".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = consume
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let raw_sink = Arc::new(Sink::default());
+    let rs = raw_sink.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let ev: Event = serde_json::from_slice(&delivery.data).unwrap();
+            rs.record(&ev);
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+    let publish = connection.create_channel().await.unwrap();
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+
+    let mut best = [0.0f64; 2];
+    for _ in 0..ROUNDS {
+        for (side, name) in ["rabbitmq broker (micro)", "raw lapin"]
+            .into_iter()
+            .enumerate()
+        {
+            let started = Instant::now();
+            let sink = if side == 0 { &micro_sink } else { &raw_sink };
+            futures_util::stream::iter(0..n)
+                .for_each_concurrent(64, |_| {
+                    let (client, publish) = (&client, &publish);
+                    async move {
+                        if side == 0 {
+                            client
+                                .publish_with(
+                                    "bench.rabbit.micro",
+                                    &event(),
+                                    micro::client::CallOptions::new().metadata("x-tenant", "acme"),
+                                )
+                                .await
+                                .unwrap();
+                        } else {
+                            let body = serde_json::to_vec(&event()).unwrap();
+                            let mut headers = FieldTable::default();
+                            headers.insert(
+                                "x-tenant".into(),
+                                AMQPValue::LongString(LongString::from("acme")),
+                            );
+                            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+                            let properties = lapin::BasicProperties::default()
+                                .with_message_id(id.into())
+                                .with_content_type("application/json".into())
+                                .with_delivery_mode(2)
+                                .with_headers(headers);
+                            let options = BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            };
+                            publish
+                                .basic_publish(
+                                    "micro".into(),
+                                    "bench.rabbit.raw".into(),
+                                    options,
+                                    &body,
+                                    properties,
+                                )
+                                .await
+                                .unwrap()
+                                .await
+                                .unwrap();
+                        }
+                    }
+                })
+                .await;
+            sink.wait_for(n).await;
+            let rate = sink.report(name, n, started.elapsed());
+            best[side] = best[side].max(rate);
+        }
+    }
+    println!(
+        "rabbitmq broker / raw lapin: {:.2}x (best of {ROUNDS} rounds each: {:.0} vs {:.0} msg/s)",
+        best[0] / best[1],
+        best[0],
+        best[1]
+    );
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_MESSAGES")
         .ok()
@@ -275,5 +448,11 @@ fn main() {
     rt.block_on(async {
         http_broker(n).await;
         nats(&url, n).await;
+        #[cfg(feature = "rabbitmq")]
+        {
+            let url = std::env::var("MICRO_TEST_RABBITMQ")
+                .unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".to_owned());
+            rabbitmq(&url, n).await;
+        }
     });
 }

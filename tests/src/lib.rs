@@ -395,6 +395,70 @@ pub async fn purge_nats_locks(url: &str, name: &str) {
     kv.purge(&key).await.expect("purge");
 }
 
+/// A process of the `subscriber` binary (at `path`) on the broker `kind`
+/// at `url`, subscribed to `topic` in group `queue`; its RPC, for reading
+/// what it got, is called by address, so it needs no discovery.
+pub fn subscriber_process(
+    path: &str,
+    kind: &str,
+    url: &str,
+    topic: &str,
+    queue: Option<&str>,
+) -> process::Greeter {
+    let mut env = vec![
+        ("MICRO_REGISTRY", "memory"),
+        ("MICRO_BROKER", kind),
+        ("MICRO_BROKER_ADDRESS", url),
+        ("SUB_TOPIC", topic),
+    ];
+    if let Some(q) = queue {
+        env.push(("SUB_QUEUE", q));
+    }
+    process::Greeter::spawn(path, &env)
+}
+
+/// Waits until the subscriber processes at `addrs` together hold `n`
+/// numbers, and a moment more to see that no more arrive.
+///
+/// # Panics
+/// If they do not within `limit`.
+pub async fn wait_processes(addrs: &[&str], n: usize, limit: Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let mut total = 0;
+        for a in addrs {
+            total += numbers_seen_by(a).await.len();
+        }
+        if total >= n {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        assert!(started.elapsed() < limit, "{total} of {n} messages arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A topic of its own for each test run: `micro.test.<name>.<pid>-<nanos>`.
+pub fn unique_topic(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("micro.test.{name}.{}-{nanos}", std::process::id())
+}
+
+/// Waits until `done` holds, checking every 20 ms.
+///
+/// # Panics
+/// If it does not hold within `limit`, naming `what`.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A port nothing listens on now.
 ///
 /// # Panics

@@ -76,6 +76,16 @@ async fn http_broker() {
     }
 }
 
+#[cfg(feature = "rabbitmq")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_rabbitmq),
+    ignore = "needs RabbitMQ: set MICRO_TEST_RABBITMQ=amqp://127.0.0.1:5672/%2f"
+)]
+async fn rabbitmq_broker() {
+    server_broker("rabbitmq", "MICRO_TEST_RABBITMQ").await;
+}
+
 #[cfg(feature = "nats")]
 #[tokio::test]
 #[cfg_attr(
@@ -83,19 +93,26 @@ async fn http_broker() {
     ignore = "needs a NATS server: set MICRO_TEST_NATS=nats://127.0.0.1:4222"
 )]
 async fn nats_broker() {
-    let url = std::env::var("MICRO_TEST_NATS").expect("MICRO_TEST_NATS names the server");
+    server_broker("nats", "MICRO_TEST_NATS").await;
+}
+
+/// The broker suite on a broker with a server: `MICRO_BROKER=<kind>` at
+/// the URL in `variable`, each side a bundle of its own, as the variables
+/// choose it. At most once as seen from the publisher: a subscriber's
+/// error does not come back.
+#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+async fn server_broker(kind: &'static str, variable: &str) {
+    let url = std::env::var(variable).unwrap_or_else(|_| panic!("{variable} names the server"));
     let prefix = format!("conformance.{}", std::process::id());
     conformance::broker(
-        // Each side is a bundle of its own, chosen as MICRO_BROKER=nats
-        // chooses it.
         async || {
             let backends = micro::Backends::from_vars(|name| match name {
                 "MICRO_REGISTRY" => Some("memory".to_owned()),
-                "MICRO_BROKER" => Some("nats".to_owned()),
+                "MICRO_BROKER" => Some(kind.to_owned()),
                 "MICRO_BROKER_ADDRESS" => Some(url.clone()),
                 _ => None,
             });
-            assert_eq!(backends.broker().name(), "nats");
+            assert_eq!(backends.broker().name(), kind);
             backends.broker().clone()
         },
         &prefix,

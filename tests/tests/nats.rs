@@ -169,39 +169,12 @@ asyncio.run(main(*sys.argv[1:]))
     assert_eq!(sorted(&seen), [7, 8]);
 }
 
-/// A subscriber process on the NATS broker (its RPC, for reading what it
-/// got, is called by address, so it needs no discovery).
 fn subscriber_process(url: &str, topic: &str, queue: Option<&str>) -> Process {
-    let mut env = vec![
-        ("MICRO_REGISTRY", "memory"),
-        ("MICRO_BROKER", "nats"),
-        ("MICRO_BROKER_ADDRESS", url),
-        ("SUB_TOPIC", topic),
-    ];
-    if let Some(q) = queue {
-        env.push(("SUB_QUEUE", q));
-    }
-    Process::spawn(env!("CARGO_BIN_EXE_subscriber"), &env)
+    micro_tests::subscriber_process(env!("CARGO_BIN_EXE_subscriber"), "nats", url, topic, queue)
 }
 
-/// Waits until the processes together hold `n` numbers.
 async fn wait_processes(addrs: &[&str], n: usize) {
-    let started = Instant::now();
-    loop {
-        let mut total = 0;
-        for a in addrs {
-            total += numbers_seen_by(a).await.len();
-        }
-        if total >= n {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{total} of {n} messages arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    micro_tests::wait_processes(addrs, n, Duration::from_secs(15)).await;
 }
 
 #[tokio::test]

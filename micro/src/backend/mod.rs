@@ -43,7 +43,9 @@ pub(crate) mod redis;
     feature = "nats",
     feature = "redis",
     feature = "postgres",
-    feature = "etcd"
+    feature = "etcd",
+    feature = "rabbitmq",
+    feature = "mqtt"
 ))]
 use std::collections::HashMap;
 use std::fmt;
@@ -51,7 +53,9 @@ use std::fmt;
     feature = "nats",
     feature = "redis",
     feature = "postgres",
-    feature = "etcd"
+    feature = "etcd",
+    feature = "rabbitmq",
+    feature = "mqtt"
 ))]
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
@@ -105,7 +109,7 @@ impl Backends {
     /// | part | `MICRO_<PART>` | default | `MICRO_<PART>_ADDRESS` |
     /// |---|---|---|---|
     /// | registry | `mdns`, `memory`, `nats`, `etcd` (features of the same names) | `mdns` | the server's URL (`nats://127.0.0.1:4222`, `http://127.0.0.1:2379`; several etcd URLs comma-separated) |
-    /// | broker | `http`, `memory`, `nats` (feature `nats`) | `http` | the NATS URL (`nats://127.0.0.1:4222`) |
+    /// | broker | `http`, `memory`, `nats`, `rabbitmq`, `mqtt` (features of the same names) | `http` | the server's URL (`nats://127.0.0.1:4222`, `amqp://127.0.0.1:5672/%2f`, `mqtt://127.0.0.1:1883`) |
     /// | store | `memory`, `file`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the file store's directory (`./micro-store`), or the server's URL |
     /// | events | `memory`, `nats`, `redis` (features of the same names) | `memory` | the server's URL (`nats://127.0.0.1:4222`, `redis://127.0.0.1:6379`) |
     /// | sync | `memory`, `nats`, `postgres`, `redis` (features of the same names) | `memory` | the server's URL, as for the store |
@@ -234,6 +238,8 @@ impl Backends {
 struct Connections {
     #[cfg(feature = "nats")]
     nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
+    #[cfg(feature = "rabbitmq")]
+    rabbitmq: Mutex<HashMap<String, Arc<crate::broker::RabbitConnection>>>,
     #[cfg(feature = "redis")]
     redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
     #[cfg(feature = "postgres")]
@@ -287,6 +293,14 @@ impl Connections {
 
     /// The connection to the NATS server at `url`: the same one for every
     /// part that asks.
+    #[cfg(feature = "rabbitmq")]
+    fn rabbitmq(&self, url: &str) -> Arc<crate::broker::RabbitConnection> {
+        let mut map = self.rabbitmq.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(url.to_owned())
+            .or_insert_with(|| crate::broker::RabbitConnection::new(url))
+            .clone()
+    }
+
     #[cfg(feature = "nats")]
     fn nats(&self, url: &str) -> Arc<nats::NatsConnection> {
         let mut map = self.nats.lock().unwrap_or_else(|e| e.into_inner());
@@ -565,12 +579,21 @@ fn choose_broker(
                 .unwrap_or(crate::broker::NATS_DEFAULT_URL);
             Arc::new(crate::broker::NatsBroker::on(connections.nats(url)))
         }
+        #[cfg(feature = "rabbitmq")]
+        Some("rabbitmq") => {
+            let url = address
+                .as_deref()
+                .unwrap_or(crate::broker::RABBITMQ_DEFAULT_URL);
+            Arc::new(crate::broker::RabbitBroker::on(connections.rabbitmq(url)))
+        }
         None | Some("http") => http(),
         Some(other) => {
             let choices = [
                 Choice::built_in("http"),
                 Choice::built_in("memory"),
                 Choice::feature("nats", cfg!(feature = "nats")),
+                Choice::feature("rabbitmq", cfg!(feature = "rabbitmq")),
+                Choice::feature("mqtt", cfg!(feature = "mqtt")),
             ];
             tracing::error!("{}", unusable("MICRO_BROKER", other, &choices, "http"));
             http()

@@ -37,6 +37,9 @@ mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 mod nats;
+#[cfg(feature = "rabbitmq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+mod rabbitmq;
 
 use std::fmt;
 use std::future::Future;
@@ -55,6 +58,10 @@ pub(crate) use nats::NATS_DEFAULT_URL;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::NatsBroker;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{DEAD_LETTER, DEFAULT_EXCHANGE, MAX_ATTEMPTS, RabbitBroker};
+#[cfg(feature = "rabbitmq")]
+pub(crate) use rabbitmq::{RABBITMQ_DEFAULT_URL, RabbitConnection};
 
 use crate::code;
 use crate::codec::ContentType;
