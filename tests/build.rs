@@ -5,15 +5,16 @@
 //!
 //! - `micro_test_root`: running as root, which the mDNS tests need to make
 //!   their network namespaces;
-//! - `micro_test_etcd`, `micro_test_nats`, `micro_test_rabbitmq`, `micro_test_nats_kv`, `micro_test_postgres`, `micro_test_redis`, `micro_test_zeroconf`,
+//! - `micro_test_etcd`, `micro_test_nats`, `micro_test_rabbitmq`, `micro_test_mqtt`, `micro_test_nats_kv`, `micro_test_postgres`, `micro_test_redis`, `micro_test_zeroconf`,
 //!   `micro_test_websockets`, `micro_test_browser`: the variable of the
 //!   same name in upper case is set (`MICRO_TEST_NATS=nats://…`,
 //!   `MICRO_TEST_REDIS=redis://…`, `MICRO_TEST_ETCD=http://…`, `MICRO_TEST_RABBITMQ=amqp://…`, the others `=1`), which says the
 //!   server or tool is there; a test that is told so and cannot reach it
 //!   fails.
 
-const VARIABLES: [(&str, &str); 9] = [
+const VARIABLES: [(&str, &str); 10] = [
     ("MICRO_TEST_RABBITMQ", "micro_test_rabbitmq"),
+    ("MICRO_TEST_MQTT", "micro_test_mqtt"),
     ("MICRO_TEST_ETCD", "micro_test_etcd"),
     ("MICRO_TEST_NATS", "micro_test_nats"),
     ("MICRO_TEST_NATS_KV", "micro_test_nats_kv"),

@@ -18,6 +18,13 @@
 //!   flight), consumed from an exclusive queue bound to the topic exchange,
 //!   decoded and acknowledged. Three rounds in turn, the best kept.
 //!
+//! - the MQTT broker (feature `mqtt`) against raw rumqttc doing the same
+//!   work, on the broker at `MICRO_TEST_MQTT` (default
+//!   `mqtt://127.0.0.1:1883`): QoS 1 with the id and a header as user
+//!   properties and the content type, each publish waiting for the
+//!   broker's `PUBACK` (16 in flight), read by a subscriber on its own
+//!   connection and decoded. Three rounds in turn, the best kept.
+//!
 //! `BENCH_MESSAGES` sets the messages per row (default 20000).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -433,6 +440,173 @@ async fn rabbitmq(url: &str, n: usize) {
     );
 }
 
+#[cfg(feature = "mqtt")]
+async fn mqtt(url: &str, n: usize) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, MqttOptions};
+
+    let subscriber = micro::broker::MqttBroker::new(url);
+    if let Err(e) = subscriber.connect().await {
+        println!("mqtt rows skipped: {e}");
+        return;
+    }
+    let micro_sink = Arc::new(Sink::default());
+    let s = micro_sink.clone();
+    let subscribed = subscriber
+        .subscribe(
+            "bench.mqtt.micro",
+            handler(move |msg: Message| {
+                let s = s.clone();
+                async move {
+                    s.record(&msg.decode::<Event>()?);
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::default(),
+        )
+        .await;
+    let _sub = match subscribed {
+        Ok(sub) => sub,
+        Err(e) => {
+            println!("mqtt rows skipped: {e}");
+            return;
+        }
+    };
+    let client = Client::builder()
+        .broker(Arc::new(micro::broker::MqttBroker::new(url)))
+        .build();
+
+    // Raw rumqttc: a subscriber connection and a publisher connection, the
+    // publisher's PUBACKs releasing its in-flight permits.
+    let (host, port) = url
+        .trim_start_matches("mqtt://")
+        .rsplit_once(':')
+        .map_or(("127.0.0.1", 1883), |(h, p)| (h, p.parse().unwrap_or(1883)));
+    let (raw_sub, mut sub_events) =
+        AsyncClient::new(MqttOptions::new("bench-raw-sub", host, port), 1024);
+    let raw_sink = Arc::new(Sink::default());
+    let rs = raw_sink.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    tokio::spawn(async move {
+        loop {
+            let event = match sub_events.poll().await {
+                Ok(event) => event,
+                Err(e) => {
+                    println!("raw rumqttc subscriber: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match event {
+                rumqttc::v5::Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                rumqttc::v5::Event::Incoming(Packet::Publish(p)) => {
+                    let ev: Event = serde_json::from_slice(&p.payload).unwrap();
+                    rs.record(&ev);
+                }
+                _ => {}
+            }
+        }
+    });
+    raw_sub
+        .subscribe("bench/mqtt/raw", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    ready_rx.await.unwrap();
+    let (raw_pub, mut pub_events) =
+        AsyncClient::new(MqttOptions::new("bench-raw-pub", host, port), 1024);
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    let released = permits.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = pub_events.poll().await {
+            if let rumqttc::v5::Event::Incoming(Packet::PubAck(_)) = event {
+                released.add_permits(1);
+            }
+        }
+    });
+
+    let mut best = [0.0f64; 2];
+    for _ in 0..ROUNDS {
+        for (side, name) in ["mqtt broker (micro)", "raw rumqttc"]
+            .into_iter()
+            .enumerate()
+        {
+            let started = Instant::now();
+            let sink = if side == 0 { &micro_sink } else { &raw_sink };
+            if side == 0 {
+                futures_util::stream::iter(0..n)
+                    .for_each_concurrent(16, |_| {
+                        let client = &client;
+                        async move {
+                            client
+                                .publish_with(
+                                    "bench.mqtt.micro",
+                                    &event(),
+                                    micro::client::CallOptions::new().metadata("x-tenant", "acme"),
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    })
+                    .await;
+            } else {
+                for _ in 0..n {
+                    permits.acquire().await.unwrap().forget();
+                    let body = serde_json::to_vec(&event()).unwrap();
+                    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+                    let properties = PublishProperties {
+                        content_type: Some("application/json".to_owned()),
+                        user_properties: vec![
+                            ("micro-id".to_owned(), id),
+                            ("x-tenant".to_owned(), "acme".to_owned()),
+                        ],
+                        ..PublishProperties::default()
+                    };
+                    raw_pub
+                        .publish_with_properties(
+                            "bench/mqtt/raw",
+                            QoS::AtLeastOnce,
+                            false,
+                            body,
+                            properties,
+                        )
+                        .await
+                        .unwrap();
+                }
+                // Every PUBACK in.
+                let _all = permits.acquire_many(16).await.unwrap();
+            }
+            // A broker drops QoS 1 messages past its queue limit for a
+            // slow subscriber (Mosquitto's max_queued_messages): count what
+            // came within a bound rather than wait for all.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sink.received.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let got = sink.received.load(Ordering::SeqCst);
+            if got < n {
+                println!(
+                    "{name}: {} of {n} not delivered (dropped by the broker)",
+                    n - got
+                );
+            }
+            let rate = sink.report(name, got, started.elapsed());
+            best[side] = best[side].max(rate);
+        }
+    }
+    println!(
+        "mqtt broker / raw rumqttc: {:.2}x (best of {ROUNDS} rounds each: {:.0} vs {:.0} msg/s)",
+        best[0] / best[1],
+        best[0],
+        best[1]
+    );
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_MESSAGES")
         .ok()
@@ -453,6 +627,12 @@ fn main() {
             let url = std::env::var("MICRO_TEST_RABBITMQ")
                 .unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".to_owned());
             rabbitmq(&url, n).await;
+        }
+        #[cfg(feature = "mqtt")]
+        {
+            let url = std::env::var("MICRO_TEST_MQTT")
+                .unwrap_or_else(|_| "mqtt://127.0.0.1:1883".to_owned());
+            mqtt(&url, n).await;
         }
     });
 }

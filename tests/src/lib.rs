@@ -438,6 +438,86 @@ pub async fn wait_processes(addrs: &[&str], n: usize, limit: Duration) {
     }
 }
 
+/// Runs a Python client of a broker (`script` with `args`) that prints
+/// `ready` once subscribed, then runs `publish` (micro's side), and returns
+/// the lines the script printed after `ready`.
+///
+/// # Panics
+/// If the script does not print `ready` first, or fails.
+pub async fn python_peer(
+    script: &str,
+    args: &[&str],
+    publish: impl std::future::Future<Output = ()>,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("ready"),
+        "the script subscribes first"
+    );
+    publish.await;
+    let mut out = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        out.push(line);
+    }
+    assert!(child.wait().await.unwrap().success(), "{out:?}");
+    out
+}
+
+/// Publishes the numbers 0, 1, 2, … to `topic` through `client`, 2 ms
+/// apart, until `count` publishes returned `Ok`, while the test does
+/// something to the broker (a restart). Returns the numbers acknowledged
+/// and how many publishes failed, each with 503.
+///
+/// # Panics
+/// If a publish fails with anything but 503.
+pub fn publish_steadily(
+    client: micro::Client,
+    topic: String,
+    count: usize,
+) -> (
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u32>>>,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::Ordering;
+    let acked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u32>>> =
+        std::sync::Arc::default();
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let task = {
+        let (acked, failed) = (acked.clone(), failed.clone());
+        tokio::spawn(async move {
+            for i in 0..u32::MAX {
+                match client.publish(&topic, &i).await {
+                    Ok(_) => {
+                        acked.lock().unwrap().insert(i);
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), 503, "{e}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if acked.lock().unwrap().len() >= count {
+                    return;
+                }
+            }
+        })
+    };
+    (acked, failed, task)
+}
+
 /// A topic of its own for each test run: `micro.test.<name>.<pid>-<nanos>`.
 pub fn unique_topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -86,6 +86,16 @@ async fn rabbitmq_broker() {
     server_broker("rabbitmq", "MICRO_TEST_RABBITMQ").await;
 }
 
+#[cfg(feature = "mqtt")]
+#[tokio::test]
+#[cfg_attr(
+    not(micro_test_mqtt),
+    ignore = "needs an MQTT 5 broker: set MICRO_TEST_MQTT=mqtt://127.0.0.1:1883"
+)]
+async fn mqtt_broker() {
+    server_broker("mqtt", "MICRO_TEST_MQTT").await;
+}
+
 #[cfg(feature = "nats")]
 #[tokio::test]
 #[cfg_attr(
@@ -100,7 +110,7 @@ async fn nats_broker() {
 /// the URL in `variable`, each side a bundle of its own, as the variables
 /// choose it. At most once as seen from the publisher: a subscriber's
 /// error does not come back.
-#[cfg(any(feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "mqtt"))]
 async fn server_broker(kind: &'static str, variable: &str) {
     let url = std::env::var(variable).unwrap_or_else(|_| panic!("{variable} names the server"));
     let prefix = format!("conformance.{}", std::process::id());

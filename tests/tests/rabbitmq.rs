@@ -89,16 +89,6 @@ ch.basic_publish("micro", from_python, b"7",
 ch.basic_publish("micro", from_python, b"8")
 conn.close()
 "#;
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", script, &url, &to_python, &from_python])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ready"));
-
     #[derive(serde::Serialize)]
     struct Payload {
         n: u32,
@@ -106,19 +96,17 @@ conn.close()
     let client = Client::builder()
         .broker(Arc::new(RabbitBroker::new(&url)))
         .build();
-    client
-        .publish_with(
-            &to_python,
-            &Payload { n: 42 },
-            CallOptions::new().metadata("x-user", "micro"),
-        )
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        out.push(line);
-    }
-    assert!(child.wait().await.unwrap().success(), "{out:?}");
+    let out = micro_tests::python_peer(script, &[&url, &to_python, &from_python], async {
+        client
+            .publish_with(
+                &to_python,
+                &Payload { n: 42 },
+                CallOptions::new().metadata("x-user", "micro"),
+            )
+            .await
+            .unwrap();
+    })
+    .await;
     assert_eq!(
         out,
         [

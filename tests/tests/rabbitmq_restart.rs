@@ -51,29 +51,7 @@ async fn a_restart_under_steady_publishing_loses_nothing_acknowledged() {
         .expect("MICRO_TEST_RABBITMQ is set but RabbitMQ cannot be reached");
     let publisher = RabbitBroker::new(&url);
     let client = Client::builder().broker(Arc::new(publisher)).build();
-    let acked: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
-    let failed = Arc::new(Mutex::new(0u32));
-    let publishing = {
-        let (acked, failed, topic) = (acked.clone(), failed.clone(), topic.clone());
-        tokio::spawn(async move {
-            for i in 0..u32::MAX {
-                match client.publish(&topic, &i).await {
-                    Ok(_) => {
-                        acked.lock().unwrap().insert(i);
-                    }
-                    Err(e) => {
-                        assert_eq!(e.code(), 503, "{e}");
-                        *failed.lock().unwrap() += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                if acked.lock().unwrap().len() >= 600 {
-                    return;
-                }
-            }
-        })
-    };
+    let (acked, failed, publishing) = micro_tests::publish_steadily(client, topic.clone(), 600);
     wait_until("publishing to start", Duration::from_secs(10), || {
         acked.lock().unwrap().len() >= 100
     })
@@ -95,6 +73,6 @@ async fn a_restart_under_steady_publishing_loses_nothing_acknowledged() {
     eprintln!(
         "{} acknowledged, {} refused with 503 while RabbitMQ restarted",
         expected.len(),
-        failed.lock().unwrap()
+        failed.load(std::sync::atomic::Ordering::SeqCst)
     );
 }

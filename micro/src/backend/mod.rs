@@ -240,6 +240,8 @@ struct Connections {
     nats: Mutex<HashMap<String, Arc<nats::NatsConnection>>>,
     #[cfg(feature = "rabbitmq")]
     rabbitmq: Mutex<HashMap<String, Arc<crate::broker::RabbitConnection>>>,
+    #[cfg(feature = "mqtt")]
+    mqtt: Mutex<HashMap<String, Arc<crate::broker::MqttConnection>>>,
     #[cfg(feature = "redis")]
     redis: Mutex<HashMap<String, Arc<redis::RedisConnection>>>,
     #[cfg(feature = "postgres")]
@@ -293,6 +295,14 @@ impl Connections {
 
     /// The connection to the NATS server at `url`: the same one for every
     /// part that asks.
+    #[cfg(feature = "mqtt")]
+    fn mqtt(&self, url: &str) -> Arc<crate::broker::MqttConnection> {
+        let mut map = self.mqtt.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(url.to_owned())
+            .or_insert_with(|| crate::broker::MqttConnection::new(url))
+            .clone()
+    }
+
     #[cfg(feature = "rabbitmq")]
     fn rabbitmq(&self, url: &str) -> Arc<crate::broker::RabbitConnection> {
         let mut map = self.rabbitmq.lock().unwrap_or_else(|e| e.into_inner());
@@ -585,6 +595,13 @@ fn choose_broker(
                 .as_deref()
                 .unwrap_or(crate::broker::RABBITMQ_DEFAULT_URL);
             Arc::new(crate::broker::RabbitBroker::on(connections.rabbitmq(url)))
+        }
+        #[cfg(feature = "mqtt")]
+        Some("mqtt") => {
+            let url = address
+                .as_deref()
+                .unwrap_or(crate::broker::MQTT_DEFAULT_URL);
+            Arc::new(crate::broker::MqttBroker::on(connections.mqtt(url)))
         }
         None | Some("http") => http(),
         Some(other) => {

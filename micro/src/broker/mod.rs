@@ -34,6 +34,9 @@ mod advert;
 mod http;
 mod local;
 mod memory;
+#[cfg(feature = "mqtt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mqtt")))]
+mod mqtt;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 mod nats;
@@ -53,6 +56,10 @@ use serde::de::DeserializeOwned;
 pub use advert::Advertisement;
 pub use http::HttpBroker;
 pub use memory::MemoryBroker;
+#[cfg(feature = "mqtt")]
+pub use mqtt::MqttBroker;
+#[cfg(feature = "mqtt")]
+pub(crate) use mqtt::{MQTT_DEFAULT_URL, MqttConnection};
 #[cfg(feature = "nats")]
 pub(crate) use nats::NATS_DEFAULT_URL;
 #[cfg(feature = "nats")]

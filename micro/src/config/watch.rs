@@ -178,8 +178,18 @@ async fn follow(weak: Weak<Inner>, index: usize, remote: Remote) {
                 ))
             });
         let Some(config) = upgrade(&weak) else { return };
-        if let Err(e) = read {
-            config.report(e);
+        match read {
+            Ok(_) => {}
+            // Gone since the watch began: an outage like any other,
+            // reported once, the last values kept.
+            Err(mut e) if e.kind == ConfigErrorKind::Unavailable => {
+                if !down {
+                    down = true;
+                    e.message.push_str("; keeping the last values");
+                    config.report(e);
+                }
+            }
+            Err(e) => config.report(e),
         }
         set_layer(&config, index, remote.tree());
         drop(config);
