@@ -192,13 +192,14 @@ async fn three_processes_in_a_shared_subscription_handle_each_event_once() {
     assert_eq!(audited, (0..600).collect::<Vec<_>>());
 }
 
-/// A Mosquitto of the test's own on a free port, persisting to `dir`.
-fn mosquitto(dir: &std::path::Path, port: u16) -> std::process::Child {
+/// A Mosquitto of the test's own on a free port, persisting to `dir` if
+/// `persist`.
+fn mosquitto(dir: &std::path::Path, port: u16, persist: bool) -> std::process::Child {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persist}\npersistence_location {}/\n",
             dir.display()
         ),
     )
@@ -225,10 +226,19 @@ async fn listening(port: u16) {
     ignore = "needs mosquitto (and MICRO_TEST_MQTT): it starts a broker of its own"
 )]
 async fn a_broker_restart_under_steady_publishing() {
-    let dir = std::env::temp_dir().join(format!("micro-mosquitto-{}", std::process::id()));
+    // Mosquitto keeping its sessions across the restart (persistence), and
+    // one that loses them, where micro must subscribe again by itself.
+    for persist in [true, false] {
+        restart(persist).await;
+    }
+}
+
+async fn restart(persist: bool) {
+    let dir =
+        std::env::temp_dir().join(format!("micro-mosquitto-{}-{persist}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = micro_tests::free_port();
-    let mut first = mosquitto(&dir, port);
+    let mut first = mosquitto(&dir, port, persist);
     listening(port).await;
     let url = format!("mqtt://127.0.0.1:{port}");
     let topic = topic("restart");
@@ -242,11 +252,12 @@ async fn a_broker_restart_under_steady_publishing() {
         acked.lock().unwrap().len() >= 100
     })
     .await;
-    // A graceful restart: SIGTERM, so Mosquitto saves its sessions.
+    // A graceful restart: SIGTERM, so a persisting Mosquitto saves its
+    // sessions.
     // SAFETY: signalling a child process of this test.
     unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
     first.wait().unwrap();
-    let mut second = mosquitto(&dir, port);
+    let mut second = mosquitto(&dir, port, persist);
     listening(port).await;
     publishing.await.unwrap();
     let expected = acked.lock().unwrap().clone();
@@ -263,10 +274,13 @@ async fn a_broker_restart_under_steady_publishing() {
     let got: BTreeSet<u32> = seen.lock().unwrap().iter().copied().collect();
     let lost = expected.difference(&got).count();
     eprintln!(
-        "mqtt restart: {} acknowledged, {} refused with 503 during the restart, {lost} acknowledged but not delivered",
+        "mqtt restart (persistence {persist}): {} acknowledged, {} refused with 503 during the restart, {lost} acknowledged but not delivered",
         expected.len(),
         failed.load(std::sync::atomic::Ordering::SeqCst)
     );
+    if persist {
+        assert_eq!(lost, 0, "a broker that keeps its sessions loses nothing");
+    }
     let _ = second.kill();
     let _ = second.wait();
     let _ = std::fs::remove_dir_all(&dir);
