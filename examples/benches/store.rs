@@ -4,9 +4,13 @@
 //! backend's own client doing the same work, in one process and one run,
 //! as ratios:
 //! - file: raw redb, one table, a write transaction per write;
-//! - redis: redis-rs storing the same shape (a versioned hash and a sorted
-//!   set index, in one `MULTI`), and bare `SET`/`GET` beside it, which is
-//!   less work than a store with versions and ordered listings;
+//! - redis: redis-rs running the same server-side steps as micro's write
+//!   (a Lua script: check the version, bump it, store the value, set or
+//!   clear the expiry, index the key, publish the change for watchers), and
+//!   beside it redis-rs storing the same shape without the check and the
+//!   change (a versioned hash and a sorted-set index, in one `MULTI`) and
+//!   bare `SET`/`GET`, both less work than a store with conditions,
+//!   ordered listings and watches;
 //! - postgres: tokio-postgres, a prepared upsert with a version and a
 //!   select, on a table of the same shape;
 //! - nats kv: async-nats's own KV `put`/`get`.
@@ -249,6 +253,54 @@ async fn redis(n: u64) {
             }),
         }
     };
+    // The same steps as micro's write, as one script, by hand.
+    let script = Arc::new(redis::Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[1], 'ver')
+local v = (cur and tonumber(cur) or 0) + 1
+redis.call('HSET', KEYS[1], 'ver', v, 'rec', ARGV[1])
+if cur then redis.call('PERSIST', KEYS[1]) end
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('PUBLISH', KEYS[3], 'P' .. v .. ':' .. #ARGV[2] .. ':' .. ARGV[2] .. ARGV[1])
+return {v, ''}
+"#,
+    ));
+    let scripted = {
+        let (w, r) = (
+            (conn.clone(), prefix.clone(), script),
+            (conn.clone(), prefix.clone()),
+        );
+        Side {
+            write: op(move |key, i| {
+                let (mut conn, prefix, script) = (w.0.clone(), w.1.clone(), w.2.clone());
+                async move {
+                    let value = serde_json::to_vec(&doc(i)).unwrap();
+                    let (_v, _): (i64, String) = script
+                        .key(format!("{prefix}h:{key}"))
+                        .key(format!("{prefix}index"))
+                        .key(format!("{prefix}changes"))
+                        .arg(value)
+                        .arg(&key)
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
+            }),
+            read: op(move |key, i| {
+                let (mut conn, prefix) = (r.0.clone(), r.1.clone());
+                async move {
+                    let value: Vec<u8> = redis::cmd("HGET")
+                        .arg(format!("{prefix}h:{key}"))
+                        .arg("rec")
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    let d: Doc = serde_json::from_slice(&value).unwrap();
+                    assert_eq!(d.id, i);
+                }
+            }),
+        }
+    };
     let bare = {
         let (w, r) = (
             (conn.clone(), prefix.clone()),
@@ -286,7 +338,11 @@ async fn redis(n: u64) {
         n,
         16,
         &micro,
-        &[("same shape", shaped), ("bare SET/GET", bare)],
+        &[
+            ("same script", scripted),
+            ("same shape", shaped),
+            ("bare SET/GET", bare),
+        ],
     )
     .await;
     // Only this run's keys, by name: never FLUSHALL or KEYS.
