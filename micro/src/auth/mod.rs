@@ -31,12 +31,16 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 mod guard;
 mod handler;
 mod identity;
 mod keys;
+mod remote;
 mod rules;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -46,6 +50,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+
+use remote::Remote;
 
 pub use guard::Credentials;
 pub(crate) use guard::{Guard, Peer, declared};
@@ -208,14 +214,6 @@ enum Keys {
     Remote(Remote),
 }
 
-/// The keys of another issuer, fetched from its JWKS URL and fetched again
-/// when a token names a key not seen yet (at most once a second).
-struct Remote {
-    url: String,
-    keys: RwLock<HashMap<String, DecodingKey>>,
-    fetched: tokio::sync::Mutex<Option<Instant>>,
-}
-
 /// An issuer or a verifier of tokens, with the rules calls are checked
 /// against. Cheap to clone.
 #[derive(Clone)]
@@ -354,17 +352,6 @@ impl AuthBuilder {
     }
 }
 
-/// An account as kept in the store: the account and its secret's hash.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    account: Account,
-    salt: String,
-    hash: String,
-}
-
-/// The rounds of PBKDF2 a secret is hashed with.
-const PBKDF2_ROUNDS: u32 = 100_000;
-
 impl Auth {
     /// An auth that issues tokens as `issuer` with keys of its own.
     pub fn issuer(issuer: impl Into<String>) -> AuthBuilder {
@@ -408,118 +395,6 @@ impl Auth {
                 "this service verifies the tokens of {}; it issues none",
                 r.url
             ))),
-        }
-    }
-
-    /// Makes an account with a new secret; returns both. The secret is
-    /// shown once: only its hash is kept, and it never expires.
-    ///
-    /// # Errors
-    /// 409 if the id is taken; 400 for an empty id; 501 on a verifier.
-    pub async fn generate(
-        &self,
-        id: &str,
-        kind: AccountKind,
-        scopes: &[&str],
-    ) -> crate::Result<(Account, String)> {
-        let secret = random_text(32)?;
-        let account = self.store_account(id, kind, scopes, &secret).await?;
-        Ok((account, secret))
-    }
-
-    /// Keeps a new account with `secret`'s hash.
-    async fn store_account(
-        &self,
-        id: &str,
-        kind: AccountKind,
-        scopes: &[&str],
-        secret: &str,
-    ) -> crate::Result<Account> {
-        self.own_keys()?;
-        if id.is_empty() || id.len() > 256 {
-            return Err(AuthError::Invalid("an account id is 1 to 256 bytes".into()).into());
-        }
-        let mut account = Account::new(id, kind, scopes.iter().map(|s| (*s).to_owned()).collect());
-        account.issuer = self.inner.issuer.clone();
-        let salt = random_text(16)?;
-        let stored = Stored {
-            account: account.clone(),
-            hash: hash(&salt, secret),
-            salt,
-        };
-        self.inner
-            .accounts
-            .write(&key(id), &stored)
-            .if_absent()
-            .send()
-            .await
-            .map_err(|e| match e.code() {
-                code::CONFLICT => {
-                    Error::from(AuthError::Conflict(format!("account \"{id}\" exists")))
-                }
-                _ => e,
-            })?;
-        Ok(account)
-    }
-
-    /// The account `id`, if there is one.
-    ///
-    /// # Errors
-    /// The store's error.
-    pub async fn account(&self, id: &str) -> crate::Result<Option<Account>> {
-        match self.inner.accounts.get::<Stored>(&key(id)).await {
-            Ok(stored) => Ok(Some(stored.account)),
-            Err(e) if e.code() == code::NOT_FOUND => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Deletes the account `id`: its refresh tokens stop working at once,
-    /// its access tokens when they expire.
-    ///
-    /// # Errors
-    /// The store's error.
-    pub async fn delete(&self, id: &str) -> crate::Result<bool> {
-        self.inner.accounts.delete(&key(id)).await
-    }
-
-    /// Tokens for the account `id` with its secret.
-    ///
-    /// # Errors
-    /// 401 for an unknown account or a wrong secret (the same error for
-    /// both); 501 on a verifier.
-    pub async fn token(&self, id: &str, secret: &str) -> crate::Result<Tokens> {
-        self.own_keys()?;
-        let refused = || Error::from(AuthError::Unauthenticated("wrong account or secret".into()));
-        let stored = match self.inner.accounts.get::<Stored>(&key(id)).await {
-            Ok(stored) => stored,
-            Err(e) if e.code() == code::NOT_FOUND => {
-                // As long as a wrong secret takes.
-                let _ = hash("salt", secret);
-                return Err(refused());
-            }
-            Err(e) => return Err(e),
-        };
-        if !matches_hash(&stored.salt, secret, &stored.hash) {
-            return Err(refused());
-        }
-        self.tokens(&stored.account)
-    }
-
-    /// New tokens for a refresh token; the account is read again, so
-    /// changed scopes apply and a deleted account gets none.
-    ///
-    /// # Errors
-    /// 401 for anything but a valid refresh token of a live account.
-    pub async fn refresh(&self, refresh: &str) -> crate::Result<Tokens> {
-        self.own_keys()?;
-        let (claims, _) = self.claims(refresh, None).await?;
-        if claims.typ != TokenKind::Refresh {
-            return Err(AuthError::Unauthenticated("not a refresh token".into()).into());
-        }
-        match self.account(&claims.sub).await? {
-            Some(account) => self.tokens(&account),
-            None => Err(AuthError::Unauthenticated("the account is gone".into()).into()),
         }
     }
 
@@ -776,233 +651,8 @@ impl Auth {
     }
 }
 
-impl Remote {
-    /// Whether the issuer's document, as last fetched, has `kid`.
-    fn has(&self, kid: &str) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(kid)
-    }
-
-    fn get(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(kid)
-            .cloned()
-    }
-
-    /// Fetches the JWKS document again, at most once a second.
-    async fn fetch(&self) -> Result<(), AuthError> {
-        let mut fetched = self.fetched.lock().await;
-        if fetched.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            return Ok(());
-        }
-        *fetched = Some(Instant::now());
-        let doc = fetch_json(&self.url).await?;
-        let keys = keys::from_jwks(&doc);
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys.into_iter().collect();
-        Ok(())
-    }
-}
-
-/// GETs `url` and reads its JSON body.
-async fn fetch_json(url: &str) -> Result<serde_json::Value, AuthError> {
-    let unavailable =
-        |why: String| AuthError::Unavailable(format!("the issuer's keys at {url}: {why}"));
-    let uri: http::Uri = url.parse().map_err(|e| unavailable(format!("{e}")))?;
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.uri = uri;
-    let stack = crate::transport::Stack::direct();
-    let exchange = stack.exchange(parts, Bytes::new(), 1024 * 1024, "auth", url);
-    let (head, body) = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| unavailable("no answer in 5s".into()))?
-        .map_err(|e| unavailable(e.into_error().to_string()))?;
-    if !head.status.is_success() {
-        return Err(unavailable(format!("status {}", head.status)));
-    }
-    serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))
-}
-
-fn key(id: &str) -> String {
-    format!("account/{id}")
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// `n` random bytes, base64url.
-fn random_text(n: usize) -> Result<String, AuthError> {
-    use base64::Engine as _;
-    use ring::rand::SecureRandom as _;
-    let mut bytes = vec![0; n];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| AuthError::Internal("no randomness".into()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// The PBKDF2-HMAC-SHA256 of `secret` with `salt`, base64url.
-fn hash(salt: &str, secret: &str) -> String {
-    use base64::Engine as _;
-    let mut out = [0u8; 32];
-    ring::pbkdf2::derive(
-        ring::pbkdf2::PBKDF2_HMAC_SHA256,
-        std::num::NonZeroU32::new(PBKDF2_ROUNDS).expect("not zero"),
-        salt.as_bytes(),
-        secret.as_bytes(),
-        &mut out,
-    );
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-}
-
-/// Whether `secret` with `salt` hashes to `hash`, compared in constant
-/// time.
-fn matches_hash(salt: &str, secret: &str, hash: &str) -> bool {
-    use base64::Engine as _;
-    let Ok(expected) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(hash) else {
-        return false;
-    };
-    ring::pbkdf2::verify(
-        ring::pbkdf2::PBKDF2_HMAC_SHA256,
-        std::num::NonZeroU32::new(PBKDF2_ROUNDS).expect("not zero"),
-        salt.as_bytes(),
-        secret.as_bytes(),
-        &expected,
-    )
-    .is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alice() -> Account {
-        Account::new("alice", AccountKind::User, vec!["orders:write".into()])
-    }
-
-    #[tokio::test]
-    async fn tokens_verify_and_bad_ones_say_why_briefly() {
-        let auth = Auth::issuer("shop").leeway(Duration::ZERO).build().unwrap();
-        let token = auth
-            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
-            .unwrap();
-        assert_eq!(auth.verify(&token).await.unwrap().scopes, ["orders:write"]);
-
-        let reason = |t: String| {
-            let auth = auth.clone();
-            async move { auth.verify(&t).await.unwrap_err().detail().to_owned() }
-        };
-        assert_eq!(reason("garbage".into()).await, "invalid token: malformed");
-        assert_eq!(
-            reason("a".repeat(100 * 1024)).await,
-            "invalid token: too long"
-        );
-        let expired = auth
-            .issue(&alice(), TokenKind::Access, Duration::ZERO)
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(reason(expired).await, "invalid token: expired");
-        let other = auth
-            .issue_for(
-                &alice(),
-                TokenKind::Access,
-                Duration::from_secs(60),
-                "billing",
-            )
-            .unwrap();
-        assert_eq!(reason(other).await, "invalid token: wrong audience");
-        let refresh = auth
-            .issue(&alice(), TokenKind::Refresh, Duration::from_secs(60))
-            .unwrap();
-        assert_eq!(
-            reason(refresh).await,
-            "a refresh token is not an access token"
-        );
-
-        // alg none, and a key id nobody knows.
-        use base64::Engine as _;
-        let b64 = |v: serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let claims = b64(
-            serde_json::json!({"sub": "alice", "aud": "micro", "exp": unix_now() + 60, "typ": "access", "iss": "shop", "iat": 0}),
-        );
-        let none = format!(
-            "{}.{claims}.",
-            b64(serde_json::json!({"alg": "none", "typ": "JWT"}))
-        );
-        assert!(reason(none).await.starts_with("invalid token"));
-        let (_, rest) = token.split_once('.').unwrap();
-        let wrong_kid = format!(
-            "{}.{rest}",
-            b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "nope"}))
-        );
-        assert_eq!(reason(wrong_kid).await, "invalid token: unknown key");
-        // Another issuer's key, with this issuer's key id.
-        let other = Auth::issuer("shop").build().unwrap();
-        let forged = other
-            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
-            .unwrap();
-        let (_, rest) = forged.split_once('.').unwrap();
-        let forged = format!(
-            "{}.{rest}",
-            b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": auth.key_id().unwrap()}))
-        );
-        assert_eq!(reason(forged).await, "invalid token: bad signature");
-    }
-
-    #[tokio::test]
-    async fn a_rotated_key_verifies_only_for_its_grace() {
-        let auth = Auth::issuer("shop")
-            .key_grace(Duration::from_millis(300))
-            .build()
-            .unwrap();
-        let before = auth
-            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
-            .unwrap();
-        let old = auth.key_id().unwrap();
-        let new = auth.rotate_keys().unwrap();
-        assert_ne!(old, new);
-        assert!(auth.verify(&before).await.is_ok(), "within its grace");
-        assert_eq!(auth.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let err = auth.verify(&before).await.unwrap_err();
-        assert_eq!(err.detail(), "invalid token: unknown key");
-        let after = auth
-            .issue(&alice(), TokenKind::Access, Duration::from_secs(60))
-            .unwrap();
-        assert!(auth.verify(&after).await.is_ok());
-        auth.rotate_keys().unwrap();
-        assert_eq!(auth.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn accounts_log_in_and_refresh() {
-        let auth = Auth::issuer("shop").build().unwrap();
-        let (account, secret) = auth
-            .generate("svc-a", AccountKind::Service, &["orders:read"])
-            .await
-            .unwrap();
-        assert_eq!(account.issuer, "shop");
-        let again = auth.generate("svc-a", AccountKind::Service, &[]).await;
-        assert_eq!(again.unwrap_err().code(), 409);
-        assert_eq!(auth.token("svc-a", "wrong").await.unwrap_err().code(), 401);
-        assert_eq!(auth.token("nobody", &secret).await.unwrap_err().code(), 401);
-        let tokens = auth.token("svc-a", &secret).await.unwrap();
-        assert_eq!(
-            auth.verify(&tokens.access).await.unwrap().kind,
-            AccountKind::Service
-        );
-        let renewed = auth.refresh(&tokens.refresh).await.unwrap();
-        assert!(auth.verify(&renewed.access).await.is_ok());
-        assert_eq!(auth.refresh(&tokens.access).await.unwrap_err().code(), 401);
-        auth.delete("svc-a").await.unwrap();
-        assert_eq!(auth.refresh(&tokens.refresh).await.unwrap_err().code(), 401);
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Account, AccountKind, Auth, Identity, JWKS_PATH, Rule};
+use super::{AccountKind, Auth, Identity, JWKS_PATH, Rule};
 use crate::Error;
 use crate::store::Store;
 
@@ -103,27 +103,4 @@ fn base_url(address: &str) -> String {
 /// The JWKS URL of the issuer at `address`.
 fn jwks_url(address: &str) -> String {
     format!("{}{JWKS_PATH}", base_url(address))
-}
-
-/// An account for tests and tools that hold an issuer.
-impl Auth {
-    /// Makes an account with the secret given (at least 16 bytes) instead
-    /// of a new one: for accounts named in settings.
-    ///
-    /// # Errors
-    /// 409 if the id is taken; 400 for an empty id or a short secret.
-    pub async fn create(
-        &self,
-        id: &str,
-        kind: AccountKind,
-        scopes: &[&str],
-        secret: &str,
-    ) -> crate::Result<Account> {
-        if secret.len() < 16 {
-            return Err(
-                super::AuthError::Invalid("an account secret is at least 16 bytes".into()).into(),
-            );
-        }
-        self.store_account(id, kind, scopes, secret).await
-    }
 }
