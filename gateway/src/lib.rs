@@ -34,6 +34,7 @@
 //! ```
 
 mod api;
+mod caller;
 mod dashboard;
 pub mod inspect;
 mod mcp;

@@ -273,7 +273,7 @@ impl Tools {
         let token = context
             .extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| crate::api::token(&parts.headers, parts.uri.query()))
+            .and_then(|parts| crate::caller::token(&parts.headers, parts.uri.query()))
             .or_else(|| self.token.clone());
         if let Err(e) = self.shared.admit(token.as_deref()).await {
             return Ok(failure(&e));
