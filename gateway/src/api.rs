@@ -137,8 +137,13 @@ fn json_response(value: &impl serde::Serialize) -> Response {
 }
 
 /// The options of a call made for this request: the caller's token, its
-/// metadata and its deadline.
-fn call_options(headers: &HeaderMap, token: Option<&str>) -> micro::Result<CallOptions> {
+/// metadata and its deadline (`Timeout`, else `default`; none if that is
+/// `None`).
+fn call_options(
+    headers: &HeaderMap,
+    token: Option<&str>,
+    default: Option<Duration>,
+) -> micro::Result<CallOptions> {
     let mut options = CallOptions::new();
     if let Some(token) = token {
         options = options.token(token);
@@ -152,19 +157,22 @@ fn call_options(headers: &HeaderMap, token: Option<&str>) -> micro::Result<CallO
         }
     }
     let timeout = match headers.get("timeout") {
-        None => DEFAULT_TIMEOUT,
+        None => default,
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_nanos)
+            .map(|nanos| Some(Duration::from_nanos(nanos)))
             .ok_or_else(|| {
                 Error::bad_request(format!(
                     "invalid Timeout header {value:?}: expected decimal nanoseconds"
                 ))
             })?,
     };
-    Ok(options.timeout(timeout))
+    Ok(match timeout {
+        Some(timeout) => options.timeout(timeout),
+        None => options,
+    })
 }
 
 /// `POST /<service>/<Type.Method>`: the endpoint's reply, or its error.
@@ -182,7 +190,7 @@ async fn call(
             .map(|v| v.to_str().unwrap_or("?"));
         let content_type = ContentType::for_request(content_type)
             .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
-        let options = call_options(&headers, token.as_deref())?;
+        let options = call_options(&headers, token.as_deref(), Some(DEFAULT_TIMEOUT))?;
         shared
             .client
             .call_raw(&service, &endpoint, content_type, body, options)
@@ -215,13 +223,8 @@ async fn stream(
     };
     let token = token(&headers, query.as_deref());
     let opened = async {
-        let options = call_options(&headers, token.as_deref())?;
         // A stream lasts as long as it is used: no deadline unless asked.
-        let options = if headers.contains_key("timeout") {
-            options
-        } else {
-            options.timeout(Duration::from_secs(24 * 3600))
-        };
+        let options = call_options(&headers, token.as_deref(), None)?;
         shared
             .client
             .stream::<Value, Value>(&service, &endpoint, options)

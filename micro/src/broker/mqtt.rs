@@ -509,7 +509,7 @@ impl Broker for MqttBroker {
             };
             let (deliver, mut messages) = mpsc::unbounded_channel::<(Arc<Acked>, Message)>();
             let (tx, rx) = oneshot::channel();
-            let (route, subscribe) = {
+            let route = {
                 let mut state = driver
                     .shared
                     .state
@@ -545,9 +545,8 @@ impl Broker for MqttBroker {
                     // The broker already sends this filter here.
                     let _ = tx.send(Ok(()));
                 }
-                (id, subscribe)
+                id
             };
-            let _ = subscribe;
             let confirmed = tokio::time::timeout(ACK_TIMEOUT, rx).await;
             let forget = {
                 let filter = filter.clone();

@@ -296,8 +296,8 @@ impl RabbitBroker {
 /// Where messages go that failed every attempt.
 pub const DEAD_LETTER: &str = "micro.dead-letter";
 
-/// An AMQP delivery as micro's message.
-fn from_amqp(delivery: &lapin::message::Delivery) -> Message {
+/// An AMQP delivery as micro's message, its body moved out of it.
+fn from_amqp(delivery: &mut lapin::message::Delivery) -> Message {
     let properties = &delivery.properties;
     let mut metadata = Metadata::new();
     if let Some(headers) = properties.headers() {
@@ -326,7 +326,7 @@ fn from_amqp(delivery: &lapin::message::Delivery) -> Message {
             .map_or_else(crate::wire::new_id, |id| id.as_str().to_owned()),
         metadata,
         content_type,
-        body: bytes::Bytes::from(delivery.data.clone()),
+        body: bytes::Bytes::from(std::mem::take(&mut delivery.data)),
         trace: None,
     }
 }
@@ -446,7 +446,10 @@ impl Broker for RabbitBroker {
                         &channel,
                         consumer,
                         &handler,
-                        auto_ack,
+                        Delivery {
+                            auto_ack,
+                            shared: group.is_some(),
+                        },
                         stop_rx.clone(),
                     )
                     .await;
@@ -470,6 +473,31 @@ impl Broker for RabbitBroker {
     }
 }
 
+/// How a subscription's deliveries are settled.
+#[derive(Clone, Copy)]
+struct Delivery {
+    /// Acknowledge after the handler's `Ok`.
+    auto_ack: bool,
+    /// A group's quorum queue, which counts each message's deliveries for
+    /// every member and dead-letters past its limit; an exclusive queue's
+    /// failed attempts are counted here.
+    shared: bool,
+}
+
+/// What identifies a message across its redeliveries: its id, or for a
+/// message that came without one, a hash of its body.
+fn attempt_key(delivery: &lapin::message::Delivery, body: &[u8]) -> String {
+    match delivery.properties.message_id() {
+        Some(id) => id.as_str().to_owned(),
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            body.hash(&mut hasher);
+            format!("body:{:x}", hasher.finish())
+        }
+    }
+}
+
 /// Hands each delivery to `handler` until the consumer ends (`false`: the
 /// connection dropped) or the subscription stops (`true`).
 async fn deliver(
@@ -477,11 +505,10 @@ async fn deliver(
     channel: &Channel,
     mut consumer: lapin::Consumer,
     handler: &MessageHandler,
-    auto_ack: bool,
+    settle: Delivery,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    // Failed attempts of messages on a queue of this subscriber's own
-    // (a group's quorum queue counts its own, for every member).
+    // Failed attempts of messages on an exclusive queue.
     let mut attempts: HashMap<String, u32> = HashMap::new();
     loop {
         let next = tokio::select! {
@@ -493,7 +520,7 @@ async fn deliver(
             }
             next = consumer.next() => next,
         };
-        let delivery = match next {
+        let mut delivery = match next {
             Some(Ok(delivery)) => delivery,
             Some(Err(e)) => {
                 tracing::warn!(%topic, error = %e, "rabbitmq: delivery failed");
@@ -501,22 +528,28 @@ async fn deliver(
             }
             None => return false,
         };
-        let message = from_amqp(&delivery);
-        let id = message.id.clone();
+        let message = from_amqp(&mut delivery);
+        let body = message.body.clone();
         match handler(message).await {
             Ok(()) => {
-                attempts.remove(&id);
-                if auto_ack {
+                if !attempts.is_empty() {
+                    attempts.remove(&attempt_key(&delivery, &body));
+                }
+                if settle.auto_ack {
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
             }
             Err(e) => {
-                let count = attempts.entry(id.clone()).or_insert(0);
-                *count += 1;
-                let again = *count < MAX_ATTEMPTS;
-                if !again {
-                    attempts.remove(&id);
-                }
+                let again = settle.shared || {
+                    let key = attempt_key(&delivery, &body);
+                    let count = attempts.entry(key.clone()).or_insert(0);
+                    *count += 1;
+                    let again = *count < MAX_ATTEMPTS;
+                    if !again {
+                        attempts.remove(&key);
+                    }
+                    again
+                };
                 tracing::warn!(%topic, error = %e, requeued = again, "rabbitmq: subscriber failed");
                 // A short pause so that a failing message does not spin.
                 tokio::time::sleep(Duration::from_millis(20)).await;
