@@ -1,0 +1,158 @@
+//! The sending half of a stream.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::Sink;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::frame::{FrameSink, data_frame};
+use crate::codec::ContentType;
+use crate::{Error, Result};
+
+/// The sending half of a stream: [`send`](Self::send) messages of type
+/// `T`, or use it as a [`futures_util::Sink`]. Closing it (or
+/// [`close`](Self::close)) is the half-close: the other side's receive
+/// ends, and this side can keep receiving.
+pub struct Sender<T> {
+    inner: Outbound,
+    content_type: ContentType,
+    closed: bool,
+    _message: PhantomData<fn(T)>,
+}
+
+/// A [`FrameSink`], boxed once per stream.
+pub(crate) struct Outbound(Box<dyn FrameSink>);
+
+impl Outbound {
+    pub(crate) fn new(sink: impl FrameSink) -> Self {
+        Self(Box::new(sink))
+    }
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn start_send(&mut self, message: Message) -> Result<()> {
+        self.0.start_send(message)
+    }
+
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        self.0.poll_flush(cx)
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("content_type", &self.content_type)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Sender<T> {
+    pub(crate) fn new(inner: Outbound, content_type: ContentType) -> Self {
+        Self {
+            inner,
+            content_type,
+            closed: false,
+            _message: PhantomData,
+        }
+    }
+
+    fn closed_error() -> Error {
+        Error::bad_request("the stream is closed for sending")
+    }
+
+    fn poll_send_frame(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        frame: &mut Option<Message>,
+    ) -> Poll<Result<()>> {
+        if frame.is_some() {
+            ready!(self.inner.poll_ready(cx))?;
+            let message = frame.take().expect("checked above");
+            self.inner.start_send(message)?;
+        }
+        self.inner.poll_flush(cx)
+    }
+
+    /// Ends this direction: sends the empty frame. The other side's
+    /// receive ends; this side can keep receiving. Closing twice is a
+    /// no-op.
+    ///
+    /// # Errors
+    /// 503 if the connection broke, 408 past the deadline.
+    pub async fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let mut frame = Some(data_frame(self.content_type, Bytes::new()));
+        std::future::poll_fn(|cx| self.poll_send_frame(cx, &mut frame)).await
+    }
+}
+
+impl<T: Serialize> Sender<T> {
+    fn encode(&self, message: &T) -> Result<Message> {
+        if self.closed {
+            return Err(Self::closed_error());
+        }
+        let bytes = self
+            .content_type
+            .encode(message)
+            .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
+        Ok(data_frame(self.content_type, bytes))
+    }
+
+    /// Sends one message and flushes it. Takes the message or a reference
+    /// to it.
+    ///
+    /// # Errors
+    /// 400 after [`close`](Self::close), 500 if the message does not
+    /// encode, 503 if the connection broke (the other side's error, if it
+    /// sent one, is what the receiving half returns next), 408 past the
+    /// deadline.
+    pub async fn send<M: Borrow<T>>(&mut self, message: M) -> Result<()> {
+        let mut frame = Some(self.encode(message.borrow())?);
+        std::future::poll_fn(|cx| self.poll_send_frame(cx, &mut frame)).await
+    }
+}
+
+impl<T: Serialize> Sink<T> for Sender<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<()> {
+        let this = self.get_mut();
+        let frame = this.encode(&item)?;
+        this.inner.start_send(frame)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        self.get_mut().inner.poll_flush(cx)
+    }
+
+    /// The half-close: sends the empty frame and flushes.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if !this.closed {
+            ready!(this.inner.poll_ready(cx))?;
+            this.inner
+                .start_send(data_frame(this.content_type, Bytes::new()))?;
+            this.closed = true;
+        }
+        this.inner.poll_flush(cx)
+    }
+}
+
+impl<T> Unpin for Sender<T> {}
