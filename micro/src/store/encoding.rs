@@ -47,6 +47,21 @@ pub(super) fn head(bytes: &[u8]) -> Option<(u64, Option<SystemTime>)> {
 }
 
 pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+    let (mut record, at) = decode_head(key, bytes)?;
+    record.value = Bytes::copy_from_slice(&bytes[at..]);
+    Ok(record)
+}
+
+/// As [`decode`], with the value a slice of `bytes` instead of a copy.
+#[cfg(feature = "nats")]
+pub(super) fn decode_shared(key: &str, bytes: Bytes) -> Result<Record, StoreError> {
+    let (mut record, at) = decode_head(key, &bytes)?;
+    record.value = bytes.slice(at..);
+    Ok(record)
+}
+
+/// A record without its value, and where the value starts in `bytes`.
+fn decode_head(key: &str, bytes: &[u8]) -> Result<(Record, usize), StoreError> {
     let corrupt = || StoreError::Backend(format!("stored record \"{key}\" is corrupt"));
     let (version, expires_at) = head(bytes).ok_or_else(corrupt)?;
     let ct_len = usize::from(*bytes.get(16).ok_or_else(corrupt)?);
@@ -67,14 +82,15 @@ pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     } else {
         serde_json::from_slice(md).map_err(|_| corrupt())?
     };
-    Ok(Record {
+    let record = Record {
         key: key.to_owned(),
-        value: Bytes::copy_from_slice(&bytes[md_end..]),
+        value: Bytes::new(),
         content_type: ContentType::from_header(ct).unwrap_or_default(),
         metadata,
         expires_at,
         version,
-    })
+    };
+    Ok((record, md_end))
 }
 
 pub(super) fn live_version(bytes: &[u8], now: SystemTime) -> Option<u64> {

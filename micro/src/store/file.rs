@@ -12,8 +12,8 @@ use super::changes::Changes;
 use super::encoding::{decode, encode, live_version};
 use super::sweeper::Sweeper;
 use super::{
-    Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
-    check_scope, conflict, expiry, holds,
+    Change, Condition, MAX_KEY_LEN, MAX_SCOPE_LEN, Query, Record, Store, StoreError, Watch, Write,
+    check_key, check_scope, conflict, expiry, holds,
 };
 
 /// What micro's tables in the database are called: this, then the scope.
@@ -103,6 +103,28 @@ fn table(scope: &str) -> String {
     format!("{TABLE_PREFIX}{scope}")
 }
 
+/// A scope's table name, made on the stack: reads take no allocation for
+/// it. Scopes are checked first, so the name always fits.
+struct TableName {
+    bytes: [u8; TABLE_PREFIX.len() + MAX_SCOPE_LEN],
+    len: usize,
+}
+
+impl TableName {
+    fn new(scope: &str) -> Self {
+        let mut bytes = [0; TABLE_PREFIX.len() + MAX_SCOPE_LEN];
+        let len = TABLE_PREFIX.len() + scope.len();
+        bytes[..TABLE_PREFIX.len()].copy_from_slice(TABLE_PREFIX.as_bytes());
+        bytes[TABLE_PREFIX.len()..len].copy_from_slice(scope.as_bytes());
+        Self { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        // Both parts are ASCII (a checked scope): never the fallback.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or(TABLE_PREFIX)
+    }
+}
+
 impl Store for FileStore {
     fn name(&self) -> &'static str {
         "file"
@@ -117,9 +139,9 @@ impl Store for FileStore {
             check_scope(scope)?;
             check_key(key, MAX_KEY_LEN)?;
             let not_found = || StoreError::NotFound(format!("record \"{key}\" not found"));
-            let name = table(scope);
+            let name = TableName::new(scope);
             let txn = self.inner.db.begin_read().map_err(backend)?;
-            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(&name);
+            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(name.as_str());
             let table = match txn.open_table(definition) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Err(not_found()),
@@ -127,7 +149,7 @@ impl Store for FileStore {
             };
             let value = table.get(key).map_err(backend)?.ok_or_else(not_found)?;
             let record = decode(key, value.value())?;
-            if record.is_expired(SystemTime::now()) {
+            if record.has_expired() {
                 return Err(not_found());
             }
             Ok(record)
@@ -141,9 +163,9 @@ impl Store for FileStore {
     ) -> BoxFuture<'a, Result<Vec<Record>, StoreError>> {
         Box::pin(async move {
             check_scope(scope)?;
-            let name = table(scope);
+            let name = TableName::new(scope);
             let txn = self.inner.db.begin_read().map_err(backend)?;
-            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(&name);
+            let definition: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(name.as_str());
             let table = match txn.open_table(definition) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

@@ -123,6 +123,12 @@ impl Record {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+
+    /// Whether the record has expired by now; the clock is read only for
+    /// a record with an expiry.
+    pub(crate) fn has_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
 }
 
 /// When a write or a delete may happen.

@@ -7,9 +7,8 @@ use std::time::SystemTime;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use tokio::sync::Mutex;
 
-use super::encoding::{decode, encode, live_version};
+use super::encoding::{decode, decode_shared, encode, live_version};
 use super::sweeper::Sweeper;
 use super::{
     Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
@@ -38,15 +37,20 @@ pub struct NatsKvStore {
 #[derive(Debug)]
 struct Inner {
     connection: Arc<NatsConnection>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// The buckets opened so far, by scope: read by every call without
+    /// waiting, written once per scope.
+    buckets: std::sync::RwLock<HashMap<String, Arc<Bucket>>>,
+    /// Held while a bucket is looked up or made, so that a scope's bucket
+    /// is made once.
+    opening: tokio::sync::Mutex<()>,
     sweeper: Sweeper,
 }
 
 /// A scope's bucket, and what this process last saw of its keys.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Bucket {
     kv: kv::Store,
-    seen: Arc<std::sync::Mutex<HashMap<String, Seen>>>,
+    seen: std::sync::Mutex<HashMap<String, Seen>>,
 }
 
 /// A key's latest entry as this process last wrote or read it: enough to
@@ -76,6 +80,11 @@ impl Bucket {
         let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match seen {
             Some(seen) => {
+                // A key seen before is updated in place: no allocation.
+                if let Some(known) = map.get_mut(name) {
+                    *known = seen;
+                    return;
+                }
                 if map.len() >= SEEN {
                     map.clear();
                 }
@@ -134,17 +143,28 @@ impl NatsKvStore {
         Self {
             inner: Arc::new(Inner {
                 connection,
-                buckets: Mutex::default(),
+                buckets: std::sync::RwLock::default(),
+                opening: tokio::sync::Mutex::default(),
                 sweeper: Sweeper::new(),
             }),
         }
     }
 
     /// The bucket of `scope`, made on first use.
-    async fn bucket(&self, scope: &str) -> Result<Bucket, StoreError> {
-        let mut buckets = self.inner.buckets.lock().await;
-        if let Some(b) = buckets.get(scope) {
-            return Ok(b.clone());
+    async fn bucket(&self, scope: &str) -> Result<Arc<Bucket>, StoreError> {
+        let opened = || {
+            let buckets = self.inner.buckets.read();
+            buckets
+                .unwrap_or_else(|e| e.into_inner())
+                .get(scope)
+                .cloned()
+        };
+        if let Some(b) = opened() {
+            return Ok(b);
+        }
+        let _opening = self.inner.opening.lock().await;
+        if let Some(b) = opened() {
+            return Ok(b);
         }
         let client = self.inner.connection.client().await.map_err(unavailable)?;
         let js = async_nats::jetstream::new(client.clone());
@@ -160,11 +180,16 @@ impl NatsKvStore {
                 .await
                 .map_err(unavailable)?,
         };
-        let bucket = Bucket {
+        let bucket = Arc::new(Bucket {
             kv: bucket,
-            seen: Arc::default(),
-        };
-        buckets.insert(scope.to_owned(), bucket.clone());
+            seen: std::sync::Mutex::default(),
+        });
+        (self
+            .inner
+            .buckets
+            .write()
+            .unwrap_or_else(|e| e.into_inner()))
+        .insert(scope.to_owned(), bucket.clone());
         Ok(bucket)
     }
 
@@ -191,16 +216,18 @@ impl Store for NatsKvStore {
             let bucket = self.bucket(scope).await?;
             let not_found = || StoreError::NotFound(format!("record \"{key}\" not found"));
             let entry = Self::entry(&bucket.kv, key).await?.ok_or_else(not_found)?;
-            let record = decode(key, &entry.value)?;
+            let name = entry.key;
+            let revision = entry.revision;
+            let record = decode_shared(key, entry.value)?;
             bucket.saw(
-                &entry.key,
+                &name,
                 Some(Seen {
-                    revision: entry.revision,
+                    revision,
                     version: record.version,
                     expires_at: record.expires_at,
                 }),
             );
-            if record.is_expired(SystemTime::now()) {
+            if record.has_expired() {
                 return Err(not_found());
             }
             Ok(record)
@@ -360,7 +387,7 @@ impl Store for NatsKvStore {
             let bucket = self.bucket(scope).await?;
             let name = hex(key);
             bucket.saw(&name, None);
-            let bucket = bucket.kv;
+            let bucket = &bucket.kv;
             loop {
                 let Some(entry) = Self::entry(&bucket, key).await? else {
                     return match condition {
@@ -420,11 +447,14 @@ impl Store for NatsKvStore {
 
     fn sweep(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let buckets: Vec<kv::Store> = (self.inner.buckets.lock().await.values())
-                .map(|b| b.kv.clone())
-                .collect();
+            let buckets: Vec<Arc<Bucket>> =
+                (self.inner.buckets.read().unwrap_or_else(|e| e.into_inner()))
+                    .values()
+                    .cloned()
+                    .collect();
             let mut swept = 0;
             for bucket in buckets {
+                let bucket = &bucket.kv;
                 let mut names = bucket.keys().await.map_err(backend)?;
                 let mut expired = Vec::new();
                 while let Some(name) = names.next().await {

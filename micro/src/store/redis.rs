@@ -2,7 +2,6 @@
 //! order, Lua scripts for the conditional writes.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -152,7 +151,7 @@ fn from_hash(
     let mut record = decode(key, &rec)?;
     record.version = version;
     // Redis expires the hash itself; this only closes the last millisecond.
-    Ok((!record.is_expired(SystemTime::now())).then_some(record))
+    Ok((!record.has_expired()).then_some(record))
 }
 
 /// One published change: `P<ver>:<len>:<key><record>` or `D0:<len>:<key>`.
