@@ -53,7 +53,7 @@ pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Record, StoreError> {
 }
 
 /// As [`decode`], with the value a slice of `bytes` instead of a copy.
-#[cfg(feature = "nats")]
+#[cfg(any(feature = "nats", feature = "redis"))]
 pub(super) fn decode_shared(key: &str, bytes: Bytes) -> Result<Record, StoreError> {
     let (mut record, at) = decode_head(key, &bytes)?;
     record.value = bytes.slice(at..);

@@ -389,7 +389,7 @@ impl Store for NatsKvStore {
             bucket.saw(&name, None);
             let bucket = &bucket.kv;
             loop {
-                let Some(entry) = Self::entry(&bucket, key).await? else {
+                let Some(entry) = Self::entry(bucket, key).await? else {
                     return match condition {
                         Condition::Version(_) => Err(conflict(key, condition, None)),
                         _ => Ok(false),

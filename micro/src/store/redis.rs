@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 
-use super::encoding::{decode, encode, millis};
+use super::encoding::{decode, decode_shared, encode, millis};
 use super::{
     Change, Condition, MAX_KEY_LEN, Query, Record, Store, StoreError, Watch, Write, check_key,
     check_scope, conflict, expiry,
@@ -148,7 +148,7 @@ fn from_hash(
     let (Some(version), Some(rec)) = (ver, rec) else {
         return Ok(None);
     };
-    let mut record = decode(key, &rec)?;
+    let mut record = decode_shared(key, rec.into())?;
     record.version = version;
     // Redis expires the hash itself; this only closes the last millisecond.
     Ok((!record.has_expired()).then_some(record))
