@@ -63,10 +63,11 @@ impl NatsConnection {
 /// `key` as lowercase hex: any string as a valid NATS subject token or KV
 /// key, in the same byte order.
 pub(crate) fn hex(key: &str) -> String {
-    use std::fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(key.len() * 2);
     for b in key.bytes() {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }

@@ -42,7 +42,7 @@ pub(super) struct Layer {
     pub(super) text: Option<String>,
 }
 
-/// Builds a [`Config`]; see the [module docs](self).
+/// Builds a [`Config`]; see the [module docs](crate::config).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct ConfigBuilder {

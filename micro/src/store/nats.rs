@@ -51,6 +51,9 @@ struct Inner {
 struct Bucket {
     kv: kv::Store,
     seen: std::sync::Mutex<HashMap<String, Seen>>,
+    /// The largest message the server took when the bucket was opened
+    /// (reading it per write would copy the whole server info each time).
+    max_payload: usize,
 }
 
 /// A key's latest entry as this process last wrote or read it: enough to
@@ -183,6 +186,7 @@ impl NatsKvStore {
         let bucket = Arc::new(Bucket {
             kv: bucket,
             seen: std::sync::Mutex::default(),
+            max_payload: client.server_info().max_payload,
         });
         (self
             .inner
@@ -287,17 +291,14 @@ impl Store for NatsKvStore {
             let name = hex(&write.key);
             // The server refuses a message over its max_payload (1 MiB
             // unless configured): say so plainly, before sending.
-            if let Some(client) = self.inner.connection.connected() {
-                let max = client.server_info().max_payload;
-                let size = write.value.len() + name.len() + 256;
-                if size > max {
-                    return Err(StoreError::Invalid(format!(
-                        "record \"{}\" is {} bytes; this NATS server takes messages of up to \
-                         {max} bytes (its max_payload)",
-                        write.key,
-                        write.value.len()
-                    )));
-                }
+            let max = bucket.max_payload;
+            if write.value.len() + name.len() + 256 > max {
+                return Err(StoreError::Invalid(format!(
+                    "record \"{}\" is {} bytes; this NATS server takes messages of up to \
+                     {max} bytes (its max_payload)",
+                    write.key,
+                    write.value.len()
+                )));
             }
             let mut record = Record {
                 key: write.key.clone(),

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 /// It is what a client-streaming handler receives, what a server-streaming
 /// handler returns (build one from any stream with [`Streaming::new`] or
 /// from an iterator with [`Streaming::iter`]), what a server-streaming call
-/// returns to the caller, and the receiving half of a split [`Stream`] or
+/// returns to the caller, and the receiving half of a split [`Stream`](super::Stream) or
 /// [`ClientStream`](crate::client::ClientStream).
 pub struct Streaming<T> {
     inner: Inbound<T>,

@@ -184,20 +184,35 @@ async fn leases(backend: &Arc<dyn Locks>, a: &Locker, b: &Locker, name: &str) {
     taken.unlock().await.unwrap();
 
     // Released while its guard renews it every few milliseconds: the
-    // holder's release never loses to its own renewal.
+    // holder's release never loses to its own renewal. On a loaded
+    // machine a renewal can come later than 30 ms, and the lease lapses:
+    // then the release is rightly refused, and the lock is free for
+    // anyone; a release refused while the holder still has the lock is
+    // the failure.
     let ttl = Duration::from_millis(30);
+    let mut released = 0;
     for round in 0..20u64 {
         let lock = a.try_lock(name, ttl).await.unwrap().expect("free");
         tokio::time::sleep(Duration::from_millis(round % 7 * 3)).await;
-        assert!(
-            backend
-                .release(name, lock.owner(), lock.fence())
-                .await
-                .unwrap(),
-            "round {round}: the holder's release failed"
-        );
+        if backend
+            .release(name, lock.owner(), lock.fence())
+            .await
+            .unwrap()
+        {
+            released += 1;
+        } else {
+            let other = b.try_lock(name, ttl).await.unwrap().unwrap_or_else(|| {
+                panic!("round {round}: the holder's release failed while it held the lock")
+            });
+            // It may lapse as well on a loaded machine: either is fine.
+            let _ = other.unlock().await;
+        }
         lock.lost().await;
     }
+    assert!(
+        released >= 10,
+        "only {released} of 20 releases went through: the leases lapsed too often to test the race"
+    );
 }
 
 /// Two candidates: exactly one leads; when it resigns the other leads at
