@@ -211,10 +211,7 @@ impl Client {
         };
         if let Some(budget) = budget {
             let remaining = budget.saturating_duration_since(now);
-            headers.insert(
-                TIMEOUT.clone(),
-                HeaderValue::from(remaining.as_nanos() as u64),
-            );
+            headers.insert(TIMEOUT.clone(), crate::wire::timeout_value(remaining));
         }
 
         let body = match attempt {

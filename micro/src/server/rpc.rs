@@ -37,12 +37,12 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
     };
     let mut response = match result {
         Ok(Some((content_type, body))) => {
-            let mut r = Response::new(Body::from(body));
+            let mut r = crate::wire::response(Body::from(body));
             r.headers_mut()
                 .insert(CONTENT_TYPE, content_type.header_value());
             r
         }
-        Ok(None) => Response::new(Body::empty()),
+        Ok(None) => crate::wire::response(Body::empty()),
         Err(err) => error_response(&err.or_id(&shared.name)),
     };
     response.headers_mut().insert(MICRO_ID.clone(), id);
