@@ -246,3 +246,48 @@ async fn one_trace_across_two_services() {
     front.stop().await.unwrap();
     back.stop().await.unwrap();
 }
+
+/// A `traceparent` a caller gives as a call's own metadata, with no
+/// context, is sent on: a gateway passing on its caller's continues that
+/// trace. One that does not parse is not sent, and the service starts a
+/// trace of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traceparent_in_call_metadata_is_continued() {
+    let backends = micro::Backends::memory();
+    let back = micro::Service::new("back")
+        .address("127.0.0.1:0")
+        .backends(&backends)
+        .handle(Back)
+        .start()
+        .await
+        .unwrap();
+    let client = micro::Client::builder().backends(&backends).build();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (trace, span): (String, String) = client
+        .call(
+            "back",
+            "Back.WhereAmI",
+            &(),
+            CallOptions::new().metadata("traceparent", traceparent),
+        )
+        .await
+        .unwrap();
+    assert_eq!(trace, "0af7651916cd43dd8448eb211c80319c");
+    assert_ne!(
+        span, "b7ad6b7169203331",
+        "the service's call is a span of its own"
+    );
+
+    let (fresh, _): (String, String) = client
+        .call(
+            "back",
+            "Back.WhereAmI",
+            &(),
+            CallOptions::new().metadata("traceparent", "00-not-a-trace-01"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 32);
+    assert_ne!(fresh, trace);
+    back.stop().await.unwrap();
+}

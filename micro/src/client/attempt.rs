@@ -195,13 +195,29 @@ impl Client {
         // A call made for a context carries its request id on; without
         // one the server makes the id (docs/wire.md), so that a plain call
         // neither draws a random id nor sends it.
+        let mut traced = false;
         if let Some(ctx) = &options.context {
             headers.insert(MICRO_ID.clone(), ctx.id_header().clone());
             // The trace goes on, with the span serving the context (the
             // handler's call, stream or message) as the parent.
             if let Some(trace) = ctx.trace() {
                 headers.insert(crate::trace::TRACEPARENT.clone(), trace.header());
+                traced = true;
             }
+        }
+        // Without a context's trace, a valid `traceparent` the caller gave
+        // as the call's own metadata (a gateway passing on its caller's)
+        // is sent on, so the service continues that trace.
+        if !traced
+            && let Some(value) = options
+                .metadata
+                .as_headers()
+                .get(&crate::trace::TRACEPARENT)
+            && value
+                .to_str()
+                .is_ok_and(|v| crate::trace::Trace::from_traceparent(v).is_some())
+        {
+            headers.insert(crate::trace::TRACEPARENT.clone(), value.clone());
         }
         // A call's budget is what is left of its deadline; a stream's is
         // its own deadline, if it has one.
