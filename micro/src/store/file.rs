@@ -99,12 +99,9 @@ impl FileStore {
     }
 }
 
-fn table(scope: &str) -> String {
-    format!("{TABLE_PREFIX}{scope}")
-}
-
-/// A scope's table name, made on the stack: reads take no allocation for
-/// it. Scopes are checked first, so the name always fits.
+/// A scope's table name, made on the stack: no allocation for it. Scopes
+/// are checked first, so the name always fits.
+#[derive(Clone, Copy)]
 struct TableName {
     bytes: [u8; TABLE_PREFIX.len() + MAX_SCOPE_LEN],
     len: usize,
@@ -209,13 +206,13 @@ impl Store for FileStore {
                 let store = |inner| FileStore { inner };
                 self.inner.sweeper.start(&self.inner, SWEEP_EVERY, store);
             }
-            let name = table(scope);
+            let name = TableName::new(scope);
             let record = self
                 .blocking(move |inner| {
                     let txn = inner.db.begin_write().map_err(backend)?;
                     let record = {
                         let definition: TableDefinition<'_, &str, &[u8]> =
-                            TableDefinition::new(&name);
+                            TableDefinition::new(name.as_str());
                         let mut table = txn.open_table(definition).map_err(backend)?;
                         let now = SystemTime::now();
                         let current = table
@@ -257,13 +254,13 @@ impl Store for FileStore {
         Box::pin(async move {
             check_scope(scope)?;
             check_key(key, MAX_KEY_LEN)?;
-            let (name, owned) = (table(scope), key.to_owned());
+            let (name, owned) = (TableName::new(scope), key.to_owned());
             let existed = self
                 .blocking(move |inner| {
                     let txn = inner.db.begin_write().map_err(backend)?;
                     let existed = {
                         let definition: TableDefinition<'_, &str, &[u8]> =
-                            TableDefinition::new(&name);
+                            TableDefinition::new(name.as_str());
                         let mut table = txn.open_table(definition).map_err(backend)?;
                         let current = table
                             .get(owned.as_str())
@@ -300,7 +297,8 @@ impl Store for FileStore {
         Box::pin(async move {
             // Find what expired with a read; write only if there is any.
             let now = SystemTime::now();
-            let mut expired: Vec<(String, String)> = Vec::new();
+            // Each expired record's table, scope and key.
+            let mut expired: Vec<(String, String, String)> = Vec::new();
             {
                 let txn = self.inner.db.begin_read().map_err(backend)?;
                 for handle in txn.list_tables().map_err(backend)? {
@@ -313,7 +311,7 @@ impl Store for FileStore {
                     for entry in table.iter().map_err(backend)? {
                         let (key, value) = entry.map_err(backend)?;
                         if live_version(value.value(), now).is_none() {
-                            expired.push((scope.to_owned(), key.value().to_owned()));
+                            expired.push((name.clone(), scope.to_owned(), key.value().to_owned()));
                         }
                     }
                 }
@@ -325,8 +323,7 @@ impl Store for FileStore {
                 .blocking(move |inner| {
                     let txn = inner.db.begin_write().map_err(backend)?;
                     let mut swept = Vec::new();
-                    for (scope, key) in expired {
-                        let name = table(&scope);
+                    for (name, scope, key) in expired {
                         let definition: TableDefinition<'_, &str, &[u8]> =
                             TableDefinition::new(&name);
                         let mut table = txn.open_table(definition).map_err(backend)?;
