@@ -20,6 +20,10 @@ pub(crate) struct ServiceArgs {
     pub(crate) name: Option<Value>,
     pub(crate) krate: Option<(Path, Span)>,
     pub(crate) access: Access,
+    /// `protobuf`: the message types are protobuf messages too.
+    pub(crate) protobuf: Option<Span>,
+    /// `package = "..."`: the protobuf package of the service.
+    pub(crate) package: Option<Value>,
 }
 
 /// `#[handler(...)]` arguments.
@@ -42,14 +46,18 @@ pub(crate) enum Access {
 }
 
 /// Parses the arguments of `#[attr]`: `key = "value"` pairs for
-/// `string_keys`, and `public` and `scopes = ["..", ..]` for who may call.
+/// `string_keys`, bare words for `flags` (given to `on_value` with `None`
+/// and the word's span), and `public` and `scopes = ["..", ..]` for who
+/// may call.
 fn parse_with_access(
     attr: &str,
     string_keys: &[&str],
+    flags: &[&str],
     tokens: TokenStream,
-    mut on_string: impl FnMut(&str, LitStr) -> syn::Result<()>,
+    mut on_value: impl FnMut(&str, Option<LitStr>, Span) -> syn::Result<()>,
 ) -> syn::Result<Access> {
     let mut known: Vec<&str> = string_keys.to_vec();
+    known.extend(flags);
     known.extend(["public", "scopes"]);
     let mut access = Access::Undeclared;
     let mut declared: Option<(&'static str, Span)> = None;
@@ -143,7 +151,15 @@ fn parse_with_access(
                 declared = Some(("scopes", span));
                 access = Access::Scopes(scopes);
             }
-            _ => on_string(&key, meta.value()?.parse()?)?,
+            flag if flags.contains(&flag) => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    return Err(meta.error(format!(
+                        "`{flag}` takes no value: write `#[{attr}({flag})]`"
+                    )));
+                }
+                on_value(flag, None, span)?;
+            }
+            _ => on_value(&key, Some(meta.value()?.parse()?), span)?,
         }
         Ok(())
     });
@@ -209,26 +225,66 @@ pub(crate) fn parse_keys(
     parser.parse2(tokens)
 }
 
+/// A protobuf package name: identifiers joined by dots.
+fn is_proto_package(package: &str) -> bool {
+    package.split('.').all(|part| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 impl ServiceArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
         let mut name = None;
         let mut krate = None;
-        let access = parse_with_access("service", &["name", "crate"], tokens, |key, lit| {
-            match key {
-                "name" => {
-                    name = Some(Value {
-                        value: lit.value(),
-                        span: lit.span(),
-                    });
+        let mut protobuf = None;
+        let mut package = None;
+        let access = parse_with_access(
+            "service",
+            &["name", "crate", "package"],
+            &["protobuf"],
+            tokens,
+            |key, lit, span| {
+                let value = |lit: &LitStr| Value {
+                    value: lit.value(),
+                    span: lit.span(),
+                };
+                match (key, lit) {
+                    ("protobuf", _) => protobuf = Some(span),
+                    ("name", Some(lit)) => name = Some(value(&lit)),
+                    ("package", Some(lit)) => package = Some(value(&lit)),
+                    (_, Some(lit)) => krate = Some((lit.parse::<Path>()?, lit.span())),
+                    (_, None) => unreachable!("only `protobuf` is a flag"),
                 }
-                _ => krate = Some((lit.parse::<Path>()?, lit.span())),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
+        if let (Some(package), None) = (&package, protobuf) {
+            return Err(syn::Error::new(
+                package.span,
+                "`package` names the protobuf package: add `protobuf`, as in `#[service(protobuf, package = \"greeter\")]`",
+            ));
+        }
+        if let Some(package) = &package
+            && !is_proto_package(&package.value)
+        {
+            return Err(syn::Error::new(
+                package.span,
+                format!(
+                    "invalid protobuf package \"{}\": expected identifiers (letters, digits, `_`, not starting with a digit) joined by dots, such as \"acme.greeter.v1\"",
+                    package.value
+                ),
+            ));
+        }
         Ok(ServiceArgs {
             name,
             krate,
             access,
+            protobuf,
+            package,
         })
     }
 }
@@ -236,7 +292,10 @@ impl ServiceArgs {
 impl HandlerArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
         let mut name = None;
-        let access = parse_with_access("handler", &["name"], tokens, |_, lit| {
+        let access = parse_with_access("handler", &["name"], &[], tokens, |_, lit, _| {
+            let Some(lit) = lit else {
+                unreachable!("`#[handler]` has no flags")
+            };
             name = Some(Value {
                 value: lit.value(),
                 span: lit.span(),

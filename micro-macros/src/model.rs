@@ -23,6 +23,9 @@ pub(crate) struct ServiceDef {
     pub(crate) name: String,
     /// The path of the micro crate.
     pub(crate) krate: Path,
+    /// With `protobuf`: the protobuf service's full name, `package.Name`
+    /// (or `Name` without a package).
+    pub(crate) protobuf: Option<String>,
     pub(crate) handlers: Vec<HandlerDef>,
     pub(crate) subscribers: Vec<crate::subscribe::SubscriberDef>,
     pub(crate) consumers: Vec<crate::consume::ConsumerDef>,
@@ -184,6 +187,10 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
         .krate
         .map(|(p, _)| p)
         .unwrap_or_else(|| syn::parse_quote!(::micro));
+    let protobuf = args.protobuf.map(|_| match &args.package {
+        Some(package) => format!("{}.{name}", package.value),
+        None => name.clone(),
+    });
 
     let mut handlers: Vec<HandlerDef> = Vec::new();
     let mut subscribers = Vec::new();
@@ -321,6 +328,7 @@ pub(crate) fn build(args: TokenStream, item: &mut ItemImpl) -> Result<ServiceDef
             type_ident,
             name,
             krate,
+            protobuf,
             handlers,
             subscribers,
             consumers,

@@ -306,8 +306,17 @@ impl From<std::io::Error> for Error {
 }
 
 impl From<crate::codec::CodecError> for Error {
+    /// 415 for a content type that has no codec, or none for the type;
+    /// 400 for a body that does not decode (or a value that does not
+    /// encode).
     fn from(err: crate::codec::CodecError) -> Self {
-        Self::bad_request(err.to_string()).with_source(err)
+        use crate::codec::CodecError;
+        match err {
+            CodecError::Unsupported(_) | CodecError::Unavailable { .. } => {
+                Self::unsupported_media_type(err.to_string()).with_source(err)
+            }
+            _ => Self::bad_request(err.to_string()).with_source(err),
+        }
     }
 }
 

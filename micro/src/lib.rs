@@ -121,6 +121,28 @@ pub use stream::{Stream, Streaming};
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use micro_macros::{consume, handler, service, subscribe};
 
+/// Nothing, with the `protobuf` feature; without it, the error that
+/// `#[service(protobuf)]` needs it.
+#[cfg(feature = "protobuf")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __protobuf_enabled {
+    () => {};
+}
+
+/// Nothing, with the `protobuf` feature; without it, the error that
+/// `#[service(protobuf)]` needs it.
+#[cfg(not(feature = "protobuf"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __protobuf_enabled {
+    () => {
+        ::core::compile_error!(
+            "`#[service(protobuf)]` needs micro's `protobuf` feature: `micro = { version = \"0.1\", features = [\"protobuf\"] }`"
+        );
+    };
+}
+
 /// What generated code uses. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
@@ -135,8 +157,12 @@ pub mod __private {
 
     pub use crate::broker::{Message, StaticSubscriber, SubscribeOptions, Subscriber};
     pub use crate::client::stream::server_streaming;
-    pub use crate::client::{CallOptions, Client, ClientStream, ServiceName, typed_call};
+    pub use crate::client::{
+        CallOptions, Client, ClientStream, ServiceName, typed_call, typed_call_encoded,
+    };
     pub use crate::codec::ContentType;
+    #[cfg(feature = "protobuf")]
+    pub use crate::codec::probe as proto;
     pub use crate::events::{
         Backoff, ConsumeOptions, Consumer, ConsumerFn, Delivered, Start, StaticConsumer,
     };

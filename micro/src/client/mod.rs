@@ -282,6 +282,32 @@ impl Client {
     }
 }
 
+/// `Client::call` for the typed clients of a `#[service(protobuf)]`: the
+/// request encoded by `encode` with the call's codec (protobuf unless the
+/// options name another), the reply decoded by `decode` with its own.
+#[doc(hidden)]
+pub async fn typed_call_encoded<Rsp>(
+    client: &Client,
+    service: &ServiceName,
+    endpoint: &'static str,
+    encode: impl FnOnce(ContentType) -> std::result::Result<Bytes, crate::codec::CodecError>,
+    decode: impl FnOnce(ContentType, &[u8]) -> std::result::Result<Rsp, crate::codec::CodecError>,
+    options: &CallOptions,
+) -> Result<Rsp> {
+    let target = service.target(endpoint)?;
+    let name = target.service;
+    let content_type = options.content_type.unwrap_or(ContentType::Protobuf);
+    let body = encode(content_type).map_err(|e| Error::from(e).with_id(name.to_owned()))?;
+    let (reply_type, body) = client
+        .raw_target(&target, content_type, body, options)
+        .await?;
+    decode(reply_type, &body).map_err(|e| {
+        Error::internal(format!("reply from {name} {endpoint}: {e}"))
+            .with_id(name.to_owned())
+            .with_source(e)
+    })
+}
+
 /// `Client::call` for the typed clients `#[service]` generates: the
 /// service's header value is made once per client, the endpoint's never.
 #[doc(hidden)]

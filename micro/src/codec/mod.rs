@@ -3,6 +3,10 @@
 //! Two codecs are built in: JSON (`application/json`, the default) and
 //! MessagePack (`application/msgpack`, also `application/x-msgpack`), whose
 //! bodies are maps with field names so that other languages can decode them.
+//! With the `protobuf` feature, a third: protobuf (`application/protobuf`,
+//! also `application/x-protobuf`), for the message types of a
+//! `#[service(protobuf)]`, which implement `prost::Message`; see
+//! [`ProtobufCodec`].
 //! The server picks the request's codec from `Content-Type` (parameters such
 //! as `; charset=utf-8` are ignored, a missing header means JSON) and the
 //! reply's from `Accept`, falling back to the request's.
@@ -21,6 +25,11 @@
 
 mod json;
 mod msgpack;
+#[cfg(feature = "protobuf")]
+#[doc(hidden)]
+pub mod probe;
+#[cfg(feature = "protobuf")]
+mod protobuf;
 
 use std::fmt;
 
@@ -30,6 +39,8 @@ use serde::de::DeserializeOwned;
 
 pub use json::JsonCodec;
 pub use msgpack::MsgPackCodec;
+#[cfg(feature = "protobuf")]
+pub use protobuf::ProtobufCodec;
 
 /// Encodes values into bodies and decodes bodies into values.
 ///
@@ -85,10 +96,20 @@ pub enum CodecError {
         message: String,
     },
     /// No codec handles this content type.
-    #[error(
-        "unsupported content type `{0}`, expected one of: application/json, application/msgpack"
-    )]
+    #[error("unsupported content type `{0}`, expected one of: {SUPPORTED}")]
     Unsupported(String),
+    /// The codec needs a kind of type this one is not: a protobuf body
+    /// for a type that is not a protobuf message, or JSON or MessagePack
+    /// for one that has no serde.
+    #[error("{content_type} is not available for {type_name}: {reason}")]
+    Unavailable {
+        /// The codec's content type.
+        content_type: &'static str,
+        /// The type's name.
+        type_name: &'static str,
+        /// What the type would need.
+        reason: &'static str,
+    },
 }
 
 impl CodecError {
@@ -109,6 +130,13 @@ impl CodecError {
     }
 }
 
+/// The content types this build has codecs for, as error messages list
+/// them.
+#[cfg(feature = "protobuf")]
+const SUPPORTED: &str = "application/json, application/msgpack, application/protobuf";
+#[cfg(not(feature = "protobuf"))]
+const SUPPORTED: &str = "application/json, application/msgpack";
+
 /// The content types micro has codecs for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -118,6 +146,11 @@ pub enum ContentType {
     Json,
     /// `application/msgpack` (`application/x-msgpack` is accepted).
     MsgPack,
+    /// `application/protobuf` (`application/x-protobuf` is accepted), for
+    /// the message types of a `#[service(protobuf)]`; recognised in headers
+    /// with the `protobuf` feature. [`encode`](Self::encode) and
+    /// [`decode`](Self::decode), which take serde types, refuse it.
+    Protobuf,
 }
 
 impl ContentType {
@@ -126,6 +159,7 @@ impl ContentType {
         match self {
             ContentType::Json => JsonCodec::CONTENT_TYPE,
             ContentType::MsgPack => MsgPackCodec::CONTENT_TYPE,
+            ContentType::Protobuf => "application/protobuf",
         }
     }
 
@@ -140,6 +174,12 @@ impl ContentType {
             || essence.eq_ignore_ascii_case("application/vnd.msgpack")
         {
             Some(ContentType::MsgPack)
+        } else if cfg!(feature = "protobuf")
+            && (essence.eq_ignore_ascii_case("application/protobuf")
+                || essence.eq_ignore_ascii_case("application/x-protobuf")
+                || essence.eq_ignore_ascii_case("application/vnd.google.protobuf"))
+        {
+            Some(ContentType::Protobuf)
         } else {
             None
         }
@@ -181,6 +221,11 @@ impl ContentType {
         match self {
             ContentType::Json => JsonCodec.encode(value),
             ContentType::MsgPack => MsgPackCodec.encode(value),
+            ContentType::Protobuf => Err(CodecError::Unavailable {
+                content_type: self.as_str(),
+                type_name: std::any::type_name::<T>(),
+                reason: NOT_PROTOBUF,
+            }),
         }
     }
 
@@ -192,6 +237,11 @@ impl ContentType {
         match self {
             ContentType::Json => JsonCodec.decode(body),
             ContentType::MsgPack => MsgPackCodec.decode(body),
+            ContentType::Protobuf => Err(CodecError::Unavailable {
+                content_type: self.as_str(),
+                type_name: std::any::type_name::<T>(),
+                reason: NOT_PROTOBUF,
+            }),
         }
     }
 
@@ -200,6 +250,10 @@ impl ContentType {
         http::HeaderValue::from_static(self.as_str())
     }
 }
+
+/// Why a serde type cannot travel as protobuf.
+const NOT_PROTOBUF: &str = "protobuf bodies need a type that implements `prost::Message`, \
+     in a `#[service(protobuf)]`";
 
 impl fmt::Display for ContentType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,11 +286,18 @@ mod tests {
         assert_eq!(ContentType::from_header("text/plain"), None);
         assert_eq!(ContentType::for_request(None).unwrap(), ContentType::Json);
         assert_eq!(
-            ContentType::for_request(Some("application/protobuf"))
+            ContentType::for_request(Some("text/csv"))
                 .unwrap_err()
                 .to_string(),
-            "unsupported content type `application/protobuf`, expected one of: application/json, application/msgpack"
+            format!("unsupported content type `text/csv`, expected one of: {SUPPORTED}")
         );
+        assert_eq!(
+            ContentType::from_header("application/x-protobuf"),
+            cfg!(feature = "protobuf").then_some(ContentType::Protobuf)
+        );
+        // A serde value cannot be a protobuf body: it says why.
+        let err = ContentType::Protobuf.encode(&1u8).unwrap_err().to_string();
+        assert!(err.contains("prost::Message"), "{err}");
     }
 
     #[test]

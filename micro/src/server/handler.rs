@@ -164,6 +164,11 @@ impl Reply {
         Ok(Self { body, content_type })
     }
 
+    /// A reply already encoded with `content_type`.
+    pub fn from_bytes(content_type: ContentType, body: Bytes) -> Self {
+        Self { body, content_type }
+    }
+
     /// The reply to a handler's result: the encoded value, or the handler's
     /// error converted into [`Error`].
     ///
