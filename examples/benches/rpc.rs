@@ -21,7 +21,10 @@
 //!   serving HTTPS, the client verifying it against the test CA;
 //! - `micro typed by name`: through the generated client, found by name
 //!   through mDNS and the selector (the service and the client each have
-//!   their own mDNS daemon, as two processes would).
+//!   their own mDNS daemon, as two processes would);
+//! - `micro greeter protobuf|json` (feature `protobuf`): the protobuf
+//!   greeter (examples/proto/greeter.proto) through its generated client,
+//!   by address, in protobuf and in JSON: the same service, two codecs.
 //!
 //! It also times discovery: from a service's start to a client's first
 //! successful call by name, and from a graceful stop to the node leaving a
@@ -326,6 +329,33 @@ fn typed_row(t: HelloworldClient, opts: CallOptions) -> Call {
     })
 }
 
+/// A row calling the protobuf greeter's `Greeter.SayHello` by address
+/// with codec `ct`, checking the reply.
+#[cfg(feature = "protobuf")]
+fn greeter_row(greeter: &micro::ServiceHandle, ct: ContentType) -> Call {
+    use micro_examples::greeter::{GreeterClient, HelloRequest};
+    let client = GreeterClient::new(
+        "greeter",
+        micro::Client::builder()
+            .registry(Arc::new(MemoryRegistry::new()))
+            .build(),
+    );
+    let opts = CallOptions::new()
+        .address(greeter.local_addr().to_string())
+        .content_type(ct);
+    Arc::new(move || {
+        let (client, opts) = (client.clone(), opts.clone());
+        Box::pin(async move {
+            let request = HelloRequest {
+                name: "alice".into(),
+                times: 2,
+            };
+            let reply = client.say_hello_with(request, opts).await.unwrap();
+            assert_eq!(reply.echoes.len(), 2);
+        })
+    })
+}
+
 /// The name of the servers' runtime threads.
 const SERVER_THREADS: &str = "bench-server";
 
@@ -340,6 +370,9 @@ struct Servers {
     /// The same service over TLS, and the CA file that verifies it.
     #[cfg(feature = "tls")]
     with_tls: (micro::ServiceHandle, std::path::PathBuf),
+    /// The protobuf greeter (feature `protobuf`).
+    #[cfg(feature = "protobuf")]
+    greeter: micro::ServiceHandle,
 }
 
 /// The service with auth on: one rule lets any account in.
@@ -433,6 +466,15 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
                 with_auth: with_auth().await,
                 #[cfg(feature = "tls")]
                 with_tls: with_tls().await,
+                #[cfg(feature = "protobuf")]
+                greeter: micro::Service::new("greeter")
+                    .address("127.0.0.1:0")
+                    .registry(Arc::new(MemoryRegistry::new()))
+                    .metrics(false)
+                    .handle(micro_examples::greeter::Greeter)
+                    .start()
+                    .await
+                    .unwrap(),
             }
         })
     };
@@ -443,6 +485,8 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         with_auth: (auth_service, token),
         #[cfg(feature = "tls")]
             with_tls: (tls_service, ca),
+        #[cfg(feature = "protobuf")]
+        greeter,
     } = started.await.unwrap();
     let micro_addr = service.local_addr();
 
@@ -553,6 +597,13 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
         "micro typed by name",
         typed_row(typed.clone(), CallOptions::new()),
     ));
+    #[cfg(feature = "protobuf")]
+    for (name, ct) in [
+        ("micro greeter protobuf", ContentType::Protobuf),
+        ("micro greeter json", ContentType::Json),
+    ] {
+        rows.push((name, greeter_row(&greeter, ct)));
+    }
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     rows.retain(|(name, _)| name.contains(filter.as_str()));
 
@@ -565,6 +616,8 @@ async fn bench(secs: f64, mdns: bool, servers: tokio::runtime::Handle) {
     auth_service.stop().await.unwrap();
     #[cfg(feature = "tls")]
     tls_service.stop().await.unwrap();
+    #[cfg(feature = "protobuf")]
+    greeter.stop().await.unwrap();
     report(&results);
 }
 
@@ -715,6 +768,14 @@ fn report(rows: &[Row]) {
             println!(
                 "TLS / plain, typed json at {concurrency}: {:.2}x",
                 ratio(tls, plain)
+            );
+        }
+        if let (Some(protobuf), Some(json)) =
+            (find("micro greeter protobuf"), find("micro greeter json"))
+        {
+            println!(
+                "protobuf / json, typed, one service at {concurrency}: {:.2}x",
+                ratio(protobuf, json)
             );
         }
         if let (Some(by_name), Some(by_addr)) =

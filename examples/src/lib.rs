@@ -5,6 +5,8 @@
 //! client, as a Go Micro service shares its proto package.
 
 pub mod chat;
+#[cfg(feature = "protobuf")]
+pub mod greeter;
 pub mod helloworld;
 
 // The README's code blocks are compiled and run as doc tests, so they
