@@ -55,73 +55,93 @@ pub(super) struct Connections {
     etcd: Mutex<HashMap<String, Arc<etcd::EtcdConnection>>>,
 }
 
+/// The connection in `map` for `url`, made by `make` the first time any
+/// part asks for it.
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "mqtt",
+    feature = "redis",
+    feature = "postgres",
+    feature = "etcd"
+))]
+fn shared<T, E>(
+    map: &Mutex<HashMap<String, Arc<T>>>,
+    url: &str,
+    make: impl FnOnce(&str) -> Result<Arc<T>, E>,
+) -> Result<Arc<T>, E> {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = map.get(url) {
+        return Ok(c.clone());
+    }
+    let c = make(url)?;
+    map.insert(url.to_owned(), c.clone());
+    Ok(c)
+}
+
+/// `shared` for a connection that is made without failing (it connects
+/// later, and again when it drops).
+#[cfg(any(
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "mqtt",
+    feature = "etcd"
+))]
+fn shared_lazy<T>(
+    map: &Mutex<HashMap<String, Arc<T>>>,
+    url: &str,
+    make: impl FnOnce(&str) -> Arc<T>,
+) -> Arc<T> {
+    let Ok(c) = shared::<T, std::convert::Infallible>(map, url, |url| Ok(make(url)));
+    c
+}
+
+/// Each part that asks for the server at one URL gets the same connection.
 impl Connections {
-    /// The pool of connections to the Postgres server at `url`: the same
-    /// one for every part that asks.
+    /// The pool of connections to the Postgres server at `url`.
     ///
     /// # Errors
     /// Why the driver does not take the URL.
     #[cfg(feature = "postgres")]
     pub(super) fn postgres(&self, url: &str) -> Result<Arc<postgres::PostgresPool>, String> {
-        let mut map = self.postgres.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get(url) {
-            return Ok(p.clone());
-        }
-        let p = postgres::PostgresPool::new(url)?;
-        map.insert(url.to_owned(), p.clone());
-        Ok(p)
+        shared(&self.postgres, url, postgres::PostgresPool::new)
     }
 
-    /// The connection to the Redis server at `url`: the same one for every
-    /// part that asks.
+    /// The connection to the Redis server at `url`.
     ///
     /// # Errors
     /// Why Redis does not take the URL.
     #[cfg(feature = "redis")]
     pub(super) fn redis(&self, url: &str) -> Result<Arc<redis::RedisConnection>, String> {
-        let mut map = self.redis.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = map.get(url) {
-            return Ok(c.clone());
-        }
-        let c = redis::RedisConnection::new(url)?;
-        map.insert(url.to_owned(), c.clone());
-        Ok(c)
+        shared(&self.redis, url, redis::RedisConnection::new)
     }
 
-    /// The connection to the etcd cluster at `address`: the same one for
-    /// every part that asks.
+    /// The connection to the etcd cluster at `address`.
     #[cfg(feature = "etcd")]
     pub(super) fn etcd(&self, address: &str) -> Arc<etcd::EtcdConnection> {
-        let mut map = self.etcd.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(address.to_owned())
-            .or_insert_with(|| etcd::EtcdConnection::new(address))
-            .clone()
+        shared_lazy(&self.etcd, address, etcd::EtcdConnection::new)
     }
 
-    /// The connection to the NATS server at `url`: the same one for every
-    /// part that asks.
+    /// The connection to the MQTT broker at `url`.
     #[cfg(feature = "mqtt")]
     pub(super) fn mqtt(&self, url: &str) -> Arc<crate::broker::MqttConnection> {
-        let mut map = self.mqtt.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(url.to_owned())
-            .or_insert_with(|| crate::broker::MqttConnection::new(url))
-            .clone()
+        shared_lazy(&self.mqtt, url, |url| {
+            crate::broker::MqttConnection::new(url)
+        })
     }
 
+    /// The connection to the RabbitMQ server at `url`.
     #[cfg(feature = "rabbitmq")]
     pub(super) fn rabbitmq(&self, url: &str) -> Arc<crate::broker::RabbitConnection> {
-        let mut map = self.rabbitmq.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(url.to_owned())
-            .or_insert_with(|| crate::broker::RabbitConnection::new(url))
-            .clone()
+        shared_lazy(&self.rabbitmq, url, |url| {
+            crate::broker::RabbitConnection::new(url)
+        })
     }
 
+    /// The connection to the NATS server at `url`.
     #[cfg(feature = "nats")]
     pub(super) fn nats(&self, url: &str) -> Arc<nats::NatsConnection> {
-        let mut map = self.nats.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(url.to_owned())
-            .or_insert_with(|| nats::NatsConnection::new(url))
-            .clone()
+        shared_lazy(&self.nats, url, |url| nats::NatsConnection::new(url))
     }
 }
 

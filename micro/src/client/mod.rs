@@ -34,7 +34,7 @@ pub use publisher::Publisher;
 pub use retry::{Backoff, RetryPolicy};
 pub use stream::ClientStream;
 
-use crate::codec::ContentType;
+use crate::codec::{CodecError, ContentType};
 use crate::registry::Registry;
 use crate::selector::{Filter, Selector};
 use crate::transport::Stack;
@@ -227,13 +227,28 @@ impl Client {
         let content_type = options.content_type.unwrap_or(self.inner.content_type);
         let body = content_type
             .encode(request)
-            .map_err(|e| Error::internal(e.to_string()).with_id(service.to_owned()))?;
+            .map_err(|e| encode_error(e, service))?;
         let (reply_type, body) = self.raw_target(target, content_type, body, options).await?;
-        reply_type.decode(&body).map_err(|e| {
-            Error::internal(format!("reply from {service} {}: {e}", target.endpoint))
-                .with_id(service.to_owned())
-                .with_source(e)
-        })
+        reply_type
+            .decode(&body)
+            .map_err(|e| decode_error(e, target))
+    }
+
+    /// [`call_target`](Self::call_target) with the codecs chosen by the
+    /// caller: `encode` makes the request with `content_type`, `decode`
+    /// reads the reply with the reply's own. (The serde path stays apart:
+    /// the closures would grow every typed call's future.)
+    async fn call_encoded<Rsp>(
+        &self,
+        target: &Target<'_>,
+        content_type: ContentType,
+        encode: impl FnOnce(ContentType) -> std::result::Result<Bytes, CodecError>,
+        decode: impl FnOnce(ContentType, &[u8]) -> std::result::Result<Rsp, CodecError>,
+        options: &CallOptions,
+    ) -> Result<Rsp> {
+        let body = encode(content_type).map_err(|e| encode_error(e, target.service))?;
+        let (reply_type, body) = self.raw_target(target, content_type, body, options).await?;
+        decode(reply_type, &body).map_err(|e| decode_error(e, target))
     }
 
     /// Calls `endpoint` of `service` with an encoded body; returns the
@@ -282,6 +297,27 @@ impl Client {
     }
 }
 
+/// The error for a request that does not encode: a value
+/// that cannot be represented is this side's fault (500); a codec its type
+/// does not have is the caller's choice (415).
+fn encode_error(e: CodecError, service: &str) -> Error {
+    match e {
+        CodecError::Encode { .. } => Error::internal(e.to_string()).with_source(e),
+        other => Error::from(other),
+    }
+    .with_id(service.to_owned())
+}
+
+/// The error for a reply that does not decode.
+fn decode_error(e: CodecError, target: &Target<'_>) -> Error {
+    Error::internal(format!(
+        "reply from {} {}: {e}",
+        target.service, target.endpoint
+    ))
+    .with_id(target.service.to_owned())
+    .with_source(e)
+}
+
 /// `Client::call` for the typed clients of a `#[service(protobuf)]`: the
 /// request encoded by `encode` with the call's codec (protobuf unless the
 /// options name another), the reply decoded by `decode` with its own.
@@ -290,22 +326,20 @@ pub async fn typed_call_encoded<Rsp>(
     client: &Client,
     service: &ServiceName,
     endpoint: &'static str,
-    encode: impl FnOnce(ContentType) -> std::result::Result<Bytes, crate::codec::CodecError>,
-    decode: impl FnOnce(ContentType, &[u8]) -> std::result::Result<Rsp, crate::codec::CodecError>,
+    encode: impl FnOnce(ContentType) -> std::result::Result<Bytes, CodecError>,
+    decode: impl FnOnce(ContentType, &[u8]) -> std::result::Result<Rsp, CodecError>,
     options: &CallOptions,
 ) -> Result<Rsp> {
-    let target = service.target(endpoint)?;
-    let name = target.service;
     let content_type = options.content_type.unwrap_or(ContentType::Protobuf);
-    let body = encode(content_type).map_err(|e| Error::from(e).with_id(name.to_owned()))?;
-    let (reply_type, body) = client
-        .raw_target(&target, content_type, body, options)
-        .await?;
-    decode(reply_type, &body).map_err(|e| {
-        Error::internal(format!("reply from {name} {endpoint}: {e}"))
-            .with_id(name.to_owned())
-            .with_source(e)
-    })
+    client
+        .call_encoded(
+            &service.target(endpoint)?,
+            content_type,
+            encode,
+            decode,
+            options,
+        )
+        .await
 }
 
 /// `Client::call` for the typed clients `#[service]` generates: the

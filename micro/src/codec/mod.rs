@@ -121,6 +121,15 @@ impl CodecError {
         }
     }
 
+    /// `content_type` has no codec for a `T`, for `reason`.
+    pub(crate) fn unavailable<T: ?Sized>(content_type: ContentType, reason: &'static str) -> Self {
+        CodecError::Unavailable {
+            content_type: content_type.as_str(),
+            type_name: std::any::type_name::<T>(),
+            reason,
+        }
+    }
+
     /// An encode error of the codec for `content_type`.
     pub fn encode(content_type: &'static str, err: impl fmt::Display) -> Self {
         CodecError::Encode {
@@ -221,11 +230,7 @@ impl ContentType {
         match self {
             ContentType::Json => JsonCodec.encode(value),
             ContentType::MsgPack => MsgPackCodec.encode(value),
-            ContentType::Protobuf => Err(CodecError::Unavailable {
-                content_type: self.as_str(),
-                type_name: std::any::type_name::<T>(),
-                reason: NOT_PROTOBUF,
-            }),
+            ContentType::Protobuf => Err(CodecError::unavailable::<T>(self, NOT_PROTOBUF)),
         }
     }
 
@@ -237,11 +242,7 @@ impl ContentType {
         match self {
             ContentType::Json => JsonCodec.decode(body),
             ContentType::MsgPack => MsgPackCodec.decode(body),
-            ContentType::Protobuf => Err(CodecError::Unavailable {
-                content_type: self.as_str(),
-                type_name: std::any::type_name::<T>(),
-                reason: NOT_PROTOBUF,
-            }),
+            ContentType::Protobuf => Err(CodecError::unavailable::<T>(self, NOT_PROTOBUF)),
         }
     }
 

@@ -155,12 +155,11 @@ impl<T> Neither<T> for Probe<T> {
 }
 
 fn protobuf_only<T>(content_type: ContentType) -> CodecError {
-    CodecError::Unavailable {
-        content_type: content_type.as_str(),
-        type_name: std::any::type_name::<T>(),
-        reason: "the type is a protobuf message without serde: send application/protobuf, \
-                 or derive serde's Serialize and Deserialize on it too",
-    }
+    CodecError::unavailable::<T>(
+        content_type,
+        "the type is a protobuf message without serde: send application/protobuf, \
+         or derive serde's Serialize and Deserialize on it too",
+    )
 }
 
 /// The reply to a handler's result, its value encoded by `encode`.
