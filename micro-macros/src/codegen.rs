@@ -133,7 +133,7 @@ fn stream_fn(def: &ServiceDef) -> TokenStream {
         .iter()
         .enumerate()
         .filter(|(_, h)| h.shape != Shape::Unary)
-        .map(|(index, h)| stream_arm(krate, index, h))
+        .map(|(index, h)| stream_arm(krate, index, h, def.protobuf.is_some()))
         .collect();
     if arms.is_empty() {
         return TokenStream::new();
@@ -156,18 +156,26 @@ fn stream_fn(def: &ServiceDef) -> TokenStream {
 
 /// The match arm that serves streaming endpoint `index`: split the call as
 /// the handler's shape needs, run it, and send what it returns.
-fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
+fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef, protobuf: bool) -> TokenStream {
     let method = &h.ident;
     let unit: syn::Type = syn::parse_quote!(());
     let request = h.request.as_ref().unwrap_or(&unit);
     let response = &h.response;
     // Spanned on the user's types: a message type that does not encode or
-    // decode is reported there.
-    let assert_request = h.request.as_ref().map(|ty| {
+    // decode is reported there. A protobuf service's types are checked by
+    // the codecs below.
+    let assert_request = h.request.as_ref().filter(|_| !protobuf).map(|ty| {
         quote_spanned! {ty.span()=> #krate::__private::assert_message::<#ty>(); }
     });
-    let assert_response =
-        quote_spanned! {response.span()=> #krate::__private::assert_message::<#response>(); };
+    let assert_response = (!protobuf).then(|| {
+        quote_spanned! {response.span()=> #krate::__private::assert_message::<#response>(); }
+    });
+    let (decode, encode) = if protobuf {
+        stream_codecs(krate, request, response)
+    } else {
+        serde_codecs(krate, request, response)
+    };
+    let into_parts = quote!(into_parts_encoded::<#request, #response>(#decode, #encode));
     let uses_context = h.args.contains(&Arg::Context);
     let args: Vec<TokenStream> = h
         .args
@@ -197,23 +205,24 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
         // The `Stream` keeps the context; a handler that also takes one
         // gets a clone.
         Shape::Bidirectional if uses_context => quote! {
-            let (__context, __requests, __sender) = call.into_parts::<#request, #response>();
+            let (__context, __requests, __sender) = call.#into_parts;
             let __stream = #krate::__private::Stream::from_parts(
                 ::core::clone::Clone::clone(&__context), __requests, __sender,
             );
             #krate::__private::acknowledge(#call)
         },
         Shape::Bidirectional => quote! {
-            let __stream = call.into_stream::<#request, #response>();
+            let (__context, __requests, __sender) = call.#into_parts;
+            let __stream = #krate::__private::Stream::from_parts(__context, __requests, __sender);
             #krate::__private::acknowledge(#call)
         },
         Shape::BidirectionalStreaming => quote! {
-            let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
+            let (#context, __stream, __sender) = call.#into_parts;
             let __result = #call;
             #forward
         },
         Shape::ClientStreaming => quote! {
-            let (#context, __stream, __sender) = call.into_parts::<#request, #response>();
+            let (#context, __stream, __sender) = call.#into_parts;
             let __result = #call;
             #reply_once
         },
@@ -227,8 +236,7 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
                 }
             });
             quote! {
-                let (#context, mut __requests, __sender) =
-                    call.into_parts::<#request, #response>();
+                let (#context, mut __requests, __sender) = call.#into_parts;
                 #read
                 // Nothing more is read: the reader keeps watching for the
                 // client's close.
@@ -250,6 +258,33 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef) -> TokenStream {
     quote! {
         #index => #krate::__private::Box::pin(#checked),
     }
+}
+
+/// The decoder of `decoded` and the encoder of `encoded`, protobuf
+/// messages, as the function pointers a stream keeps.
+fn stream_codecs(
+    krate: &syn::Path,
+    decoded: &syn::Type,
+    encoded: &syn::Type,
+) -> (TokenStream, TokenStream) {
+    let decode = proto(
+        krate,
+        Direction::Decode,
+        decoded,
+        quote!(__type),
+        quote!(__body),
+    );
+    let encode = proto(
+        krate,
+        Direction::Encode,
+        encoded,
+        quote!(__type),
+        quote!(__value),
+    );
+    (
+        quote!(|__type, __body| #decode),
+        quote!(|__type, __value| #encode),
+    )
 }
 
 /// `Handler::subscribers` for the `#[subscribe]` methods.
@@ -550,30 +585,74 @@ fn client_method(krate: &syn::Path, h: &HandlerDef, protobuf: bool) -> TokenStre
             } else {
                 quote!(::core::option::Option::None)
             };
+            let opening = open_stream(krate, endpoint, request, response, protobuf);
             Method {
                 param,
                 forward,
                 output: quote!(#krate::__private::Streaming<#response>),
                 body: quote! {
-                    #krate::__private::server_streaming::<#request, #response>(
-                        &self.client, self.service.as_str(), #endpoint, #sent, options,
-                    )
-                    .await
+                    #krate::__private::server_streaming::<#request, #response>(#opening, #sent).await
                 },
                 verb: "Opens the stream",
             }
         }
-        Shape::Bidirectional | Shape::BidirectionalStreaming | Shape::ClientStreaming => Method {
-            param: quote!(),
-            forward: quote!(),
-            output: quote!(#krate::__private::ClientStream<#request, #response>),
-            body: quote! {
-                self.client.stream::<#request, #response>(self.service.as_str(), #endpoint, options).await
-            },
-            verb: "Opens the stream",
-        },
+        Shape::Bidirectional | Shape::BidirectionalStreaming | Shape::ClientStreaming => {
+            let opening = open_stream(krate, endpoint, request, response, protobuf);
+            Method {
+                param: quote!(),
+                forward: quote!(),
+                output: quote!(#krate::__private::ClientStream<#request, #response>),
+                body: quote!(#opening.await),
+                verb: "Opens the stream",
+            }
+        }
     };
     method_pair(krate, h, method)
+}
+
+/// The future that opens a stream to `endpoint`, `options` in scope: with
+/// serde's codecs, or a protobuf service's.
+fn open_stream(
+    krate: &syn::Path,
+    endpoint: &str,
+    request: &syn::Type,
+    response: &syn::Type,
+    protobuf: bool,
+) -> TokenStream {
+    let (decode, encode, preferred) = if protobuf {
+        let (decode, encode) = stream_codecs(krate, response, request);
+        let preferred = quote!(::core::option::Option::Some(
+            #krate::__private::ContentType::Protobuf
+        ));
+        (decode, encode, preferred)
+    } else {
+        let (decode, encode) = serde_codecs(krate, response, request);
+        (decode, encode, quote!(::core::option::Option::None))
+    };
+    quote! {
+        self.client.stream_encoded::<#request, #response>(
+            self.service.as_str(), #endpoint, options, #preferred, #encode, #decode,
+        )
+    }
+}
+
+/// The serde decoder of `decoded` and encoder of `encoded`, picked without
+/// bounds: a type without serde is reported once, by `assert_message`.
+fn serde_codecs(
+    krate: &syn::Path,
+    decoded: &syn::Type,
+    encoded: &syn::Type,
+) -> (TokenStream, TokenStream) {
+    let probe = |ty: &syn::Type, method: TokenStream| {
+        quote! {{
+            use #krate::__private::stream_codecs::{ViaNothing as _, ViaSerde as _};
+            (&&#krate::__private::stream_codecs::Probe::<#ty>::new()).#method()
+        }}
+    };
+    (
+        probe(decoded, quote!(micro_decoder)),
+        probe(encoded, quote!(micro_encoder)),
+    )
 }
 
 /// `x`, which calls `x_with` with the default options, and `x_with`.

@@ -172,6 +172,86 @@ pub mod __private {
     pub use crate::stream::{Sender, Stream, StreamKind, Streaming};
     pub use crate::{Context, Error, Result};
 
+    /// The serde codecs of a stream's message type, as the function
+    /// pointers a stream keeps: generated code calls
+    /// `(&&Probe::<T>::new()).micro_decoder()` (and `micro_encoder`) with
+    /// both traits in scope. A serde type gets serde's codecs; any other
+    /// type has already failed `assert_message`, which reports it once at
+    /// the type, and gets a codec that is never called.
+    pub mod stream_codecs {
+        use std::marker::PhantomData;
+
+        use bytes::Bytes;
+
+        use crate::codec::{CodecError, ContentType};
+
+        /// Stands for `T` in the probe.
+        #[derive(Debug)]
+        pub struct Probe<T>(PhantomData<fn() -> T>);
+
+        impl<T> Probe<T> {
+            /// The probe of `T`.
+            pub const fn new() -> Self {
+                Self(PhantomData)
+            }
+        }
+
+        impl<T> Default for Probe<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T> Clone for Probe<T> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<T> Copy for Probe<T> {}
+
+        /// A decoder from bytes.
+        pub type Decoder<T> = fn(ContentType, &[u8]) -> Result<T, CodecError>;
+
+        /// An encoder to bytes.
+        pub type Encoder<T> = fn(ContentType, &T) -> Result<Bytes, CodecError>;
+
+        /// A serde type's codecs.
+        pub trait ViaSerde<T> {
+            /// Its decoder.
+            fn micro_decoder(&self) -> Decoder<T>;
+            /// Its encoder.
+            fn micro_encoder(&self) -> Encoder<T>;
+        }
+
+        impl<T: serde::Serialize + serde::de::DeserializeOwned> ViaSerde<T> for &Probe<T> {
+            fn micro_decoder(&self) -> Decoder<T> {
+                crate::stream::serde_decoder::<T>
+            }
+            fn micro_encoder(&self) -> Encoder<T> {
+                crate::stream::serde_encoder::<T>
+            }
+        }
+
+        /// Any other type: never called, the type failed
+        /// `assert_message`.
+        pub trait ViaNothing<T> {
+            /// A decoder that refuses.
+            fn micro_decoder(self) -> Decoder<T>;
+            /// An encoder that refuses.
+            fn micro_encoder(self) -> Encoder<T>;
+        }
+
+        impl<T> ViaNothing<T> for Probe<T> {
+            fn micro_decoder(self) -> Decoder<T> {
+                |content_type, _| Err(CodecError::unavailable::<T>(content_type, "no serde"))
+            }
+            fn micro_encoder(self) -> Encoder<T> {
+                |content_type, _| Err(CodecError::unavailable::<T>(content_type, "no serde"))
+            }
+        }
+    }
+
     /// The JSON Schema of a type, if it has one: generated code calls
     /// `(&&Probe::<T>::new()).micro_schema()` with both traits in scope,
     /// which picks [`ViaJsonSchema`](schema::ViaJsonSchema) for a type
@@ -274,9 +354,7 @@ pub mod __private {
     ///
     /// # Errors
     /// 400 if the client half-closed without sending one.
-    pub async fn first_request<T: serde::de::DeserializeOwned>(
-        requests: &mut Streaming<T>,
-    ) -> Result<T> {
+    pub async fn first_request<T>(requests: &mut Streaming<T>) -> Result<T> {
         requests.recv().await?.ok_or_else(|| {
             Error::bad_request(
                 "the stream ended before its request: send one message, then the half-close",
@@ -288,7 +366,7 @@ pub mod __private {
     ///
     /// # Errors
     /// The handler's error, or the sender's.
-    pub async fn reply_once<T: serde::Serialize, E: Into<Error>>(
+    pub async fn reply_once<T, E: Into<Error>>(
         mut sender: Sender<T>,
         result: core::result::Result<T, E>,
     ) -> Result<()> {
@@ -306,7 +384,6 @@ pub mod __private {
         result: core::result::Result<Streaming<T>, E>,
     ) -> Result<()>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned,
         E: Into<Error>,
     {
         let mut replies = result.map_err(Into::into)?;

@@ -28,9 +28,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::{CallOptions, Client};
-use crate::codec::CodecError;
+use crate::codec::{CodecError, ContentType};
 use crate::stream::{
-    FrameSink, FrameSource, Frames, Outbound, Sender, Socket, Streaming, close_error,
+    Decoder, Encoder, FrameSink, FrameSource, Frames, Outbound, Sender, Socket, Streaming,
+    close_error, serde_decoder, serde_encoder,
 };
 use crate::transport::{Failure, Reply, chain, reply_error};
 use crate::{Error, Result};
@@ -72,7 +73,7 @@ impl<Req, Rsp> ClientStream<Req, Rsp> {
     }
 }
 
-impl<Req: Serialize, Rsp> ClientStream<Req, Rsp> {
+impl<Req, Rsp> ClientStream<Req, Rsp> {
     /// Sends one message (or a reference to one).
     ///
     /// # Errors
@@ -84,7 +85,7 @@ impl<Req: Serialize, Rsp> ClientStream<Req, Rsp> {
     }
 }
 
-impl<Req, Rsp: DeserializeOwned> ClientStream<Req, Rsp> {
+impl<Req, Rsp> ClientStream<Req, Rsp> {
     /// The next reply; `None` once the server has ended its direction.
     ///
     /// # Errors
@@ -108,7 +109,7 @@ impl<Req, Rsp: DeserializeOwned> ClientStream<Req, Rsp> {
     }
 }
 
-impl<Req, Rsp: DeserializeOwned> futures_util::Stream for ClientStream<Req, Rsp> {
+impl<Req, Rsp> futures_util::Stream for ClientStream<Req, Rsp> {
     type Item = Result<Rsp>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Rsp>>> {
@@ -116,7 +117,7 @@ impl<Req, Rsp: DeserializeOwned> futures_util::Stream for ClientStream<Req, Rsp>
     }
 }
 
-impl<Req: Serialize, Rsp> Sink<Req> for ClientStream<Req, Rsp> {
+impl<Req, Rsp> Sink<Req> for ClientStream<Req, Rsp> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
@@ -273,8 +274,53 @@ impl Client {
         service: &str,
         endpoint: &str,
         options: CallOptions,
-    ) -> Result<ClientStream<Req, Rsp>> {
+    ) -> Result<ClientStream<Req, Rsp>>
+    where
+        Req: Serialize,
+        Rsp: DeserializeOwned,
+    {
         let content_type = options.content_type.unwrap_or(self.inner.content_type);
+        self.open_stream(
+            service,
+            endpoint,
+            options,
+            content_type,
+            serde_encoder::<Req>,
+            serde_decoder::<Rsp>,
+        )
+        .await
+    }
+
+    /// [`stream`](Client::stream) with the message codecs given, for
+    /// generated clients. The codec is the options', else `preferred`
+    /// (protobuf for a protobuf service), else the client's.
+    #[doc(hidden)]
+    pub async fn stream_encoded<Req, Rsp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        options: CallOptions,
+        preferred: Option<ContentType>,
+        encode: fn(ContentType, &Req) -> Result<Bytes, CodecError>,
+        decode: fn(ContentType, &[u8]) -> Result<Rsp, CodecError>,
+    ) -> Result<ClientStream<Req, Rsp>> {
+        let content_type = options
+            .content_type
+            .or(preferred)
+            .unwrap_or(self.inner.content_type);
+        self.open_stream(service, endpoint, options, content_type, encode, decode)
+            .await
+    }
+
+    async fn open_stream<Req, Rsp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        options: CallOptions,
+        content_type: ContentType,
+        encode: Encoder<Req>,
+        decode: Decoder<Rsp>,
+    ) -> Result<ClientStream<Req, Rsp>> {
         let started = Instant::now();
         let mut stream_deadline = options.timeout.map(|t| started + t);
         if let Some(parent) = options.context.as_ref().and_then(|c| c.deadline()) {
@@ -314,6 +360,7 @@ impl Client {
                 deadline: sleep(),
             }),
             content_type,
+            encode,
         );
         let receiver = Streaming::from_frames(
             Frames::new(ClientInbound {
@@ -322,6 +369,7 @@ impl Client {
                 deadline: sleep(),
             }),
             content_type,
+            decode,
         );
         Ok(ClientStream { sender, receiver })
     }
@@ -393,20 +441,14 @@ async fn finish_upgrade(
     Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await)
 }
 
-/// A server-streaming call: opens the stream, sends the one request (if
-/// any), half-closes and returns the replies.
+/// A server-streaming call: waits for the stream to open, sends the one
+/// request (if any), half-closes and returns the replies.
 #[doc(hidden)]
 pub async fn server_streaming<Req, Rsp>(
-    client: &Client,
-    service: &str,
-    endpoint: &str,
+    opening: impl Future<Output = Result<ClientStream<Req, Rsp>>>,
     request: Option<&Req>,
-    options: CallOptions,
-) -> Result<Streaming<Rsp>>
-where
-    Req: Serialize,
-{
-    let mut stream: ClientStream<Req, Rsp> = client.stream(service, endpoint, options).await?;
+) -> Result<Streaming<Rsp>> {
+    let mut stream = opening.await?;
     if let Some(request) = request {
         stream.send(request).await?;
     }

@@ -88,16 +88,14 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_util::Sink;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub(crate) use frame::{
     FrameSink, FrameSource, Socket, close_error, data_frame, error_close, socket_config,
 };
-pub(crate) use receive::Frames;
 pub use receive::Streaming;
-pub(crate) use send::Outbound;
+pub(crate) use receive::{Decoder, Frames, serde_decoder};
 pub use send::Sender;
+pub(crate) use send::{Encoder, Outbound, serde_encoder};
 
 use crate::{Context, Error, Result};
 
@@ -210,7 +208,7 @@ impl<Req, Rsp> Stream<Req, Rsp> {
     }
 }
 
-impl<Req: DeserializeOwned, Rsp> Stream<Req, Rsp> {
+impl<Req, Rsp> Stream<Req, Rsp> {
     /// The next message from the client; `None` once it has half-closed.
     ///
     /// # Errors
@@ -220,7 +218,7 @@ impl<Req: DeserializeOwned, Rsp> Stream<Req, Rsp> {
     }
 }
 
-impl<Req, Rsp: Serialize> Stream<Req, Rsp> {
+impl<Req, Rsp> Stream<Req, Rsp> {
     /// Sends one message to the client.
     ///
     /// # Errors
@@ -230,7 +228,7 @@ impl<Req, Rsp: Serialize> Stream<Req, Rsp> {
     }
 }
 
-impl<Req: DeserializeOwned, Rsp> futures_util::Stream for Stream<Req, Rsp> {
+impl<Req, Rsp> futures_util::Stream for Stream<Req, Rsp> {
     type Item = Result<Req>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Req>>> {
@@ -238,7 +236,7 @@ impl<Req: DeserializeOwned, Rsp> futures_util::Stream for Stream<Req, Rsp> {
     }
 }
 
-impl<Req, Rsp: Serialize> Sink<Rsp> for Stream<Req, Rsp> {
+impl<Req, Rsp> Sink<Rsp> for Stream<Req, Rsp> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {

@@ -10,7 +10,7 @@ use futures_util::stream::BoxStream;
 use serde::de::DeserializeOwned;
 
 use super::frame::FrameSource;
-use crate::codec::ContentType;
+use crate::codec::{CodecError, ContentType};
 use crate::{Error, Result};
 
 /// A stream of messages of type `T`, read with [`recv`](Self::recv) or as a
@@ -30,6 +30,7 @@ enum Inbound<T> {
     Frames {
         frames: Frames,
         content_type: ContentType,
+        decode: Decoder<T>,
         done: bool,
     },
     /// Messages from a stream the user built.
@@ -92,19 +93,34 @@ impl<T: Send + 'static> Streaming<T> {
     }
 }
 
+/// How a stream's messages become values: serde's codecs, or what
+/// `#[service(protobuf)]` picks for a protobuf message.
+pub(crate) type Decoder<T> = fn(ContentType, &[u8]) -> Result<T, CodecError>;
+
+/// The [`Decoder`] of a serde type.
+pub(crate) fn serde_decoder<T: DeserializeOwned>(
+    content_type: ContentType,
+    body: &[u8],
+) -> Result<T, CodecError> {
+    content_type.decode(body)
+}
+
 impl<T> Streaming<T> {
-    pub(crate) fn from_frames(frames: Frames, content_type: ContentType) -> Self {
+    pub(crate) fn from_frames(
+        frames: Frames,
+        content_type: ContentType,
+        decode: Decoder<T>,
+    ) -> Self {
         Self {
             inner: Inbound::Frames {
                 frames,
                 content_type,
+                decode,
                 done: false,
             },
         }
     }
-}
 
-impl<T: DeserializeOwned> Streaming<T> {
     /// The next message; `None` once the other side has ended its
     /// direction.
     ///
@@ -125,13 +141,14 @@ impl<T: DeserializeOwned> Streaming<T> {
             Inbound::Frames {
                 frames,
                 content_type,
+                decode,
                 done,
             } => {
                 if *done {
                     return Poll::Ready(None);
                 }
                 let item = match ready!(frames.poll_frame(cx)) {
-                    Some(Ok(bytes)) => Ok(match content_type.decode(&bytes) {
+                    Some(Ok(bytes)) => Ok(match decode(*content_type, &bytes) {
                         Ok(v) => v,
                         Err(e) => {
                             *done = true;
@@ -153,7 +170,7 @@ impl<T: DeserializeOwned> Streaming<T> {
     }
 }
 
-impl<T: DeserializeOwned> futures_util::Stream for Streaming<T> {
+impl<T> futures_util::Stream for Streaming<T> {
     type Item = Result<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<T>>> {

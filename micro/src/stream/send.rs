@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::{FrameSink, data_frame};
-use crate::codec::ContentType;
+use crate::codec::{CodecError, ContentType};
 use crate::{Error, Result};
 
 /// The sending half of a stream: [`send`](Self::send) messages of type
@@ -22,6 +22,7 @@ use crate::{Error, Result};
 pub struct Sender<T> {
     inner: Outbound,
     content_type: ContentType,
+    encode: Encoder<T>,
     closed: bool,
     _message: PhantomData<fn(T)>,
 }
@@ -56,11 +57,24 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
+/// How a stream's values become messages: serde's codecs, or what
+/// `#[service(protobuf)]` picks for a protobuf message.
+pub(crate) type Encoder<T> = fn(ContentType, &T) -> Result<Bytes, CodecError>;
+
+/// The [`Encoder`] of a serde type.
+pub(crate) fn serde_encoder<T: Serialize>(
+    content_type: ContentType,
+    value: &T,
+) -> Result<Bytes, CodecError> {
+    content_type.encode(value)
+}
+
 impl<T> Sender<T> {
-    pub(crate) fn new(inner: Outbound, content_type: ContentType) -> Self {
+    pub(crate) fn new(inner: Outbound, content_type: ContentType, encode: Encoder<T>) -> Self {
         Self {
             inner,
             content_type,
+            encode,
             closed: false,
             _message: PhantomData,
         }
@@ -97,17 +111,16 @@ impl<T> Sender<T> {
         let mut frame = Some(data_frame(self.content_type, Bytes::new()));
         std::future::poll_fn(|cx| self.poll_send_frame(cx, &mut frame)).await
     }
-}
 
-impl<T: Serialize> Sender<T> {
     fn encode(&self, message: &T) -> Result<Message> {
         if self.closed {
             return Err(Self::closed_error());
         }
-        let bytes = self
-            .content_type
-            .encode(message)
-            .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
+        let bytes = (self.encode)(self.content_type, message).map_err(|e| match e {
+            // A codec the type lacks is the caller's choice: a 415.
+            e @ (CodecError::Unsupported(_) | CodecError::Unavailable { .. }) => Error::from(e),
+            e => Error::internal(e.to_string()).with_source(e),
+        })?;
         Ok(data_frame(self.content_type, bytes))
     }
 
@@ -125,7 +138,7 @@ impl<T: Serialize> Sender<T> {
     }
 }
 
-impl<T: Serialize> Sink<T> for Sender<T> {
+impl<T> Sink<T> for Sender<T> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {

@@ -35,10 +35,12 @@ use crate::codec::ContentType;
 use crate::metadata::Metadata;
 use crate::stream::{
     Frames, Outbound as Sink, Sender, Socket, Stream, Streaming, data_frame, error_close,
-    socket_config,
+    serde_decoder, serde_encoder, socket_config,
 };
 use crate::wire::{self, MICRO_ID};
 use crate::{Context, Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// How long the end of a stream may take: writing what is queued, the
 /// close frame, and the client's close in reply.
@@ -54,8 +56,8 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 pub struct StreamCall {
     context: Context,
     content_type: ContentType,
-    inbound: Inbound,
-    outbound: Outbound,
+    inbound: Frames,
+    outbound: Sink,
 }
 
 impl std::fmt::Debug for StreamCall {
@@ -78,19 +80,53 @@ impl StreamCall {
         self.content_type
     }
 
+    /// A call on a stream's frames, whichever protocol carries them.
+    pub(crate) fn new(
+        context: Context,
+        content_type: ContentType,
+        inbound: Frames,
+        outbound: Sink,
+    ) -> Self {
+        Self {
+            context,
+            content_type,
+            inbound,
+            outbound,
+        }
+    }
+
     /// The typed bidirectional stream.
-    pub fn into_stream<Req, Rsp>(self) -> Stream<Req, Rsp> {
+    pub fn into_stream<Req, Rsp>(self) -> Stream<Req, Rsp>
+    where
+        Req: DeserializeOwned,
+        Rsp: Serialize,
+    {
         let (context, receiver, sender) = self.into_parts();
         Stream::from_parts(context, receiver, sender)
     }
 
     /// The context, the messages from the client, and the sender of
     /// messages to it.
-    pub fn into_parts<Req, Rsp>(self) -> (Context, Streaming<Req>, Sender<Rsp>) {
+    pub fn into_parts<Req, Rsp>(self) -> (Context, Streaming<Req>, Sender<Rsp>)
+    where
+        Req: DeserializeOwned,
+        Rsp: Serialize,
+    {
+        self.into_parts_encoded(serde_decoder::<Req>, serde_encoder::<Rsp>)
+    }
+
+    /// [`into_parts`](Self::into_parts) with the message codecs given:
+    /// what `#[service(protobuf)]` uses for protobuf messages.
+    #[doc(hidden)]
+    pub fn into_parts_encoded<Req, Rsp>(
+        self,
+        decode: fn(ContentType, &[u8]) -> std::result::Result<Req, crate::codec::CodecError>,
+        encode: fn(ContentType, &Rsp) -> std::result::Result<Bytes, crate::codec::CodecError>,
+    ) -> (Context, Streaming<Req>, Sender<Rsp>) {
         (
             self.context,
-            Streaming::from_frames(Frames::new(self.inbound), self.content_type),
-            Sender::new(Sink::new(self.outbound), self.content_type),
+            Streaming::from_frames(self.inbound, self.content_type, decode),
+            Sender::new(self.outbound, self.content_type, encode),
         )
     }
 }
@@ -449,12 +485,12 @@ impl Pending {
             ..
         } = self;
         let conn = Conn::new(socket);
-        let call = StreamCall {
+        let call = StreamCall::new(
             context,
             content_type,
-            inbound: Inbound { conn: conn.clone() },
-            outbound: Outbound { conn: conn.clone() },
-        };
+            Frames::new(Inbound { conn: conn.clone() }),
+            Sink::new(Outbound { conn: conn.clone() }),
+        );
         let endpoint = route.name.clone();
         let mut handling = Box::pin(
             AssertUnwindSafe(route.handler.clone().stream(route.index, call)).catch_unwind(),
