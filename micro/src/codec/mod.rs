@@ -42,6 +42,15 @@ pub use msgpack::MsgPackCodec;
 #[cfg(feature = "protobuf")]
 pub use protobuf::ProtobufCodec;
 
+/// The endpoint metadata key that names an endpoint's protobuf service
+/// (`<package>.<Service>`), set by `#[service(protobuf)]`.
+pub const PROTOBUF_METADATA: &str = "protobuf";
+
+/// The endpoint metadata key that gives the gRPC path
+/// (`/<package>.<Service>/<Method>`) of an endpoint a server answers over
+/// gRPC.
+pub const GRPC_METADATA: &str = "grpc";
+
 /// Encodes values into bodies and decodes bodies into values.
 ///
 /// A codec is generic over the value's type, so it is used statically (by

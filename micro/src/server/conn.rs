@@ -277,6 +277,11 @@ where
                     Err(never) => match never {},
                 },
             };
+            if response.extensions().get::<LongBody>().is_some() {
+                // The call goes on in its body (a gRPC stream): the
+                // connection is busy until the body is done.
+                return Ok(response.map(|body| Body::new(Held { body, _busy: busy })));
+            }
             drop(busy);
             Ok::<Response, Infallible>(response)
         }
@@ -453,6 +458,38 @@ impl Activity {
 
 /// One request in flight.
 struct Busy(Arc<Activity>);
+
+/// Marks a response whose body is the rest of the call (a gRPC stream),
+/// so that the connection counts as busy until the body is done: a
+/// graceful stop lets it finish, and no idle or header timeout cuts it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LongBody;
+
+/// A body that keeps its connection busy while it lives.
+struct Held {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

@@ -114,6 +114,12 @@ async fn readiness(shared: &Shared) -> Report {
     }
 }
 
+/// Whether the server is ready: not stopping, and every check up.
+#[cfg(feature = "protobuf")]
+pub(crate) async fn is_ready(shared: &Shared) -> bool {
+    readiness(shared).await.status == "up"
+}
+
 /// `GET /health`: readiness, with every check listed.
 pub(crate) async fn health(State(shared): State<Arc<Shared>>) -> Response {
     reply(&readiness(&shared).await)

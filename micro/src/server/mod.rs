@@ -11,8 +11,10 @@
 //! checks.
 
 pub(crate) mod conn;
+#[cfg(feature = "protobuf")]
+mod grpc;
 mod handler;
-mod health;
+pub(crate) mod health;
 mod openapi;
 pub(crate) mod rpc;
 pub(crate) mod streams;
@@ -53,6 +55,12 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     /// `Type.Method` -> where it is served.
     pub(crate) endpoints: HashMap<String, Route>,
+    /// `<package>.<Service>/<Method>` -> where it is served, for gRPC.
+    #[cfg(feature = "protobuf")]
+    pub(crate) grpc: HashMap<String, Route>,
+    /// The protobuf descriptors that server reflection answers with.
+    #[cfg(feature = "protobuf")]
+    pub(crate) descriptors: grpc::Descriptors,
     /// Handler names, to tell an unknown type from an unknown method.
     pub(crate) handlers: Vec<String>,
     /// `GET /schemas`: the endpoints with their JSON Schemas, as JSON.
@@ -172,11 +180,38 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // the OpenAPI document lists it.
         .route("/{endpoint}", post(rpc::serve))
         .route("/health", get(health::health))
+        // `POST /<package>.<Service>/<Method>`: gRPC.
+        .route("/{service}/{method}", post(grpc_or_not))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route(crate::auth::JWKS_PATH, get(jwks))
         .fallback(rpc::no_route)
         .with_state(shared)
+}
+
+/// A gRPC call, when gRPC is built in.
+#[cfg(feature = "protobuf")]
+use grpc::serve as grpc_or_not;
+
+/// Without the `protobuf` feature, a path of two segments is no route.
+#[cfg(not(feature = "protobuf"))]
+async fn grpc_or_not(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    if req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+    {
+        let err = Error::unsupported_media_type(
+            "gRPC is not built into this service: build micro with its \"protobuf\" feature",
+        )
+        .or_id(&shared.name);
+        return crate::wire::error_response(&err);
+    }
+    rpc::no_route(axum::extract::State(shared), req).await
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify this service's
@@ -237,6 +272,9 @@ pub(crate) struct Config {
     /// The service's metrics, served at `/metrics`, when on.
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Encoded protobuf `FileDescriptorSet`s, for gRPC server reflection.
+    #[cfg(feature = "protobuf")]
+    pub(crate) descriptors: Vec<bytes::Bytes>,
 }
 
 /// A running server: it binds, serves, and drains on a graceful stop.
@@ -260,6 +298,8 @@ impl Server {
     pub(crate) async fn start(config: Config) -> Result<Self> {
         let name = config.name;
         let mut endpoints = HashMap::new();
+        #[cfg(feature = "protobuf")]
+        let mut grpc = HashMap::new();
         let mut records = Vec::new();
         let mut handler_names = Vec::new();
         for handler in &config.handlers {
@@ -280,6 +320,17 @@ impl Server {
                     #[cfg(feature = "metrics")]
                     metrics: config.metrics.as_ref().map(|m| m.endpoint(&endpoint.name)),
                 };
+                // A protobuf service's endpoints are gRPC methods too, and
+                // their record says where.
+                #[cfg(feature = "protobuf")]
+                let endpoint = match grpc::path_of(&endpoint) {
+                    Some(path) => {
+                        let record = format!("/{path}");
+                        grpc.insert(path, route.clone());
+                        endpoint.with_metadata(crate::codec::GRPC_METADATA, record)
+                    }
+                    None => endpoint,
+                };
                 if endpoints.insert(endpoint.name.clone(), route).is_some() {
                     return Err(Error::internal(format!(
                         "endpoint {} is defined twice",
@@ -291,6 +342,9 @@ impl Server {
             }
             handler_names.push(handler_name);
         }
+        #[cfg(feature = "protobuf")]
+        let descriptors =
+            grpc::Descriptors::new(&config.descriptors).map_err(|e| e.with_id(name.clone()))?;
         let listener = TcpListener::bind(&config.address).await.map_err(|e| {
             Error::internal(format!("listening on {}: {e}", config.address)).with_id(name.clone())
         })?;
@@ -309,6 +363,10 @@ impl Server {
             schemas,
             openapi,
             endpoints,
+            #[cfg(feature = "protobuf")]
+            grpc,
+            #[cfg(feature = "protobuf")]
+            descriptors,
             handlers: handler_names,
             max_body_size: config.max_body_size,
             body_timeout: config.body_timeout,
@@ -405,10 +463,12 @@ impl Server {
                     streams = streams.len(),
                     "grace period over, dropping in-flight requests and ending open streams"
                 );
-                serving.abort();
-                // Each open stream ends with 503, so its client hears why.
+                // Each open stream ends with 503, so its client hears why:
+                // a WebSocket stream in its close frame, a gRPC stream in
+                // its trailers, which need the connection still served.
                 streams.close_all();
                 let _ = tokio::time::timeout(STREAM_CLOSE_TIMEOUT, streams.idle()).await;
+                serving.abort();
                 Ok(())
             }
         }

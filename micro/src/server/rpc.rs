@@ -100,17 +100,7 @@ async fn serve_route(
     now: Instant,
 ) -> Result<(ContentType, Bytes)> {
     // Who is calling, before the body is read.
-    let credentials = match &shared.guard {
-        Some(guard) => {
-            let peer = parts.extensions.get::<crate::auth::Peer>();
-            Some(
-                guard
-                    .check(&route.name, &route.rules, &mut parts.headers, peer)
-                    .await?,
-            )
-        }
-        None => None,
-    };
+    let credentials = credentials(shared, route, &mut parts).await?;
     let headers = &parts.headers;
 
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
@@ -119,25 +109,101 @@ async fn serve_route(
         .and_then(ContentType::from_accept)
         .unwrap_or(content_type);
     let deadline = deadline(headers, now)?;
-    let body = read_body(headers, body, shared, deadline).await?;
-
-    let span = tracing::info_span!(
-        "micro.call",
-        service = %shared.name,
-        endpoint = %route.name,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    let trace = Trace::serving(&parts.headers).in_span(&span);
-    let context = Context::from_parts(
+    let body = read_request(headers, body, shared, deadline).await?;
+    let call = Incoming {
+        headers: parts.headers,
+        credentials,
         id,
         deadline,
-        Metadata::from_headers(parts.headers),
-        Some(route.name.clone()),
-    )
-    .with_platform(shared.platform.clone())
-    .with_credentials(credentials)
-    .with_trace(trace);
+    };
+    invoke(shared, route, call, body, content_type, reply_content_type).await
+}
+
+/// Who is calling `route`, when auth is on; checked before the body is
+/// read.
+pub(crate) async fn credentials(
+    shared: &Shared,
+    route: &super::Route,
+    parts: &mut http::request::Parts,
+) -> Result<Option<crate::auth::Credentials>> {
+    match &shared.guard {
+        Some(guard) => {
+            let peer = parts.extensions.get::<crate::auth::Peer>();
+            Ok(Some(
+                guard
+                    .check(&route.name, &route.rules, &mut parts.headers, peer)
+                    .await?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+/// What a call brings besides its body, whichever protocol carried it.
+pub(crate) struct Incoming {
+    pub(crate) headers: HeaderMap,
+    pub(crate) credentials: Option<crate::auth::Credentials>,
+    pub(crate) id: HeaderValue,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Incoming {
+    /// The handler's context, and the span it runs in: `micro.call`, or
+    /// `micro.stream` for a stream, whose context also watches for a
+    /// graceful stop.
+    pub(crate) fn into_context(
+        self,
+        shared: &Shared,
+        route: &super::Route,
+        stream: bool,
+    ) -> (Context, tracing::Span) {
+        let span = if stream {
+            tracing::info_span!(
+                "micro.stream",
+                service = %shared.name,
+                endpoint = %route.name,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "micro.call",
+                service = %shared.name,
+                endpoint = %route.name,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        };
+        let trace = Trace::serving(&self.headers).in_span(&span);
+        let mut context = Context::from_parts(
+            self.id,
+            self.deadline,
+            Metadata::from_headers(self.headers),
+            Some(route.name.clone()),
+        );
+        if stream {
+            context = context.with_stopping(shared.streams.stopping_signal());
+        }
+        let context = context
+            .with_platform(shared.platform.clone())
+            .with_credentials(self.credentials)
+            .with_trace(trace);
+        (context, span)
+    }
+}
+
+/// Runs `route`'s handler on one request: its context, its span, its
+/// deadline, a panic caught as a 500.
+pub(crate) async fn invoke(
+    shared: &Shared,
+    route: &super::Route,
+    incoming: Incoming,
+    body: Bytes,
+    content_type: ContentType,
+    reply_content_type: ContentType,
+) -> Result<(ContentType, Bytes)> {
+    let deadline = incoming.deadline;
+    let (context, span) = incoming.into_context(shared, route, false);
     let call = Call::new(context, body, content_type, reply_content_type);
     let running = AssertUnwindSafe(route.handler.clone().call(route.index, call))
         .catch_unwind()
@@ -191,7 +257,7 @@ async fn receive(shared: &Shared, req: Request, id: &HeaderValue) -> Result<()> 
     let content_type = ContentType::for_request(header(headers, &[&CONTENT_TYPE]))
         .map_err(|e| Error::unsupported_media_type(e.to_string()))?;
     let deadline = deadline(headers, Instant::now())?;
-    let body = read_body(headers, body, shared, deadline).await?;
+    let body = read_request(headers, body, shared, deadline).await?;
     let mut message = crate::broker::Message::new(topic, content_type, body);
     message.id = id.to_str().unwrap_or_default().to_owned();
     message.metadata = Metadata::from_headers(parts.headers);
@@ -228,15 +294,32 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// How long a refused body is read and thrown away at the most.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Reads the whole body, refusing more than the server's limit, within
-/// the request's deadline or, without one, the server's body timeout.
-pub(crate) async fn read_body(
+/// [`read_body`] with the server's own limit and body timeout.
+async fn read_request(
     headers: &HeaderMap,
     body: Body,
     shared: &Shared,
     deadline: Option<Instant>,
 ) -> Result<Bytes> {
-    let limit = shared.max_body_size;
+    read_body(
+        headers,
+        body,
+        shared.max_body_size,
+        shared.body_timeout,
+        deadline,
+    )
+    .await
+}
+
+/// Reads the whole body, refusing more than `limit` bytes, within
+/// the request's deadline or, without one, `body_timeout`.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    body_timeout: Duration,
+    deadline: Option<Instant>,
+) -> Result<Bytes> {
     let too_large = || {
         Error::payload_too_large(format!(
             "request body is larger than the limit of {limit} bytes"
@@ -253,7 +336,7 @@ pub(crate) async fn read_body(
     let (until, what) = match deadline {
         Some(deadline) => (deadline, "the request's deadline passed"),
         None => (
-            Instant::now() + shared.body_timeout,
+            Instant::now() + body_timeout,
             "the server's body timeout passed",
         ),
     };
@@ -277,7 +360,7 @@ pub(crate) async fn read_body(
 /// `work` if it finishes by `deadline`. A timer is set only if the first
 /// poll leaves it pending: a small body that came with its head, or a
 /// handler that does not wait, costs no timer.
-async fn within<F: Future>(
+pub(crate) async fn within<F: Future>(
     deadline: Instant,
     work: F,
 ) -> std::result::Result<F::Output, tokio::time::error::Elapsed> {

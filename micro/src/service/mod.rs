@@ -92,6 +92,9 @@ pub struct Service {
     auth: Option<crate::auth::Auth>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
+    /// Encoded `FileDescriptorSet`s for gRPC server reflection.
+    #[cfg(feature = "protobuf")]
+    descriptors: Vec<bytes::Bytes>,
     /// The config `config(..)` was given: micro's settings and the auth
     /// rules.
     settings: Option<crate::config::Config>,
@@ -145,6 +148,8 @@ impl Service {
             body_timeout: server::DEFAULT_BODY_TIMEOUT,
             max_streams: server::DEFAULT_MAX_STREAMS,
             stream_idle_timeout: None,
+            #[cfg(feature = "protobuf")]
+            descriptors: Vec::new(),
             backends: None,
             store: None,
             events: None,
@@ -249,6 +254,28 @@ impl Service {
     #[must_use]
     pub fn shutdown_delay(mut self, delay: Duration) -> Self {
         self.shutdown_delay = delay;
+        self
+    }
+
+    /// Adds protobuf descriptors, an encoded `FileDescriptorSet`, for gRPC
+    /// server reflection: with them, tools such as grpcurl and Postman can
+    /// describe the service's methods and messages. prost-build writes
+    /// one with `file_descriptor_set_path`, protox returns one, and
+    /// `protoc --descriptor_set_out --include_imports` writes one. Without
+    /// any, reflection still lists the services. May be called more than
+    /// once.
+    ///
+    /// ```no_run
+    /// # let set: &'static [u8] = &[];
+    /// // const SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/greeter.bin"));
+    /// let service = micro::Service::new("greeter").file_descriptor_set(set);
+    /// ```
+    ///
+    /// A set that does not decode makes [`start`](Self::start) fail.
+    #[cfg(feature = "protobuf")]
+    #[must_use]
+    pub fn file_descriptor_set(mut self, set: impl Into<bytes::Bytes>) -> Self {
+        self.descriptors.push(set.into());
         self
     }
 

@@ -124,6 +124,8 @@ impl Service {
             broker: broker.clone(),
             platform: Some(platform),
             layers: self.layers,
+            #[cfg(feature = "protobuf")]
+            descriptors: self.descriptors,
         })
         .await?;
         let local_addr = server.local_addr();

@@ -32,7 +32,6 @@ use tracing::Instrument;
 
 use crate::code;
 use crate::codec::ContentType;
-use crate::metadata::Metadata;
 use crate::stream::{
     Frames, Outbound as Sink, Sender, Socket, Stream, Streaming, data_frame, error_close,
     serde_decoder, serde_encoder, socket_config,
@@ -161,8 +160,23 @@ impl Streams {
         }
     }
 
+    /// The most streams open at once.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// What a stream's context watches for a graceful stop.
+    pub(crate) fn stopping_signal(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Set when the grace period is over: a stream still open ends.
+    pub(crate) fn closing_signal(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Counts a new stream, unless `max` are open.
-    fn try_enter(self: &Arc<Self>) -> Option<Open> {
+    pub(crate) fn try_enter(self: &Arc<Self>) -> Option<Open> {
         self.open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
@@ -202,7 +216,7 @@ impl Streams {
 }
 
 /// One open stream, counted until dropped.
-struct Open(Arc<Streams>);
+pub(crate) struct Open(Arc<Streams>);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -371,28 +385,18 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
     ] {
         headers.remove(name);
     }
-    let span = tracing::info_span!(
-        "micro.stream",
-        service = %shared.name,
-        endpoint = %route.name,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    let trace = crate::trace::Trace::serving(&headers).in_span(&span);
-    let context = Context::from_parts(
+    let incoming = rpc::Incoming {
+        headers,
+        credentials,
         id,
         deadline,
-        Metadata::from_headers(headers),
-        Some(route.name.clone()),
-    )
-    .with_stopping(shared.streams.stopping.subscribe())
-    .with_platform(shared.platform.clone())
-    .with_credentials(credentials)
-    .with_trace(trace);
+    };
+    let (context, span) = incoming.into_context(shared, route, true);
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
             "service \"{}\" has {} streams open, its limit",
-            shared.name, shared.streams.max
+            shared.name,
+            shared.streams.max()
         )));
     };
     let stream = Pending {
@@ -409,7 +413,7 @@ async fn accept(shared: &Arc<Shared>, req: &mut Request, id: HeaderValue) -> Res
         service: shared.name.clone(),
         idle_timeout: shared.streams.idle_timeout,
         open,
-        closing: shared.streams.closing.subscribe(),
+        closing: shared.streams.closing_signal(),
     };
     tokio::spawn(
         async move {

@@ -1,0 +1,431 @@
+//! gRPC's length-prefixed messages, the response body that carries them
+//! and its trailers, and the frame source and sink a stream runs on.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use axum::body::Body;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::Frame;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::stream::{FrameSink, FrameSource};
+use crate::{Error, Result};
+
+/// The prefix of every message: a compressed flag and a big-endian length.
+pub(crate) const PREFIX: usize = 5;
+
+/// How many messages a stream's sender may queue before it waits for the
+/// connection to take them.
+const QUEUE: usize = 32;
+
+/// `message` with its prefix, uncompressed.
+pub(crate) fn encode(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(PREFIX + message.len());
+    out.put_u8(0);
+    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    out.put_slice(message);
+    out.freeze()
+}
+
+/// Takes the next whole message off the front of `buf`, if it is there.
+///
+/// # Errors
+/// 413 for a message over `limit` (RESOURCE_EXHAUSTED), 501 for a
+/// compressed one (UNIMPLEMENTED: no compression is supported).
+pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
+    if buf.len() < PREFIX {
+        return Ok(None);
+    }
+    let compressed = buf[0];
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if compressed != 0 {
+        return Err(Error::new(
+            "",
+            501,
+            "compressed gRPC message: this server supports only identity encoding (grpc-accept-encoding: identity)",
+        ));
+    }
+    if len > limit {
+        return Err(Error::payload_too_large(format!(
+            "gRPC message of {len} bytes is larger than the limit of {limit} bytes"
+        )));
+    }
+    if buf.len() < PREFIX + len {
+        return Ok(None);
+    }
+    buf.advance(PREFIX);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// The error for a body that ended inside a message.
+pub(crate) fn truncated(buf: &BytesMut) -> Error {
+    let detail = if buf.len() < PREFIX {
+        format!(
+            "the request ended inside a message's 5-byte prefix, after {} bytes",
+            buf.len()
+        )
+    } else {
+        let need = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        format!(
+            "the request ended after {} of a message's {need} bytes",
+            buf.len() - PREFIX
+        )
+    };
+    Error::bad_request(format!("truncated gRPC message: {detail}"))
+}
+
+/// The one message of a unary request's body.
+///
+/// # Errors
+/// As [`take`]; 400 for a body that is not exactly one whole message.
+pub(crate) fn single(body: Bytes, limit: usize) -> Result<Bytes> {
+    let mut buf = BytesMut::from(body);
+    let Some(message) = take(&mut buf, limit)? else {
+        if buf.is_empty() {
+            return Err(Error::bad_request(
+                "no request message: a unary gRPC call sends exactly one",
+            ));
+        }
+        return Err(truncated(&buf));
+    };
+    if !buf.is_empty() {
+        return Err(Error::bad_request(
+            "more than one request message: a unary gRPC call sends exactly one",
+        ));
+    }
+    Ok(message)
+}
+
+/// A gRPC response body: its messages, then its trailers.
+pub(crate) enum GrpcBody {
+    /// A unary reply, or nothing but trailers.
+    Once {
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+    /// A stream's replies, as its sender queues them.
+    Stream(Arc<Out>),
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            GrpcBody::Once { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
+            GrpcBody::Stream(out) => out.poll_body(cx).map(|f| f.map(Ok)),
+        }
+    }
+
+    /// True for a trailers-only response, so that it goes out as one
+    /// HEADERS frame that ends the stream, as gRPC clients require.
+    fn is_end_stream(&self) -> bool {
+        matches!(
+            self,
+            GrpcBody::Once {
+                data: None,
+                trailers: None
+            }
+        )
+    }
+}
+
+impl Drop for GrpcBody {
+    fn drop(&mut self) {
+        if let GrpcBody::Stream(out) = self {
+            out.body_dropped();
+        }
+    }
+}
+
+/// What a stream's sender and its response body share.
+#[derive(Default)]
+pub(crate) struct Out {
+    state: Mutex<OutState>,
+    /// Notified once when the body is dropped: the client went away, or
+    /// the connection did.
+    gone: Notify,
+    /// The stream's place among the server's open streams, held until
+    /// the body is sent or dropped: a graceful stop waits for the
+    /// trailers to go out.
+    open: Mutex<Option<crate::server::streams::Open>>,
+}
+
+#[derive(Default)]
+struct OutState {
+    queue: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    /// The trailers are set: nothing more is sent.
+    finished: bool,
+    /// The body was dropped.
+    gone: bool,
+    /// The handler ended its direction.
+    sent_end: bool,
+    body_waker: Option<Waker>,
+    send_waker: Option<Waker>,
+}
+
+impl Out {
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn poll_body(&self, cx: &mut TaskContext<'_>) -> Poll<Option<Frame<Bytes>>> {
+        let mut state = self.lock();
+        if let Some(data) = state.queue.pop_front() {
+            if let Some(w) = state.send_waker.take() {
+                w.wake();
+            }
+            return Poll::Ready(Some(Frame::data(data)));
+        }
+        if let Some(trailers) = state.trailers.take() {
+            return Poll::Ready(Some(Frame::trailers(trailers)));
+        }
+        if state.finished {
+            drop(state);
+            self.open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            return Poll::Ready(None);
+        }
+        match &state.body_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.body_waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Counts the stream as open until the body is done.
+    pub(crate) fn hold(&self, open: crate::server::streams::Open) {
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(open);
+    }
+
+    fn body_dropped(&self) {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut state = self.lock();
+        state.gone = true;
+        state.queue.clear();
+        if let Some(w) = state.send_waker.take() {
+            w.wake();
+        }
+        drop(state);
+        self.gone.notify_one();
+    }
+
+    /// Resolves once the body is dropped.
+    pub(crate) async fn gone(&self) {
+        self.gone.notified().await;
+    }
+
+    /// Queues one message, as the body will send it.
+    pub(crate) fn push(&self, message: Bytes) {
+        let mut state = self.lock();
+        if state.finished || state.gone {
+            return;
+        }
+        state.queue.push_back(message);
+        if let Some(w) = state.body_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Ends the body with `trailers`, after what is queued.
+    pub(crate) fn finish(&self, trailers: HeaderMap) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        state.finished = true;
+        state.trailers = Some(trailers);
+        if let Some(w) = state.body_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+fn gone() -> Error {
+    Error::unavailable("the gRPC call is over: the client cancelled it or went away")
+}
+
+/// A stream handler's sending half: messages queue for the body.
+pub(crate) struct Sink(pub(crate) Arc<Out>);
+
+impl FrameSink for Sink {
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        let mut state = self.0.lock();
+        if state.gone || state.finished {
+            return Poll::Ready(Err(gone()));
+        }
+        if state.queue.len() >= QUEUE {
+            match &state.send_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => state.send_waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(&mut self, message: Message) -> Result<()> {
+        let bytes = match message {
+            Message::Binary(b) => b,
+            Message::Text(t) => Bytes::from(t),
+            _ => return Ok(()),
+        };
+        let mut state = self.0.lock();
+        if state.gone || state.finished {
+            return Err(gone());
+        }
+        if bytes.is_empty() {
+            // The end of the server's direction: the trailers follow when
+            // the handler returns.
+            state.sent_end = true;
+            return Ok(());
+        }
+        state.queue.push_back(encode(&bytes));
+        if let Some(w) = state.body_waker.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn poll_flush(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        let state = self.0.lock();
+        if state.gone {
+            return Poll::Ready(Err(gone()));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A stream handler's receiving half: messages as the request body brings
+/// them.
+pub(crate) struct Source {
+    /// Behind a lock only to be `Sync`; only `&mut self` reaches it.
+    body: Mutex<Body>,
+    buf: BytesMut,
+    limit: usize,
+    ended: bool,
+    failed: bool,
+}
+
+impl Source {
+    pub(crate) fn new(body: Body, limit: usize) -> Self {
+        Self {
+            body: Mutex::new(body),
+            buf: BytesMut::new(),
+            limit,
+            ended: false,
+            failed: false,
+        }
+    }
+
+    /// The next message, `None` at the end of the client's direction.
+    pub(crate) fn poll_message(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
+        use http_body::Body as _;
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            match take(&mut self.buf, self.limit) {
+                Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            if self.ended {
+                if self.buf.is_empty() {
+                    return Poll::Ready(None);
+                }
+                self.failed = true;
+                return Poll::Ready(Some(Err(truncated(&self.buf))));
+            }
+            let body = self
+                .body
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match std::task::ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(Error::unavailable(format!(
+                        "reading the gRPC request stream: {e}"
+                    )))));
+                }
+                None => self.ended = true,
+            }
+        }
+    }
+}
+
+impl FrameSource for Source {
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes>>> {
+        self.poll_message(cx)
+    }
+
+    fn undecodable(&self, err: crate::codec::CodecError) -> Error {
+        Error::bad_request(format!("gRPC request message does not decode: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_split_and_join() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&encode(b"hello"));
+        buf.extend_from_slice(&encode(b""));
+        buf.extend_from_slice(&encode(b"wor")[..6]);
+        assert_eq!(take(&mut buf, 100).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(take(&mut buf, 100).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(take(&mut buf, 100).unwrap(), None);
+        assert!(
+            truncated(&buf)
+                .detail()
+                .contains("after 1 of a message's 3 bytes")
+        );
+    }
+
+    #[test]
+    fn limits_and_compression() {
+        let mut big = BytesMut::from(&encode(&[0; 11])[..]);
+        assert_eq!(take(&mut big, 10).unwrap_err().code(), 413);
+        let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 1, 9][..]);
+        assert_eq!(take(&mut compressed, 10).unwrap_err().code(), 501);
+        assert_eq!(single(Bytes::new(), 10).unwrap_err().code(), 400);
+        let two = [encode(b"a"), encode(b"b")].concat();
+        assert_eq!(single(two.into(), 10).unwrap_err().code(), 400);
+        assert_eq!(single(encode(b"a"), 10).unwrap(), Bytes::from_static(b"a"));
+    }
+}
