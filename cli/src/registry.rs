@@ -55,6 +55,12 @@ fn describe_one(record: &Record) {
         println!("  {k}={v}");
     }
     println!();
+    // A protobuf service's endpoints are gRPC methods too: their paths get
+    // a column of their own.
+    let grpc = record
+        .endpoints
+        .iter()
+        .any(|e| e.metadata.contains_key(micro::codec::GRPC_METADATA));
     let endpoints: Vec<Vec<String>> = record
         .endpoints
         .iter()
@@ -63,10 +69,19 @@ fn describe_one(record: &Record) {
                 .metadata
                 .get("stream.kind")
                 .map_or_else(|| "call".to_owned(), |k| format!("stream ({k})"));
-            vec![e.name.clone(), e.request.clone(), e.response.clone(), kind]
+            let mut row = vec![e.name.clone(), e.request.clone(), e.response.clone(), kind];
+            if grpc {
+                let path = e.metadata.get(micro::codec::GRPC_METADATA);
+                row.push(path.cloned().unwrap_or_else(|| "-".to_owned()));
+            }
+            row
         })
         .collect();
-    output::table(&["ENDPOINT", "REQUEST", "RESPONSE", "KIND"], &endpoints);
+    let mut headers = vec!["ENDPOINT", "REQUEST", "RESPONSE", "KIND"];
+    if grpc {
+        headers.push("GRPC");
+    }
+    output::table(&headers, &endpoints);
     for e in &record.endpoints {
         for (what, schema) in [
             ("request", &e.request_schema),
