@@ -25,6 +25,9 @@
 //! (default 3), spread over five interleaved rounds; `BENCH_FILTER` keeps
 //! only patterns whose name contains it.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +43,8 @@ use micro_examples::greeter::pb::greeter_server::{Greeter as TonicGreeter, Greet
 use micro_examples::greeter::{Greeter, GreeterClient, HelloReply, HelloRequest};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
+
+use cpu::{SERVER_THREADS, server_cpu_seconds};
 
 const ROUNDS: u32 = 5;
 
@@ -111,6 +116,14 @@ impl TonicGreeter for Tonic {
         let replies = req.into_inner().map(|r| r.and_then(|r| greet(&r)));
         Ok(Response::new(Box::pin(replies)))
     }
+}
+
+/// The median of the rounds' ratios `a[i] / b[i]`: each round's rows ran
+/// back to back, so the ratio cancels drift between rounds.
+fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 /// A free port on loopback.
@@ -256,7 +269,7 @@ fn main() {
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
-        .name("bench-server".into())
+        .name(SERVER_THREADS.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -318,7 +331,10 @@ async fn bench(secs: f64, filter: &str, servers: tokio::runtime::Handle) {
     println!(
         "gRPC, greeter.proto, one tonic client; {secs} s per row and pattern over {ROUNDS} rounds\n"
     );
-    println!("{:<16} {:<12} {:>12}", "pattern", "server", "msgs/s");
+    println!(
+        "{:<16} {:<12} {:>12} {:>16}",
+        "pattern", "server", "msgs/s", "server µs/msg"
+    );
     for pattern in [
         Pattern::Unary1,
         Pattern::Unary64,
@@ -332,20 +348,33 @@ async fn bench(secs: f64, filter: &str, servers: tokio::runtime::Handle) {
         for (_, client) in &targets {
             run(pattern, client, Duration::from_millis(200)).await;
         }
-        let mut totals = [0u64; 2];
+        let mut counts = [0u64; 2];
+        let mut cpu = [0f64; 2];
+        let mut rounds: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
             for (i, (_, client)) in targets.iter().enumerate() {
-                totals[i] += run(pattern, client, per_round).await;
+                let (started, cpu_before) = (Instant::now(), server_cpu_seconds());
+                let n = run(pattern, client, per_round).await;
+                cpu[i] += server_cpu_seconds() - cpu_before;
+                counts[i] += n;
+                rounds[i].push(n as f64 / started.elapsed().as_secs_f64());
             }
         }
-        let rates: Vec<f64> = totals.iter().map(|n| *n as f64 / secs).collect();
-        for ((name, _), rate) in targets.iter().zip(&rates) {
-            println!("{:<16} {:<12} {:>12.0}", pattern.name(), name, rate);
+        for (i, (name, _)) in targets.iter().enumerate() {
+            println!(
+                "{:<16} {:<12} {:>12.0} {:>16.2}",
+                pattern.name(),
+                name,
+                counts[i] as f64 / secs,
+                cpu[i] / counts[i] as f64 * 1e6
+            );
         }
+        let cpu_per = |i: usize| cpu[i] / counts[i] as f64;
         println!(
-            "{:<16} micro / tonic: {:.2}x\n",
+            "{:<16} micro / tonic: {:.2}x throughput (median of rounds), {:.2}x server CPU per message\n",
             pattern.name(),
-            rates[1] / rates[0]
+            median_ratio(&rounds[1], &rounds[0]),
+            cpu_per(1) / cpu_per(0)
         );
     }
 

@@ -44,6 +44,9 @@
 //! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
 //! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +63,8 @@ use micro::codec::ContentType;
 use micro::registry::{EventKind, MdnsRegistry, MemoryRegistry, Registry};
 use micro::server::BoxFuture;
 use micro_examples::helloworld::{Helloworld, HelloworldClient, Request, Response};
+
+use cpu::{SERVER_THREADS, server_cpu_seconds};
 
 type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
 
@@ -355,9 +360,6 @@ fn greeter_row(greeter: &micro::ServiceHandle, ct: ContentType) -> Call {
         })
     })
 }
-
-/// The name of the servers' runtime threads.
-const SERVER_THREADS: &str = "bench-server";
 
 /// The servers under test, started on the servers' runtime.
 struct Servers {
@@ -667,26 +669,6 @@ async fn discovery(server_registry: &Arc<dyn Registry>, client_registry: &Arc<dy
         client_registry.name(),
         stopped.elapsed()
     );
-}
-
-/// CPU time the server threads spent so far, from the scheduler's
-/// per-thread run time (nanoseconds) in `/proc`.
-fn server_cpu_seconds() -> f64 {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten() {
-        let Ok(task) = task else { continue };
-        let path = task.path();
-        let is_server = std::fs::read_to_string(path.join("comm"))
-            .is_ok_and(|comm| comm.trim_end().starts_with(SERVER_THREADS));
-        if !is_server {
-            continue;
-        }
-        let ran = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
-        total += ran.unwrap_or(0);
-    }
-    total as f64 / 1e9
 }
 
 /// User plus system CPU time of this process so far.

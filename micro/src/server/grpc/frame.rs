@@ -1,7 +1,6 @@
 //! gRPC's length-prefixed messages, the response body that carries them
 //! and its trailers, and the frame source and sink a stream runs on.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -19,9 +18,10 @@ use crate::{Error, Result};
 /// The prefix of every message: a compressed flag and a big-endian length.
 pub(crate) const PREFIX: usize = 5;
 
-/// How many messages a stream's sender may queue before it waits for the
-/// connection to take them.
-const QUEUE: usize = 32;
+/// How many bytes of messages a stream's sender may queue before it waits
+/// for the connection to take them. What is queued goes out as one chunk,
+/// so a burst of small messages costs one write, not one each.
+const HIGH_WATER: usize = 64 * 1024;
 
 /// `message` with its prefix, uncompressed.
 pub(crate) fn encode(message: &[u8]) -> Bytes {
@@ -32,18 +32,14 @@ pub(crate) fn encode(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Takes the next whole message off the front of `buf`, if it is there.
+/// The length a message's prefix gives.
 ///
 /// # Errors
 /// 413 for a message over `limit` (RESOURCE_EXHAUSTED), 501 for a
 /// compressed one (UNIMPLEMENTED: no compression is supported).
-pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
-    if buf.len() < PREFIX {
-        return Ok(None);
-    }
-    let compressed = buf[0];
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if compressed != 0 {
+fn length(prefix: &[u8], limit: usize) -> Result<usize> {
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if prefix[0] != 0 {
         return Err(Error::new(
             "",
             501,
@@ -55,6 +51,18 @@ pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
             "gRPC message of {len} bytes is larger than the limit of {limit} bytes"
         )));
     }
+    Ok(len)
+}
+
+/// Takes the next whole message off the front of `buf`, if it is there.
+///
+/// # Errors
+/// As [`length`].
+pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
+    if buf.len() < PREFIX {
+        return Ok(None);
+    }
+    let len = length(&buf[..PREFIX], limit)?;
     if buf.len() < PREFIX + len {
         return Ok(None);
     }
@@ -63,7 +71,7 @@ pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
 }
 
 /// The error for a body that ended inside a message.
-pub(crate) fn truncated(buf: &BytesMut) -> Error {
+pub(crate) fn truncated(buf: &[u8]) -> Error {
     let detail = if buf.len() < PREFIX {
         format!(
             "the request ended inside a message's 5-byte prefix, after {} bytes",
@@ -79,26 +87,30 @@ pub(crate) fn truncated(buf: &BytesMut) -> Error {
     Error::bad_request(format!("truncated gRPC message: {detail}"))
 }
 
-/// The one message of a unary request's body.
+/// The one message of a unary request's body, sliced out of it without a
+/// copy.
 ///
 /// # Errors
-/// As [`take`]; 400 for a body that is not exactly one whole message.
+/// As [`length`]; 400 for a body that is not exactly one whole message.
 pub(crate) fn single(body: Bytes, limit: usize) -> Result<Bytes> {
-    let mut buf = BytesMut::from(body);
-    let Some(message) = take(&mut buf, limit)? else {
-        if buf.is_empty() {
-            return Err(Error::bad_request(
-                "no request message: a unary gRPC call sends exactly one",
-            ));
-        }
-        return Err(truncated(&buf));
-    };
-    if !buf.is_empty() {
+    if body.is_empty() {
+        return Err(Error::bad_request(
+            "no request message: a unary gRPC call sends exactly one",
+        ));
+    }
+    if body.len() < PREFIX {
+        return Err(truncated(&body));
+    }
+    let len = length(&body[..PREFIX], limit)?;
+    if body.len() < PREFIX + len {
+        return Err(truncated(&body));
+    }
+    if body.len() > PREFIX + len {
         return Err(Error::bad_request(
             "more than one request message: a unary gRPC call sends exactly one",
         ));
     }
-    Ok(message)
+    Ok(body.slice(PREFIX..))
 }
 
 /// A gRPC response body: its messages, then its trailers.
@@ -167,7 +179,8 @@ pub(crate) struct Out {
 
 #[derive(Default)]
 struct OutState {
-    queue: VecDeque<Bytes>,
+    /// Framed messages not yet taken by the body.
+    queue: BytesMut,
     trailers: Option<HeaderMap>,
     /// The trailers are set: nothing more is sent.
     finished: bool,
@@ -188,7 +201,8 @@ impl Out {
 
     fn poll_body(&self, cx: &mut TaskContext<'_>) -> Poll<Option<Frame<Bytes>>> {
         let mut state = self.lock();
-        if let Some(data) = state.queue.pop_front() {
+        if !state.queue.is_empty() {
+            let data = state.queue.split().freeze();
             if let Some(w) = state.send_waker.take() {
                 w.wake();
             }
@@ -227,7 +241,7 @@ impl Out {
             .take();
         let mut state = self.lock();
         state.gone = true;
-        state.queue.clear();
+        state.queue = BytesMut::new();
         if let Some(w) = state.send_waker.take() {
             w.wake();
         }
@@ -240,13 +254,13 @@ impl Out {
         self.gone.notified().await;
     }
 
-    /// Queues one message, as the body will send it.
-    pub(crate) fn push(&self, message: Bytes) {
+    /// Queues one message, already framed, as the body will send it.
+    pub(crate) fn push(&self, message: &[u8]) {
         let mut state = self.lock();
         if state.finished || state.gone {
             return;
         }
-        state.queue.push_back(message);
+        state.queue.extend_from_slice(message);
         if let Some(w) = state.body_waker.take() {
             w.wake();
         }
@@ -279,7 +293,7 @@ impl FrameSink for Sink {
         if state.gone || state.finished {
             return Poll::Ready(Err(gone()));
         }
-        if state.queue.len() >= QUEUE {
+        if state.queue.len() >= HIGH_WATER {
             match &state.send_waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => state.send_waker = Some(cx.waker().clone()),
@@ -305,7 +319,11 @@ impl FrameSink for Sink {
             state.sent_end = true;
             return Ok(());
         }
-        state.queue.push_back(encode(&bytes));
+        let queue = &mut state.queue;
+        queue.reserve(PREFIX + bytes.len());
+        queue.put_u8(0);
+        queue.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        queue.put_slice(&bytes);
         if let Some(w) = state.body_waker.take() {
             w.wake();
         }

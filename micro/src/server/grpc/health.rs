@@ -111,20 +111,20 @@ pub(super) async fn watch(shared: &Arc<Shared>, body: Body) -> Result<Response> 
     let driver = out.clone();
     tokio::spawn(async move {
         if !known(&shared, &request.service) {
-            driver.push(encode(SERVICE_UNKNOWN));
+            driver.push(&encode(SERVICE_UNKNOWN));
             driver.gone().await;
             return;
         }
         let mut stopping = shared.streams.stopping_signal();
         let mut last = status(&shared).await;
-        driver.push(encode(last));
+        driver.push(&encode(last));
         loop {
             let next = Instant::now() + RECHECK;
             tokio::select! {
                 () = driver.gone() => return,
                 _ = stopping.wait_for(|s| *s) => {
                     if last != NOT_SERVING {
-                        driver.push(encode(NOT_SERVING));
+                        driver.push(&encode(NOT_SERVING));
                     }
                     let err = Error::unavailable(format!("service \"{}\" is shutting down", shared.name));
                     driver.finish(trailers(&Err(err)));
@@ -134,7 +134,7 @@ pub(super) async fn watch(shared: &Arc<Shared>, body: Body) -> Result<Response> 
             }
             let now = status(&shared).await;
             if now != last {
-                driver.push(encode(now));
+                driver.push(&encode(now));
                 last = now;
             }
         }

@@ -327,7 +327,7 @@ pub(super) fn serve(shared: &Arc<Shared>, body: Body) -> Response {
                 original_request: Some(request),
                 answer: Some(answer),
             };
-            driver.push(frame::encode(&reply.encode_to_vec()));
+            driver.push(&frame::encode(&reply.encode_to_vec()));
         };
         driver.finish(trailers(&result));
     });
