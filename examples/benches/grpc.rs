@@ -7,8 +7,8 @@
 //! Patterns:
 //! - `unary x1`: one `SayHello` at a time;
 //! - `unary x64`: 64 at once, on one HTTP/2 connection;
-//! - `server stream`: `LotsOfReplies` with 100 replies per call, one call
-//!   at a time (messages per second);
+//! - `server stream`: `LotsOfReplies` with 100 replies per call
+//!   (`BENCH_REPLIES`), one call at a time (messages per second);
 //! - `bidi ping-pong`: one `BidiHello` stream, one request, wait for its
 //!   reply, again (messages per second).
 //!
@@ -48,8 +48,13 @@ use cpu::{SERVER_THREADS, server_cpu_seconds};
 
 const ROUNDS: u32 = 5;
 
-/// Replies per `LotsOfReplies` call.
-const REPLIES: u32 = 100;
+/// Replies per `LotsOfReplies` call: `BENCH_REPLIES`, default 100.
+fn replies_per_call() -> u32 {
+    std::env::var("BENCH_REPLIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
 
 /// The same work as micro's greeter: the greeting and its echoes.
 fn greet(req: &HelloRequest) -> Result<HelloReply, Status> {
@@ -195,7 +200,7 @@ async fn run(pattern: Pattern, client: &TonicClient<Channel>, time: Duration) ->
                 let mut replies = client
                     .lots_of_replies(HelloRequest {
                         name: "alice".into(),
-                        times: REPLIES,
+                        times: replies_per_call(),
                     })
                     .await
                     .expect("LotsOfReplies")
@@ -205,7 +210,7 @@ async fn run(pattern: Pattern, client: &TonicClient<Channel>, time: Duration) ->
                     assert!(reply.message.starts_with("Hello alice"));
                     n += 1;
                 }
-                assert_eq!(n, REPLIES);
+                assert_eq!(n, replies_per_call());
                 count += u64::from(n);
             }
         }

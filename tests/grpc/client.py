@@ -57,6 +57,12 @@ except grpc.RpcError as e:
 health = health_pb2_grpc.HealthStub(channel)
 status = health.Check(health_pb2.HealthCheckRequest(service="echo.v1.Echo"), timeout=10)
 print("health:", health_pb2.HealthCheckResponse.ServingStatus.Name(status.status))
+watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+print("health watch:", health_pb2.HealthCheckResponse.ServingStatus.Name(next(watch).status))
+watch.cancel()
+unknown = health.Watch(health_pb2.HealthCheckRequest(service="nope.Nope"), timeout=10)
+print("health watch unknown:", health_pb2.HealthCheckResponse.ServingStatus.Name(next(unknown).status))
+unknown.cancel()
 
 db = ProtoReflectionDescriptorDatabase(channel)
 services = db.get_services()

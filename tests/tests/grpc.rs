@@ -682,6 +682,8 @@ async fn python_grpcio_calls_the_service() {
         "unknown method: UNIMPLEMENTED",
         "not found: NOT_FOUND asked to fail with 404",
         "health: SERVING",
+        "health watch: SERVING",
+        "health watch unknown: SERVICE_UNKNOWN",
         "reflection services: echo.v1.Echo grpc.health.v1.Health",
         "reflection methods: Chat Collect Repeat Say",
     ] {

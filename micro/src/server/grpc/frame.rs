@@ -2,6 +2,7 @@
 //! and its trailers, and the frame source and sink a stream runs on.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -175,6 +176,11 @@ pub(crate) struct Out {
     /// the body is sent or dropped: a graceful stop waits for the
     /// trailers to go out.
     open: Mutex<Option<crate::server::streams::Open>>,
+    /// Set with `gone` or `finished`: the sender checks it without the
+    /// lock.
+    closed: AtomicBool,
+    /// The bytes queued, as the sender sees them without the lock.
+    queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -186,8 +192,6 @@ struct OutState {
     finished: bool,
     /// The body was dropped.
     gone: bool,
-    /// The handler ended its direction.
-    sent_end: bool,
     body_waker: Option<Waker>,
     send_waker: Option<Waker>,
 }
@@ -203,6 +207,7 @@ impl Out {
         let mut state = self.lock();
         if !state.queue.is_empty() {
             let data = state.queue.split().freeze();
+            self.queued.store(0, Ordering::Release);
             if let Some(w) = state.send_waker.take() {
                 w.wake();
             }
@@ -241,6 +246,7 @@ impl Out {
             .take();
         let mut state = self.lock();
         state.gone = true;
+        self.closed.store(true, Ordering::Release);
         state.queue = BytesMut::new();
         if let Some(w) = state.send_waker.take() {
             w.wake();
@@ -273,6 +279,7 @@ impl Out {
             return;
         }
         state.finished = true;
+        self.closed.store(true, Ordering::Release);
         state.trailers = Some(trailers);
         if let Some(w) = state.body_waker.take() {
             w.wake();
@@ -289,6 +296,14 @@ pub(crate) struct Sink(pub(crate) Arc<Out>);
 
 impl FrameSink for Sink {
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        // Without the lock while there is room: one lock per message, in
+        // `start_send`.
+        if self.0.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(gone()));
+        }
+        if self.0.queued.load(Ordering::Acquire) < HIGH_WATER {
+            return Poll::Ready(Ok(()));
+        }
         let mut state = self.0.lock();
         if state.gone || state.finished {
             return Poll::Ready(Err(gone()));
@@ -316,7 +331,6 @@ impl FrameSink for Sink {
         if bytes.is_empty() {
             // The end of the server's direction: the trailers follow when
             // the handler returns.
-            state.sent_end = true;
             return Ok(());
         }
         let queue = &mut state.queue;
@@ -324,6 +338,7 @@ impl FrameSink for Sink {
         queue.put_u8(0);
         queue.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
         queue.put_slice(&bytes);
+        self.0.queued.store(queue.len(), Ordering::Release);
         if let Some(w) = state.body_waker.take() {
             w.wake();
         }
@@ -331,8 +346,9 @@ impl FrameSink for Sink {
     }
 
     fn poll_flush(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<()>> {
-        let state = self.0.lock();
-        if state.gone {
+        // What is queued is the body's to send; only a body that is gone
+        // fails.
+        if self.0.closed.load(Ordering::Acquire) && self.0.lock().gone {
             return Poll::Ready(Err(gone()));
         }
         Poll::Ready(Ok(()))
