@@ -259,3 +259,80 @@ async fn mutual_tls_refuses_clients_without_a_certificate_and_names_those_with_o
     assert!(matches!(err.code(), 502 | 503), "{err}");
     service.stop().await.unwrap();
 }
+
+/// gRPC over TLS: h2 chosen by ALPN on the service's one port.
+#[cfg(feature = "protobuf")]
+mod grpc {
+    use super::{Pki, curl, s};
+    use micro::tls::ServerTls;
+    use micro::{Result, handler, service};
+    use prost::Message as _;
+
+    /// `message Text { string text = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Text {
+        #[prost(string, tag = "1")]
+        text: String,
+    }
+
+    struct Secure;
+
+    #[service(protobuf, package = "tls.v1")]
+    impl Secure {
+        #[handler]
+        async fn echo(&self, req: Text) -> Result<Text> {
+            Ok(Text {
+                text: format!("echo {}", req.text),
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn grpc_over_tls_with_curl() {
+        let pki = Pki::new("grpc");
+        let tls =
+            ServerTls::from_pem_files(pki.path("server.pem"), pki.path("server.key")).unwrap();
+        let service = micro::Service::new("secure")
+            .address("127.0.0.1:0")
+            .backends(&micro::Backends::memory())
+            .tls(tls)
+            .handle(Secure)
+            .start()
+            .await
+            .unwrap();
+        let message = Text { text: "hi".into() }.encode_to_vec();
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        frame.extend_from_slice(&message);
+        let request = pki.path("request.bin");
+        let reply = pki.path("reply.bin");
+        std::fs::write(&request, &frame).unwrap();
+        let url = format!(
+            "https://localhost:{}/tls.v1.Secure/Echo",
+            service.local_addr().port()
+        );
+        let (ok, out) = curl(&[
+            "--http2",
+            "--cacert",
+            s(&pki.path("ca.pem")),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--data-binary",
+            &format!("@{}", s(&request)),
+            "-o",
+            s(&reply),
+            "-w",
+            "%{http_version} %{content_type}",
+            &url,
+        ]);
+        assert!(ok, "{out}");
+        assert_eq!(out, "2 application/grpc", "HTTP/2 by ALPN");
+        let body = std::fs::read(&reply).unwrap();
+        assert_eq!(body[0], 0, "an uncompressed message");
+        let text = Text::decode(&body[5..]).unwrap();
+        assert_eq!(text.text, "echo hi");
+        service.stop().await.unwrap();
+    }
+}
