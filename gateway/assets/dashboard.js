@@ -158,6 +158,8 @@ function endpointCard(service, endpoint) {
   if (meta.stream) badges.push(el("span", { class: "badge", text: meta["stream.kind"] || "stream" }));
   if (meta.auth === "public") badges.push(el("span", { class: "badge", text: "public" }));
   if (meta.scopes) badges.push(el("span", { class: "badge", text: "scopes: " + meta.scopes }));
+  // A protobuf service's endpoint is a gRPC method too: its path.
+  if (meta.grpc) badges.push(el("span", { class: "badge", title: "gRPC method", text: "gRPC " + meta.grpc }));
   return el("div", { class: "endpoint", "data-endpoint": endpoint.name },
     el("div", {}, el("strong", { text: endpoint.name }), " ",
       el("code", { class: "muted", text: `${endpoint.request} → ${endpoint.response}` }), badges),
