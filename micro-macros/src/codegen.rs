@@ -170,12 +170,14 @@ fn stream_arm(krate: &syn::Path, index: usize, h: &HandlerDef, protobuf: bool) -
     let assert_response = (!protobuf).then(|| {
         quote_spanned! {response.span()=> #krate::__private::assert_message::<#response>(); }
     });
-    let (decode, encode) = if protobuf {
-        stream_codecs(krate, request, response)
+    let into_parts = if protobuf {
+        let (decode, encode) = stream_codecs(krate, request, response);
+        let encode_into = proto_encode_into(krate, response);
+        quote!(into_parts_protobuf::<#request, #response>(#decode, #encode, #encode_into))
     } else {
-        serde_codecs(krate, request, response)
+        let (decode, encode) = serde_codecs(krate, request, response);
+        quote!(into_parts_encoded::<#request, #response>(#decode, #encode))
     };
-    let into_parts = quote!(into_parts_encoded::<#request, #response>(#decode, #encode));
     let uses_context = h.args.contains(&Arg::Context);
     let args: Vec<TokenStream> = h
         .args
@@ -633,6 +635,17 @@ fn open_stream(
         self.client.stream_encoded::<#request, #response>(
             self.service.as_str(), #endpoint, options, #preferred, #encode, #decode,
         )
+    }
+}
+
+/// The encoder of `ty`, a protobuf message, into a buffer: what a gRPC
+/// stream's replies are written with.
+fn proto_encode_into(krate: &syn::Path, ty: &syn::Type) -> TokenStream {
+    quote! {
+        |__type, __value, __buf| {
+            use #krate::__private::proto::{EncodeProst as _, EncodeSerde as _, Neither as _};
+            (&&#krate::__private::proto::Probe::<#ty>::new()).micro_encode_into(__type, __value, __buf)
+        }
     }
 }
 

@@ -78,6 +78,12 @@ impl Echo {
     #[handler]
     async fn repeat(&self, ctx: Context, req: EchoRequest) -> Result<Streaming<EchoReply>> {
         behave(&req).await?;
+        if req.text == "empty" {
+            // Protobuf's empty message: zero bytes, still a message.
+            return Ok(Streaming::iter(
+                (0..req.times).map(|_| EchoReply::default()),
+            ));
+        }
         let tenant = tenant(&ctx);
         let text = req.text;
         Ok(Streaming::iter((1..=req.times).map(move |index| {
@@ -261,6 +267,22 @@ async fn tonic_streams_of_every_shape() {
             .map(|v| v.to_str().unwrap_or("").to_owned())),
         Some("0".to_owned())
     );
+    // Empty messages (zero bytes each) are messages, not the end.
+    let mut empties = client
+        .repeat(EchoRequest {
+            times: 3,
+            ..request("empty")
+        })
+        .await
+        .expect("Repeat opens")
+        .into_inner();
+    let mut n = 0;
+    while let Some(reply) = empties.message().await.expect("a reply") {
+        assert_eq!(reply, EchoReply::default());
+        n += 1;
+    }
+    assert_eq!(n, 3, "three empty messages");
+
     // A server stream whose handler fails before any reply.
     let status = client
         .repeat(EchoRequest {

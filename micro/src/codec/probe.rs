@@ -10,7 +10,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -98,6 +98,17 @@ pub trait EncodeSerde<T> {
     /// # Errors
     /// The codec's error.
     fn micro_encode(&self, content_type: ContentType, value: &T) -> Result<Bytes, CodecError>;
+
+    /// `value` encoded with `content_type` at the end of `buf`.
+    ///
+    /// # Errors
+    /// The codec's error.
+    fn micro_encode_into(
+        &self,
+        content_type: ContentType,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<(), CodecError>;
 }
 
 impl<T: ProtoMessage + Serialize> EncodeSerde<T> for &Probe<T> {
@@ -106,6 +117,19 @@ impl<T: ProtoMessage + Serialize> EncodeSerde<T> for &Probe<T> {
             ContentType::Protobuf => Ok(ProtobufCodec::encode(value)),
             other => other.encode(value),
         }
+    }
+
+    fn micro_encode_into(
+        &self,
+        content_type: ContentType,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        match content_type {
+            ContentType::Protobuf => ProtobufCodec::encode_into(value, buf),
+            other => buf.extend_from_slice(&other.encode(value)?),
+        }
+        Ok(())
     }
 }
 
@@ -116,12 +140,38 @@ pub trait EncodeProst<T> {
     /// # Errors
     /// [`CodecError::Unavailable`] for another codec.
     fn micro_encode(&self, content_type: ContentType, value: &T) -> Result<Bytes, CodecError>;
+
+    /// `value` encoded at the end of `buf`, if `content_type` is protobuf.
+    ///
+    /// # Errors
+    /// [`CodecError::Unavailable`] for another codec.
+    fn micro_encode_into(
+        &self,
+        content_type: ContentType,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<(), CodecError>;
 }
 
 impl<T: ProtoMessage> EncodeProst<T> for Probe<T> {
     fn micro_encode(&self, content_type: ContentType, value: &T) -> Result<Bytes, CodecError> {
         match content_type {
             ContentType::Protobuf => Ok(ProtobufCodec::encode(value)),
+            other => Err(protobuf_only::<T>(other)),
+        }
+    }
+
+    fn micro_encode_into(
+        &self,
+        content_type: ContentType,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        match content_type {
+            ContentType::Protobuf => {
+                ProtobufCodec::encode_into(value, buf);
+                Ok(())
+            }
             other => Err(protobuf_only::<T>(other)),
         }
     }
@@ -142,6 +192,17 @@ pub trait Neither<T> {
     /// # Errors
     /// Always.
     fn micro_encode(self, content_type: ContentType, value: &T) -> Result<Bytes, CodecError>;
+
+    /// Never called: the type failed [`assert_proto`].
+    ///
+    /// # Errors
+    /// Always.
+    fn micro_encode_into(
+        self,
+        content_type: ContentType,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<(), CodecError>;
 }
 
 impl<T> Neither<T> for Probe<T> {
@@ -150,6 +211,15 @@ impl<T> Neither<T> for Probe<T> {
     }
 
     fn micro_encode(self, content_type: ContentType, _: &T) -> Result<Bytes, CodecError> {
+        Err(protobuf_only::<T>(content_type))
+    }
+
+    fn micro_encode_into(
+        self,
+        content_type: ContentType,
+        _: &T,
+        _: &mut BytesMut,
+    ) -> Result<(), CodecError> {
         Err(protobuf_only::<T>(content_type))
     }
 }

@@ -39,6 +39,13 @@ impl ProtobufCodec {
         Bytes::from(value.encode_to_vec())
     }
 
+    /// Encodes `value` at the end of `buf`, without a buffer of its own.
+    pub fn encode_into<T: prost::Message>(value: &T, buf: &mut bytes::BytesMut) {
+        buf.reserve(value.encoded_len());
+        // A BytesMut grows as it is written, so the message always fits.
+        let _ = value.encode(buf);
+    }
+
     /// Decodes `body` into a `T`.
     ///
     /// # Errors

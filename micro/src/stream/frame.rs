@@ -111,6 +111,18 @@ pub(crate) trait FrameSink: Send + Sync + 'static {
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>>;
     fn start_send(&mut self, message: Message) -> Result<()>;
     fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>>;
+
+    /// Sends one message that `encode` writes straight into the sink's
+    /// own buffer, saving the message a buffer of its own; `None` for a
+    /// sink that takes whole frames (a WebSocket).
+    fn start_send_into(
+        &mut self,
+        _encode: &mut dyn FnMut(
+            &mut bytes::BytesMut,
+        ) -> std::result::Result<(), crate::codec::CodecError>,
+    ) -> Option<Result<()>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,8 @@ pub(crate) use frame::{
 pub use receive::Streaming;
 pub(crate) use receive::{Decoder, Frames, serde_decoder};
 pub use send::Sender;
+#[cfg(feature = "protobuf")]
+pub(crate) use send::encode_error;
 pub(crate) use send::{Encoder, Outbound, serde_encoder};
 
 use crate::{Context, Error, Result};

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Sink;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,6 +23,8 @@ pub struct Sender<T> {
     inner: Outbound,
     content_type: ContentType,
     encode: Encoder<T>,
+    /// Encodes into the sink's own buffer, when the sink has one.
+    encode_into: Option<EncoderInto<T>>,
     closed: bool,
     _message: PhantomData<fn(T)>,
 }
@@ -43,6 +45,13 @@ impl Outbound {
         self.0.start_send(message)
     }
 
+    fn start_send_into(
+        &mut self,
+        encode: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>,
+    ) -> Option<Result<()>> {
+        self.0.start_send_into(encode)
+    }
+
     fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         self.0.poll_flush(cx)
     }
@@ -61,6 +70,18 @@ impl<T> fmt::Debug for Sender<T> {
 /// `#[service(protobuf)]` picks for a protobuf message.
 pub(crate) type Encoder<T> = fn(ContentType, &T) -> Result<Bytes, CodecError>;
 
+/// The error for a message that does not encode.
+pub(crate) fn encode_error(e: CodecError) -> Error {
+    match e {
+        // A codec the type lacks is the caller's choice: a 415.
+        e @ (CodecError::Unsupported(_) | CodecError::Unavailable { .. }) => Error::from(e),
+        e => Error::internal(e.to_string()).with_source(e),
+    }
+}
+
+/// An [`Encoder`] that writes at the end of a buffer instead.
+pub(crate) type EncoderInto<T> = fn(ContentType, &T, &mut BytesMut) -> Result<(), CodecError>;
+
 /// The [`Encoder`] of a serde type.
 pub(crate) fn serde_encoder<T: Serialize>(
     content_type: ContentType,
@@ -75,9 +96,17 @@ impl<T> Sender<T> {
             inner,
             content_type,
             encode,
+            encode_into: None,
             closed: false,
             _message: PhantomData,
         }
+    }
+
+    /// Encodes into the sink's own buffer when it has one (gRPC), with
+    /// `encode_into`.
+    pub(crate) fn with_encode_into(mut self, encode_into: EncoderInto<T>) -> Self {
+        self.encode_into = Some(encode_into);
+        self
     }
 
     fn closed_error() -> Error {
@@ -116,11 +145,7 @@ impl<T> Sender<T> {
         if self.closed {
             return Err(Self::closed_error());
         }
-        let bytes = (self.encode)(self.content_type, message).map_err(|e| match e {
-            // A codec the type lacks is the caller's choice: a 415.
-            e @ (CodecError::Unsupported(_) | CodecError::Unavailable { .. }) => Error::from(e),
-            e => Error::internal(e.to_string()).with_source(e),
-        })?;
+        let bytes = (self.encode)(self.content_type, message).map_err(encode_error)?;
         Ok(data_frame(self.content_type, bytes))
     }
 
@@ -133,6 +158,21 @@ impl<T> Sender<T> {
     /// sent one, is what the receiving half returns next), 408 past the
     /// deadline.
     pub async fn send<M: Borrow<T>>(&mut self, message: M) -> Result<()> {
+        if let Some(encode_into) = self.encode_into {
+            if self.closed {
+                return Err(Self::closed_error());
+            }
+            std::future::poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+            let content_type = self.content_type;
+            let value = message.borrow();
+            let sent = self
+                .inner
+                .start_send_into(&mut |buf| encode_into(content_type, value, buf));
+            if let Some(sent) = sent {
+                sent?;
+                return std::future::poll_fn(|cx| self.inner.poll_flush(cx)).await;
+            }
+        }
         let mut frame = Some(self.encode(message.borrow())?);
         std::future::poll_fn(|cx| self.poll_send_frame(cx, &mut frame)).await
     }
@@ -147,6 +187,15 @@ impl<T> Sink<T> for Sender<T> {
 
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<()> {
         let this = self.get_mut();
+        if let (Some(encode_into), false) = (this.encode_into, this.closed) {
+            let content_type = this.content_type;
+            let sent = this
+                .inner
+                .start_send_into(&mut |buf| encode_into(content_type, &item, buf));
+            if let Some(sent) = sent {
+                return sent;
+            }
+        }
         let frame = this.encode(&item)?;
         this.inner.start_send(frame)
     }

@@ -345,6 +345,33 @@ impl FrameSink for Sink {
         Ok(())
     }
 
+    fn start_send_into(
+        &mut self,
+        encode: &mut dyn FnMut(&mut BytesMut) -> std::result::Result<(), crate::codec::CodecError>,
+    ) -> Option<Result<()>> {
+        let mut state = self.0.lock();
+        if state.gone || state.finished {
+            return Some(Err(gone()));
+        }
+        let queue = &mut state.queue;
+        let start = queue.len();
+        queue.put_u8(0);
+        queue.put_u32(0);
+        if let Err(e) = encode(queue) {
+            queue.truncate(start);
+            return Some(Err(crate::stream::encode_error(e)));
+        }
+        // The length, now that it is known. An empty message is a message
+        // here: gRPC ends the server's direction with its trailers.
+        let len = u32::try_from(queue.len() - start - PREFIX).unwrap_or(u32::MAX);
+        queue[start + 1..start + PREFIX].copy_from_slice(&len.to_be_bytes());
+        self.0.queued.store(queue.len(), Ordering::Release);
+        if let Some(w) = state.body_waker.take() {
+            w.wake();
+        }
+        Some(Ok(()))
+    }
+
     fn poll_flush(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<()>> {
         // What is queued is the body's to send; only a body that is gone
         // fails.

@@ -114,6 +114,25 @@ impl StreamCall {
         self.into_parts_encoded(serde_decoder::<Req>, serde_encoder::<Rsp>)
     }
 
+    /// [`into_parts_encoded`](Self::into_parts_encoded) for a protobuf
+    /// service: its replies can also be encoded straight into a gRPC
+    /// stream's buffer.
+    #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
+    pub fn into_parts_protobuf<Req, Rsp>(
+        self,
+        decode: fn(ContentType, &[u8]) -> std::result::Result<Req, crate::codec::CodecError>,
+        encode: fn(ContentType, &Rsp) -> std::result::Result<Bytes, crate::codec::CodecError>,
+        encode_into: fn(
+            ContentType,
+            &Rsp,
+            &mut bytes::BytesMut,
+        ) -> std::result::Result<(), crate::codec::CodecError>,
+    ) -> (Context, Streaming<Req>, Sender<Rsp>) {
+        let (context, requests, sender) = self.into_parts_encoded(decode, encode);
+        (context, requests, sender.with_encode_into(encode_into))
+    }
+
     /// [`into_parts`](Self::into_parts) with the message codecs given:
     /// what `#[service(protobuf)]` uses for protobuf messages.
     #[doc(hidden)]
