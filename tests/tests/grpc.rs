@@ -396,6 +396,21 @@ async fn one_service_answers_grpc_json_msgpack_and_protobuf_at_once() {
         n += 1;
     }
     assert_eq!(n, 2);
+    // Empty messages on the WebSocket too: each is a message, not the
+    // half-close that an empty frame is.
+    let mut empties = typed
+        .repeat(EchoRequest {
+            times: 3,
+            ..request("empty")
+        })
+        .await
+        .expect("stream opens");
+    let mut n = 0;
+    while let Some(r) = empties.recv().await.expect("a reply") {
+        assert_eq!(r, EchoReply::default());
+        n += 1;
+    }
+    assert_eq!(n, 3, "three empty messages over the WebSocket");
 
     // The registry says which endpoints speak gRPC, and where.
     let nodes = registry.get_service("echo").await.expect("registered");

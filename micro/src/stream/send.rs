@@ -70,6 +70,12 @@ impl<T> fmt::Debug for Sender<T> {
 /// `#[service(protobuf)]` picks for a protobuf message.
 pub(crate) type Encoder<T> = fn(ContentType, &T) -> Result<Bytes, CodecError>;
 
+/// An empty protobuf message as a WebSocket stream carries it: one field
+/// that no message declares (number 536870911, the highest, a varint 0),
+/// which every protobuf decoder skips. Zero bytes would be the half-close.
+#[cfg(feature = "protobuf")]
+const EMPTY_PROTOBUF: &[u8] = &[0xF8, 0xFF, 0xFF, 0xFF, 0x0F, 0x00];
+
 /// The error for a message that does not encode.
 pub(crate) fn encode_error(e: CodecError) -> Error {
     match e {
@@ -146,6 +152,15 @@ impl<T> Sender<T> {
             return Err(Self::closed_error());
         }
         let bytes = (self.encode)(self.content_type, message).map_err(encode_error)?;
+        #[cfg(feature = "protobuf")]
+        if bytes.is_empty() && self.content_type == ContentType::Protobuf {
+            // Protobuf's empty message is zero bytes, which on a WebSocket
+            // would be the end of the direction.
+            return Ok(data_frame(
+                self.content_type,
+                Bytes::from_static(EMPTY_PROTOBUF),
+            ));
+        }
         Ok(data_frame(self.content_type, bytes))
     }
 
