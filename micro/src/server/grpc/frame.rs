@@ -123,6 +123,12 @@ pub(crate) enum GrpcBody {
     },
     /// A stream's replies, as its sender queues them.
     Stream(Arc<Out>),
+    /// A stream's replies, with the handler that sends them, which runs
+    /// as the body is polled.
+    Driven {
+        out: Arc<Out>,
+        handler: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    },
 }
 
 impl http_body::Body for GrpcBody {
@@ -141,6 +147,14 @@ impl http_body::Body for GrpcBody {
                     .map(Ok),
             ),
             GrpcBody::Stream(out) => out.poll_body(cx).map(|f| f.map(Ok)),
+            GrpcBody::Driven { out, handler } => {
+                if let Some(running) = handler
+                    && running.as_mut().poll(cx).is_ready()
+                {
+                    *handler = None;
+                }
+                out.poll_body(cx).map(|f| f.map(Ok))
+            }
         }
     }
 
@@ -159,7 +173,7 @@ impl http_body::Body for GrpcBody {
 
 impl Drop for GrpcBody {
     fn drop(&mut self) {
-        if let GrpcBody::Stream(out) = self {
+        if let GrpcBody::Stream(out) | GrpcBody::Driven { out, .. } = self {
             out.body_dropped();
         }
     }

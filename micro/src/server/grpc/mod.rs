@@ -356,7 +356,9 @@ fn open_stream(
     let mut closing = shared.streams.closing_signal();
     let service = shared.name.clone();
     let driver = out.clone();
-    tokio::spawn(
+    // The handler runs inside the response body, polled by the task that
+    // sends it: no task of its own, no hop between tasks per message.
+    let running = Box::pin(
         async move {
             #[cfg(feature = "metrics")]
             let _counted = counted;
@@ -402,7 +404,13 @@ fn open_stream(
         }
         .instrument(span),
     );
-    Ok(long(response(codec, GrpcBody::Stream(out))))
+    Ok(long(response(
+        codec,
+        GrpcBody::Driven {
+            out,
+            handler: Some(running),
+        },
+    )))
 }
 
 /// `response`, marked so that its connection stays busy while its body,
