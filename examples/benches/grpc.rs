@@ -25,8 +25,8 @@
 //! (default 3), spread over five interleaved rounds; `BENCH_FILTER` keeps
 //! only patterns whose name contains it.
 
-#[path = "common/cpu.rs"]
-mod cpu;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -44,7 +44,7 @@ use micro_examples::greeter::{Greeter, GreeterClient, HelloReply, HelloRequest};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use cpu::{SERVER_THREADS, server_cpu_seconds};
+use servers::{server_cpu_seconds, server_runtime};
 
 const ROUNDS: u32 = 5;
 
@@ -272,19 +272,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name(SERVER_THREADS.into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            tx.send(rt.handle().clone()).expect("handle");
-            rt.block_on(std::future::pending::<()>());
-        })
-        .expect("server thread");
-    let servers = rx.recv().expect("server runtime");
+    let servers = server_runtime();
     let clients = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -44,8 +44,8 @@
 //! `BENCH_SECS` sets the seconds per row (default 3), spread over seven
 //! interleaved rounds; `BENCH_FILTER` keeps only rows whose name contains it.
 
-#[path = "common/cpu.rs"]
-mod cpu;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ use micro::registry::{EventKind, MdnsRegistry, MemoryRegistry, Registry};
 use micro::server::BoxFuture;
 use micro_examples::helloworld::{Helloworld, HelloworldClient, Request, Response};
 
-use cpu::{SERVER_THREADS, server_cpu_seconds};
+use servers::{server_cpu_seconds, server_runtime};
 
 type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
 
@@ -294,19 +294,7 @@ fn main() {
         .unwrap_or(3.0);
     // One thread each, as a client process and a server process on a
     // core each would be.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name(SERVER_THREADS.into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            tx.send(rt.handle().clone()).unwrap();
-            rt.block_on(std::future::pending::<()>());
-        })
-        .unwrap();
-    let servers = rx.recv().unwrap();
+    let servers = server_runtime();
     let clients = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

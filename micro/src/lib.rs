@@ -172,6 +172,34 @@ pub mod __private {
     pub use crate::stream::{Sender, Stream, StreamKind, Streaming};
     pub use crate::{Context, Error, Result};
 
+    /// Stands for `T` in the probes of generated code: `(&&Probe::<T>::new())`
+    /// with two traits in scope, one implemented for `&Probe<T>` when `T`
+    /// has what it needs and one for `Probe<T>` for any type, picks at the
+    /// concrete type (JSON Schemas, stream codecs, protobuf codecs).
+    #[derive(Debug)]
+    pub struct Probe<T: ?Sized>(std::marker::PhantomData<fn() -> Box<T>>);
+
+    impl<T: ?Sized> Probe<T> {
+        /// The probe of `T`.
+        pub const fn new() -> Self {
+            Self(std::marker::PhantomData)
+        }
+    }
+
+    impl<T: ?Sized> Default for Probe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<T: ?Sized> Clone for Probe<T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<T: ?Sized> Copy for Probe<T> {}
+
     /// The serde codecs of a stream's message type, as the function
     /// pointers a stream keeps: generated code calls
     /// `(&&Probe::<T>::new()).micro_decoder()` (and `micro_encoder`) with
@@ -179,36 +207,11 @@ pub mod __private {
     /// type has already failed `assert_message`, which reports it once at
     /// the type, and gets a codec that is never called.
     pub mod stream_codecs {
-        use std::marker::PhantomData;
-
         use bytes::Bytes;
 
         use crate::codec::{CodecError, ContentType};
 
-        /// Stands for `T` in the probe.
-        #[derive(Debug)]
-        pub struct Probe<T>(PhantomData<fn() -> T>);
-
-        impl<T> Probe<T> {
-            /// The probe of `T`.
-            pub const fn new() -> Self {
-                Self(PhantomData)
-            }
-        }
-
-        impl<T> Default for Probe<T> {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl<T> Clone for Probe<T> {
-            fn clone(&self) -> Self {
-                *self
-            }
-        }
-
-        impl<T> Copy for Probe<T> {}
+        pub use super::Probe;
 
         /// A decoder from bytes.
         pub type Decoder<T> = fn(ContentType, &[u8]) -> Result<T, CodecError>;
@@ -258,24 +261,7 @@ pub mod __private {
     /// that derives `schemars::JsonSchema` (with the `schemas` feature)
     /// and [`ViaNothing`](schema::ViaNothing) for any other.
     pub mod schema {
-        use std::marker::PhantomData;
-
-        /// Stands for `T` in the probe.
-        #[derive(Debug)]
-        pub struct Probe<T: ?Sized>(PhantomData<fn() -> Box<T>>);
-
-        impl<T: ?Sized> Probe<T> {
-            /// The probe of `T`.
-            pub const fn new() -> Self {
-                Self(PhantomData)
-            }
-        }
-
-        impl<T: ?Sized> Default for Probe<T> {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
+        pub use super::Probe;
 
         /// The schema of a type that has one.
         pub trait ViaJsonSchema {

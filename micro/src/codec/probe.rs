@@ -8,8 +8,6 @@
 //! no serde derives) the `Prost` ones do, and JSON or MessagePack is
 //! refused with a 415 that says so.
 
-use std::marker::PhantomData;
-
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,30 +28,7 @@ impl<T: prost::Message + Default + Send + 'static> ProtoMessage for T {}
 /// Checks, at the user's type, that it is a protobuf message.
 pub fn assert_proto<T: ProtoMessage>() {}
 
-/// Stands for `T` in the probe.
-#[derive(Debug)]
-pub struct Probe<T>(PhantomData<fn() -> T>);
-
-impl<T> Clone for Probe<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Probe<T> {}
-
-impl<T> Probe<T> {
-    /// The probe of `T`.
-    pub const fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T> Default for Probe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use crate::__private::Probe;
 
 /// Decoding a type that has serde too: every codec.
 pub trait DecodeSerde<T> {

@@ -186,10 +186,6 @@ pub(crate) struct Out {
     /// Notified once when the body is dropped: the client went away, or
     /// the connection did.
     gone: Notify,
-    /// The stream's place among the server's open streams, held until
-    /// the body is sent or dropped: a graceful stop waits for the
-    /// trailers to go out.
-    open: Mutex<Option<crate::server::streams::Open>>,
     /// Set with `gone` or `finished`: the sender checks it without the
     /// lock.
     closed: AtomicBool,
@@ -208,6 +204,10 @@ struct OutState {
     gone: bool,
     body_waker: Option<Waker>,
     send_waker: Option<Waker>,
+    /// The stream's place among the server's open streams, held until
+    /// the body is sent or dropped: a graceful stop waits for the
+    /// trailers to go out.
+    open: Option<crate::server::streams::Open>,
 }
 
 impl Out {
@@ -231,11 +231,7 @@ impl Out {
             return Poll::Ready(Some(Frame::trailers(trailers)));
         }
         if state.finished {
-            drop(state);
-            self.open
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
+            state.open = None;
             return Poll::Ready(None);
         }
         match &state.body_waker {
@@ -247,18 +243,12 @@ impl Out {
 
     /// Counts the stream as open until the body is done.
     pub(crate) fn hold(&self, open: crate::server::streams::Open) {
-        *self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(open);
+        self.lock().open = Some(open);
     }
 
     fn body_dropped(&self) {
-        self.open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
         let mut state = self.lock();
+        state.open = None;
         state.gone = true;
         self.closed.store(true, Ordering::Release);
         state.queue = BytesMut::new();

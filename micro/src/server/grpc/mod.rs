@@ -224,7 +224,7 @@ async fn start(
     now: Instant,
 ) -> Result<Response> {
     let path = req.uri().path().trim_start_matches('/');
-    let route = shared.grpc.get(path).cloned();
+    let route = shared.grpc.get(path);
     if route.is_none() {
         if let Some(builtin) = builtin(path) {
             return builtin.serve(shared, req, codec).await;
@@ -251,7 +251,7 @@ async fn start(
         ));
     }
     let (mut parts, body) = req.into_parts();
-    let credentials = rpc::credentials(shared, &route, &mut parts).await?;
+    let credentials = rpc::credentials(shared, route, &mut parts).await?;
     let deadline = deadline(&parts.headers, now)?;
     let id = request_id(&parts.headers);
     let incoming = Incoming {
@@ -261,9 +261,9 @@ async fn start(
         deadline,
     };
     if route.stream.is_some() {
-        return open_stream(shared, &route, incoming, body, codec);
+        return open_stream(shared, route, incoming, body, codec);
     }
-    let served = unary(shared, &route, incoming, body, codec).await;
+    let served = unary(shared, route, incoming, body, codec).await;
     #[cfg(feature = "metrics")]
     if let Some(m) = &route.metrics {
         m.call(
@@ -355,7 +355,7 @@ fn open_stream(
     let route = route.clone();
     let mut closing = shared.streams.closing_signal();
     let service = shared.name.clone();
-    let driver = out.clone();
+    let sending = out.clone();
     // The handler runs inside the response body, polled by the task that
     // sends it: no task of its own, no hop between tasks per message.
     let running = Box::pin(
@@ -376,31 +376,27 @@ fn open_stream(
                     std::future::pending::<()>().await;
                 }
             };
-            let outcome = tokio::select! {
+            // The body owns this future: if the client goes away, the
+            // body is dropped and the handler with it.
+            let result = tokio::select! {
                 biased;
-                outcome = handling => Some(match outcome {
+                outcome = handling => match outcome {
                     Ok(result) => result,
                     Err(panic) => {
                         let message = wire::panic_message(&*panic);
                         tracing::error!(endpoint = &*endpoint, message, "stream handler panicked");
                         Err(Error::internal(format!("handler {endpoint} panicked: {message}")))
                     }
-                }),
-                () = driver.gone() => None,
-                () = expired => Some(Err(Error::timeout(format!("deadline exceeded serving {endpoint}")))),
-                () = stopping => Some(Err(Error::unavailable(format!(
+                },
+                () = expired => Err(Error::timeout(format!("deadline exceeded serving {endpoint}"))),
+                () = stopping => Err(Error::unavailable(format!(
                     "service \"{service}\" is shutting down"
-                )))),
+                ))),
             };
-            match outcome {
-                Some(result) => {
-                    if let Err(err) = &result {
-                        tracing::debug!(endpoint = &*endpoint, error = %err, "gRPC stream ended with an error");
-                    }
-                    driver.finish(trailers(&result));
-                }
-                None => tracing::debug!(endpoint = &*endpoint, "gRPC stream client went away"),
+            if let Err(err) = &result {
+                tracing::debug!(endpoint = &*endpoint, error = %err, "gRPC stream ended with an error");
             }
+            sending.finish(trailers(&result));
         }
         .instrument(span),
     );
