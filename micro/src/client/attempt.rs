@@ -296,11 +296,12 @@ impl<'a> Target<'a> {
 }
 
 /// A service's name with its header value made once, for the typed
-/// clients `#[service]` generates.
+/// clients `#[service]` generates. Cloning it (with its typed client)
+/// copies no text.
 #[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct ServiceName {
-    name: String,
+    name: std::sync::Arc<str>,
     /// `None` when the name cannot be a header value; each call says so.
     header: Option<HeaderValue>,
 }
@@ -308,7 +309,10 @@ pub struct ServiceName {
 impl ServiceName {
     pub fn new(name: String) -> Self {
         let header = HeaderValue::from_str(&name).ok();
-        Self { name, header }
+        Self {
+            name: name.into(),
+            header,
+        }
     }
 
     pub fn as_str(&self) -> &str {

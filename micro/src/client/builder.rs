@@ -255,7 +255,7 @@ impl ClientBuilder {
         #[cfg(feature = "tls")]
         let transport = match (self.transport, self.tls) {
             (Some(layered), _) => Stack::Layered(layered),
-            (None, Some(config)) => Stack::Tls(crate::transport::tls_client(config)),
+            (None, Some(config)) => Stack::tls(config),
             (None, None) => Stack::direct(),
         };
         #[cfg(not(feature = "tls"))]

@@ -1,16 +1,20 @@
-//! The one HTTP client of the crate: hyper's pooled keep-alive client, or
-//! the user's tower layers around it, one request and its whole reply, and
-//! the error a reply carries. The client's calls and streams and the HTTP
-//! broker's deliveries all go through it.
+//! The one HTTP client of the crate: pooled keep-alive connections
+//! ([`pool`]), or the user's tower layers around hyper's pooled client, one
+//! request and its whole reply, and the error a reply carries. The
+//! client's calls and streams and the HTTP broker's deliveries all go
+//! through it.
+
+mod pool;
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::future::Either;
+use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,6 +24,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::Error;
 use crate::wire::MICRO_ERROR;
+use pool::{Lease, Pool};
 
 /// A boxed error, as tower layers produce.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -27,17 +32,16 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// The HTTP service a client sends its requests through; layers wrap it.
 pub type Transport = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
-/// How requests leave: straight into hyper's pooled client, or through the
-/// user's layers. The direct path saves boxing a service and two bodies per
-/// call when there are no layers.
+/// How requests leave: straight into the crate's connection pool, or
+/// through the user's layers around hyper's pooled client. The direct path
+/// saves boxing a service and two bodies per call when there are no
+/// layers.
 #[derive(Clone)]
-// One per client, inside its `Arc`: the size does not matter.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Stack {
-    Direct(HyperClient<HttpConnector, Full<Bytes>>),
-    /// hyper's pooled client over TLS.
+    Direct(Arc<Pool<HttpConnector>>),
+    /// The pool over TLS.
     #[cfg(feature = "tls")]
-    Tls(HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Tls(Arc<Pool<hyper_rustls::HttpsConnector<HttpConnector>>>),
     Layered(Transport),
 }
 
@@ -49,9 +53,15 @@ pub(crate) static USER_AGENT_VALUE: HeaderValue =
     HeaderValue::from_static(concat!("micro-rs/", env!("CARGO_PKG_VERSION")));
 
 impl Stack {
-    /// hyper's pooled client, with no layers.
+    /// The connection pool, with no layers.
     pub(crate) fn direct() -> Self {
-        Stack::Direct(hyper_client())
+        Stack::Direct(Arc::new(Pool::new(connector())))
+    }
+
+    /// The connection pool over TLS with `config`, HTTPS only.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(config: rustls::ClientConfig) -> Self {
+        Stack::Tls(Arc::new(Pool::new(tls_connector(config))))
     }
 
     /// Sends one request; the reply's body is still to be read.
@@ -64,17 +74,29 @@ impl Stack {
         parts: http::request::Parts,
         body: Bytes,
     ) -> impl Future<Output = Result<Reply, BoxError>> + Send + 'static {
-        let sent = match self {
-            Stack::Direct(client) => client.request(Request::from_parts(parts, Full::new(body))),
+        let sent: BoxFuture<'static, Result<Reply, BoxError>> = match self {
+            Stack::Direct(pool) => {
+                let sent = pool.send(parts, body);
+                return Either::Left(async move {
+                    let (response, lease) = sent.await?;
+                    Ok(Reply::Direct(response, lease))
+                });
+            }
             #[cfg(feature = "tls")]
-            Stack::Tls(client) => client.request(Request::from_parts(parts, Full::new(body))),
+            Stack::Tls(pool) => {
+                let sent = pool.send(parts, body);
+                Box::pin(async move {
+                    let (response, lease) = sent.await?;
+                    Ok(Reply::Direct(response, lease))
+                })
+            }
             Stack::Layered(transport) => {
                 let request = Request::from_parts(parts, Body::from(body));
-                let sent = Box::pin(transport.clone().oneshot(request));
-                return Either::Right(async move { Ok(Reply::Layered(sent.await?)) });
+                let sent = transport.clone().oneshot(request);
+                Box::pin(async move { Ok(Reply::Layered(sent.await?)) })
             }
         };
-        Either::Left(async move { Ok(Reply::Direct(sent.await?)) })
+        Either::Right(sent)
     }
 
     /// Sends one request and reads its whole reply, refusing more than
@@ -100,23 +122,24 @@ impl Stack {
     }
 }
 
-/// A reply whose body is still to be read, from either path.
+/// A reply whose body is still to be read, from either path; a pooled
+/// one with the connection it came on.
 pub(crate) enum Reply {
-    Direct(Response<Incoming>),
+    Direct(Response<Incoming>, Lease),
     Layered(Response<Body>),
 }
 
 impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Reply::Direct(r) => r.status(),
+            Reply::Direct(r, _) => r.status(),
             Reply::Layered(r) => r.status(),
         }
     }
 
     pub(crate) fn headers(&self) -> &http::HeaderMap {
         match self {
-            Reply::Direct(r) => r.headers(),
+            Reply::Direct(r, _) => r.headers(),
             Reply::Layered(r) => r.headers(),
         }
     }
@@ -129,7 +152,15 @@ impl Reply {
         address: &'a str,
     ) -> impl Future<Output = Result<(http::response::Parts, Bytes), Failure>> + Send + 'a {
         match self {
-            Reply::Direct(r) => Either::Left(read_reply(r, limit, service, address)),
+            Reply::Direct(r, lease) => {
+                let read = read_reply(r, limit, service, address);
+                Either::Left(async move {
+                    let whole = read.await?;
+                    // Read to its end: the connection takes another.
+                    lease.release();
+                    Ok(whole)
+                })
+            }
             Reply::Layered(r) => Either::Right(read_reply(r, limit, service, address)),
         }
     }
@@ -137,7 +168,8 @@ impl Reply {
     /// The connection, once the reply switched protocols.
     pub(crate) async fn upgrade(self) -> hyper::Result<hyper::upgrade::Upgraded> {
         match self {
-            Reply::Direct(r) => hyper::upgrade::on(r).await,
+            // The lease is held until the connection is handed over.
+            Reply::Direct(r, _lease) => hyper::upgrade::on(r).await,
             Reply::Layered(r) => hyper::upgrade::on(r).await,
         }
     }
@@ -256,7 +288,9 @@ where
         .build(connector)
 }
 
-/// A pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`.
+/// hyper's pooled keep-alive HTTP/1.1 client with `TCP_NODELAY`, for a
+/// backend that streams bodies of its own type.
+#[cfg(feature = "etcd")]
 pub(crate) fn hyper_client<B>() -> HyperClient<HttpConnector, B>
 where
     B: http_body::Body + Send + Unpin + 'static,
@@ -266,25 +300,16 @@ where
     pooled(connector())
 }
 
-/// hyper's pooled client over TLS with `config`, HTTPS only.
+/// The TLS connector on top of [`connector`], with `config`, HTTPS only.
 #[cfg(feature = "tls")]
-pub(crate) fn tls_client<B>(
-    config: rustls::ClientConfig,
-) -> HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, B>
-where
-    B: http_body::Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+fn tls_connector(config: rustls::ClientConfig) -> hyper_rustls::HttpsConnector<HttpConnector> {
     let mut http = connector();
     http.enforce_http(false);
-    pooled(
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http),
-    )
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http)
 }
 
 /// `client` as a tower service, for layers to wrap.
@@ -302,13 +327,13 @@ where
     BoxCloneSyncService::new(service)
 }
 
-/// The TLS client as a tower service, for layers to wrap.
+/// hyper's pooled client over TLS as a tower service, for layers to wrap.
 #[cfg(feature = "tls")]
 pub(crate) fn tls_transport(config: rustls::ClientConfig) -> Transport {
-    as_transport(tls_client(config))
+    as_transport(pooled(tls_connector(config)))
 }
 
-/// The hyper client as a tower service, for layers to wrap.
+/// hyper's pooled client as a tower service, for layers to wrap.
 pub(crate) fn hyper_transport() -> Transport {
-    as_transport(hyper_client())
+    as_transport(pooled(connector()))
 }
