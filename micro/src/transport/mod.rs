@@ -284,7 +284,7 @@ where
     B::Error: Into<BoxError>,
 {
     HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(pool::IDLE_TIMEOUT)
         .build(connector)
 }
 

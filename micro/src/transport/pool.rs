@@ -29,11 +29,13 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 type Sender = SendRequest<Full<Bytes>>;
 
 /// How long a connection may stay idle before it is closed instead of
-/// used: 90 s, as hyper-util's pool.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// used: 50 s, under a micro server's own 60 s (`DEFAULT_IDLE_TIMEOUT`),
+/// so that a call is not sent on a connection the server is closing.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
-/// Every how many returns the pool drops the peers it holds no live
-/// connection to (a client that called many short-lived nodes).
+/// Every how many uses the pool drops the peers it holds no live
+/// connection to (a client that called many short-lived nodes, or
+/// addresses where nothing listens).
 const SWEEP_EVERY: u32 = 1024;
 
 /// Keep-alive connections made by `connector`, by peer.
@@ -51,8 +53,8 @@ struct Idle {
 #[derive(Default)]
 struct Peers {
     by_authority: HashMap<Box<str>, Peer>,
-    /// Returns since the last sweep.
-    returns: u32,
+    /// Takes and returns since the last sweep.
+    uses: u32,
 }
 
 /// One peer's idle connections, the oldest first, and its `Host`
@@ -72,7 +74,20 @@ impl Peer {
 }
 
 impl Peers {
-    fn peer(&mut self, authority: &str) -> &mut Peer {
+    /// The peer `authority`, made on first use; every
+    /// [`SWEEP_EVERY`]th use first drops the peers without a live idle
+    /// connection.
+    fn peer(&mut self, authority: &str, now: Instant) -> &mut Peer {
+        self.uses += 1;
+        if self.uses >= SWEEP_EVERY {
+            self.uses = 0;
+            self.by_authority.retain(|_, peer| {
+                peer.idle.retain(|(sender, since)| {
+                    !sender.is_closed() && now.saturating_duration_since(*since) < IDLE_TIMEOUT
+                });
+                !peer.idle.is_empty()
+            });
+        }
         // Looked up before it is inserted, so that a known peer costs no
         // allocation of its key.
         if !self.by_authority.contains_key(authority) {
@@ -94,13 +109,10 @@ impl Idle {
     /// there is one, and the peer's `Host` header. Connections found
     /// closed or idle too long are dropped on the way.
     fn take(&self, authority: &str) -> (Option<Sender>, Option<HeaderValue>) {
-        let mut peers = self.lock();
-        let peer = peers.peer(authority);
-        let host = peer.host.clone();
-        if peer.idle.is_empty() {
-            return (None, host);
-        }
         let now = Instant::now();
+        let mut peers = self.lock();
+        let peer = peers.peer(authority, now);
+        let host = peer.host.clone();
         while let Some((sender, since)) = peer.idle.pop_back() {
             if now.saturating_duration_since(since) >= IDLE_TIMEOUT {
                 // The older ones have waited longer still.
@@ -118,17 +130,7 @@ impl Idle {
     fn put(&self, authority: &str, sender: Sender) {
         let now = Instant::now();
         let mut peers = self.lock();
-        peers.returns += 1;
-        if peers.returns >= SWEEP_EVERY {
-            peers.returns = 0;
-            peers.by_authority.retain(|_, peer| {
-                peer.idle.retain(|(sender, since)| {
-                    !sender.is_closed() && now.saturating_duration_since(*since) < IDLE_TIMEOUT
-                });
-                !peer.idle.is_empty()
-            });
-        }
-        let peer = peers.peer(authority);
+        let peer = peers.peer(authority, now);
         // The oldest goes when it is dead, so that a peer that stops being
         // called does not keep its connections' handles for ever.
         if let Some((oldest, since)) = peer.idle.front()
@@ -440,6 +442,18 @@ mod tests {
         drop((response, lease));
         assert_eq!(call(&pool, &address, "/").await, format!("/ {address}"));
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn peers_without_idle_connections_are_swept() {
+        let idle = Idle::default();
+        for port in 0..3000 {
+            let (sender, host) = idle.take(&format!("127.0.0.1:{port}"));
+            assert!(sender.is_none());
+            assert_eq!(host.unwrap(), format!("127.0.0.1:{port}").as_str());
+        }
+        let known = idle.lock().by_authority.len();
+        assert!(known <= SWEEP_EVERY as usize, "{known} peers kept");
     }
 
     #[tokio::test]
