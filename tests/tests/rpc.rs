@@ -465,6 +465,48 @@ async fn unreachable_address_is_503() {
     );
 }
 
+#[tokio::test]
+async fn kept_alive_connections_survive_the_server_restarting_on_its_address() {
+    let svc = greeter().await;
+    let address = svc.local_addr().to_string();
+    let greeter = GreeterClient::new(
+        "greeter",
+        Client::builder()
+            .registry(Arc::new(MemoryRegistry::new()))
+            // One attempt: a call sent on a connection the old server
+            // closed would fail here instead of going again.
+            .retry(micro::client::RetryPolicy::never())
+            .build(),
+    );
+    let hello = |name: &str| {
+        greeter.hello_with(
+            Hello { name: name.into() },
+            CallOptions::new().address(address.clone()),
+        )
+    };
+    let calls = (0..8).map(|i| hello(&format!("first {i}")));
+    for reply in futures_util::future::join_all(calls).await {
+        assert!(reply.unwrap().message.starts_with("Hello first"));
+    }
+    // The pool now holds idle connections to the old server, which closes
+    // them as it stops.
+    svc.stop().await.unwrap();
+    let err = hello("gone").await.unwrap_err();
+    assert_eq!(err.code(), 503, "{err}");
+    let again = micro::Service::new("greeter")
+        .handle(Greeter)
+        .address(address.as_str())
+        .registry(Arc::new(MemoryRegistry::new()))
+        .start()
+        .await
+        .expect("a new server on the same address");
+    for i in 0..8 {
+        let reply = hello(&format!("second {i}")).await.unwrap();
+        assert_eq!(reply.message, format!("Hello second {i}"));
+    }
+    again.stop().await.unwrap();
+}
+
 /// A service that calls another with its own context.
 struct Front {
     client: Client,
