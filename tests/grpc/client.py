@@ -37,6 +37,13 @@ print("client streaming:", stub.Collect(iter([Req(text=t) for t in "abc"]), time
 
 print("bidirectional:", " ".join(r.text for r in stub.Chat(iter([Req(text=t) for t in ["one", "two", "three"]]), timeout=10)))
 
+gzipped = grpc.insecure_channel(addr, compression=grpc.Compression.Gzip)
+compressed = echo_pb2_grpc.EchoStub(gzipped)
+print("gzip unary:", len(compressed.Say(Req(text="g" * 500), timeout=10).text))
+print("gzip client streaming:", compressed.Collect(iter([Req(text=t) for t in "xyz"]), timeout=10).text)
+print("gzip health:", health_pb2.HealthCheckResponse.ServingStatus.Name(
+    health_pb2_grpc.HealthStub(gzipped).Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status))
+
 try:
     stub.Say(Req(text="slow", delay_ms=5000), timeout=0.2)
     print("deadline: none")

@@ -341,6 +341,59 @@ async fn tonic_streams_of_every_shape() {
     svc.stop().await.expect("stops");
 }
 
+#[tokio::test]
+async fn tonic_sends_gzip_compressed_requests() {
+    let (svc, _) = start(Some(1024)).await;
+    let gzip = tonic::codec::CompressionEncoding::Gzip;
+    let mut client = tonic_client(&svc)
+        .await
+        .send_compressed(gzip)
+        .accept_compressed(gzip);
+
+    // Unary: 900 bytes of text, a few dozen once compressed.
+    let text = "y".repeat(900);
+    let reply = client.say(request(&text)).await.expect("Say, compressed");
+    assert_eq!(reply.get_ref().text, text);
+    // The limit holds for the message once decompressed, not its few
+    // compressed bytes.
+    let status = client
+        .say(request(&"y".repeat(2000)))
+        .await
+        .expect_err("over the limit once decompressed");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("decompresses to more than the limit")
+    );
+
+    // Every stream shape, with each request message compressed.
+    let mut replies = client
+        .repeat(EchoRequest {
+            times: 2,
+            ..request("z")
+        })
+        .await
+        .expect("Repeat opens")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(reply) = replies.message().await.expect("a reply") {
+        seen.push((reply.text, reply.index));
+    }
+    assert_eq!(seen, [("z".to_owned(), 1), ("z".to_owned(), 2)]);
+    let texts = futures_util::stream::iter(["a", "b", "c"].map(request));
+    let reply = client.collect(texts).await.expect("Collect").into_inner();
+    assert_eq!((reply.text.as_str(), reply.index), ("a,b,c", 3));
+    let chat = futures_util::stream::iter(["one", "two"].map(request));
+    let mut incoming = client.chat(chat).await.expect("Chat opens").into_inner();
+    let mut echoed = Vec::new();
+    while let Some(reply) = incoming.message().await.expect("a reply") {
+        echoed.push(reply.text);
+    }
+    assert_eq!(echoed, ["one", "two"]);
+    svc.stop().await.expect("stops");
+}
+
 #[derive(serde::Deserialize)]
 struct JsonReply {
     text: String,
@@ -511,6 +564,15 @@ type BadCase<'a> = (
     &'a str,
 );
 
+/// A message gzip-compressed and framed with the compressed flag.
+fn gzip_framed(message: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(message).expect("in memory");
+    let data = gz.finish().expect("in memory");
+    framed(1, u32::try_from(data.len()).expect("small"), &data)
+}
+
 /// A message framed as it is: uncompressed, its own length.
 fn whole(message: &[u8]) -> Bytes {
     framed(0, u32::try_from(message.len()).expect("small"), message)
@@ -550,16 +612,32 @@ async fn bad_frames_get_a_status_with_a_message_and_the_server_stays_up() {
             say,
             vec![],
             framed(1, good.len() as u32, &good),
-            "12",
-            "compressed",
+            "13",
+            "names no compression",
         ),
         (
             "an encoding this server lacks",
             say,
-            vec![("grpc-encoding", "gzip")],
+            vec![("grpc-encoding", "snappy")],
             framed(1, good.len() as u32, &good),
             "12",
-            "gzip",
+            "accepts gzip,identity",
+        ),
+        (
+            "gzip that is not gzip",
+            say,
+            vec![("grpc-encoding", "gzip")],
+            framed(1, good.len() as u32, &good),
+            "3",
+            "does not decompress",
+        ),
+        (
+            "gzip that decompresses past the size limit",
+            say,
+            vec![("grpc-encoding", "gzip")],
+            gzip_framed(&big),
+            "8",
+            "decompresses to more than the limit",
         ),
         (
             "bytes that are not an EchoRequest",
@@ -715,6 +793,9 @@ async fn python_grpcio_calls_the_service() {
         "server streaming: 1 2 3",
         "client streaming: a,b,c",
         "bidirectional: one two three",
+        "gzip unary: 500",
+        "gzip client streaming: x,y,z",
+        "gzip health: SERVING",
         "deadline: DEADLINE_EXCEEDED",
         "unknown method: UNIMPLEMENTED",
         "not found: NOT_FOUND asked to fail with 404",

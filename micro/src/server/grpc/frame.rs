@@ -33,42 +33,119 @@ pub(crate) fn encode(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// The length a message's prefix gives.
+/// How a request's messages may be compressed: its `grpc-encoding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+}
+
+/// The header naming a request's compression.
+static GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+
+/// The encodings this server reads, for `grpc-accept-encoding`.
+pub(crate) const ACCEPTED: &str = "gzip,identity";
+
+impl Encoding {
+    /// The encoding a request's `grpc-encoding` names (none: identity).
+    ///
+    /// # Errors
+    /// 501 (UNIMPLEMENTED) for one this server does not read.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Self> {
+        let Some(value) = headers.get(&GRPC_ENCODING) else {
+            return Ok(Encoding::Identity);
+        };
+        let name = value.as_bytes();
+        if name.eq_ignore_ascii_case(b"identity") {
+            Ok(Encoding::Identity)
+        } else if name.eq_ignore_ascii_case(b"gzip") {
+            Ok(Encoding::Gzip)
+        } else {
+            Err(Error::new(
+                "",
+                501,
+                format!(
+                    "grpc-encoding {:?} is not supported: this server accepts {ACCEPTED}",
+                    String::from_utf8_lossy(name)
+                ),
+            ))
+        }
+    }
+}
+
+/// What a message's prefix says: whether the message is compressed, and
+/// its length on the wire.
 ///
 /// # Errors
-/// 413 for a message over `limit` (RESOURCE_EXHAUSTED), 501 for a
-/// compressed one (UNIMPLEMENTED: no compression is supported).
-fn length(prefix: &[u8], limit: usize) -> Result<usize> {
+/// 413 for a message over `limit` (RESOURCE_EXHAUSTED); 500 (INTERNAL)
+/// for a compressed one when the request named no compression, as gRPC
+/// says; 400 for a flag that is neither 0 nor 1.
+fn prefix(prefix: &[u8], limit: usize, encoding: Encoding) -> Result<(bool, usize)> {
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-    if prefix[0] != 0 {
-        return Err(Error::new(
-            "",
-            501,
-            "compressed gRPC message: this server supports only identity encoding (grpc-accept-encoding: identity)",
-        ));
-    }
+    let compressed = match prefix[0] {
+        0 => false,
+        1 if encoding == Encoding::Gzip => true,
+        1 => {
+            return Err(Error::internal(format!(
+                "compressed gRPC message in a request that names no compression: send grpc-encoding (this server accepts {ACCEPTED})"
+            )));
+        }
+        flag => {
+            return Err(Error::bad_request(format!(
+                "gRPC message prefix with the compressed flag {flag}: only 0 and 1 are defined"
+            )));
+        }
+    };
     if len > limit {
         return Err(Error::payload_too_large(format!(
             "gRPC message of {len} bytes is larger than the limit of {limit} bytes"
         )));
     }
-    Ok(len)
+    Ok((compressed, len))
 }
 
-/// Takes the next whole message off the front of `buf`, if it is there.
+/// The message a handler reads: `raw` itself, or decompressed when it is
+/// compressed, refusing more than `limit` bytes of it.
 ///
 /// # Errors
-/// As [`length`].
-pub(crate) fn take(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
+/// 400 for data that does not decompress, 413 past `limit`.
+fn open(raw: Bytes, compressed: bool, limit: usize) -> Result<Bytes> {
+    use std::io::Read;
+    if !compressed {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    let limited = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    match flate2::read::GzDecoder::new(&raw[..])
+        .take(limited)
+        .read_to_end(&mut out)
+    {
+        Err(e) => Err(Error::bad_request(format!(
+            "gzip-compressed gRPC message does not decompress: {e}"
+        ))),
+        Ok(_) if out.len() > limit => Err(Error::payload_too_large(format!(
+            "gzip-compressed gRPC message of {} bytes decompresses to more than the limit of {limit} bytes",
+            raw.len()
+        ))),
+        Ok(_) => Ok(out.into()),
+    }
+}
+
+/// Takes the next whole message off the front of `buf`, if it is there,
+/// decompressed.
+///
+/// # Errors
+/// As [`prefix`] and [`open`].
+pub(crate) fn take(buf: &mut BytesMut, limit: usize, encoding: Encoding) -> Result<Option<Bytes>> {
     if buf.len() < PREFIX {
         return Ok(None);
     }
-    let len = length(&buf[..PREFIX], limit)?;
+    let (compressed, len) = prefix(&buf[..PREFIX], limit, encoding)?;
     if buf.len() < PREFIX + len {
         return Ok(None);
     }
     buf.advance(PREFIX);
-    Ok(Some(buf.split_to(len).freeze()))
+    open(buf.split_to(len).freeze(), compressed, limit).map(Some)
 }
 
 /// The error for a body that ended inside a message.
@@ -89,11 +166,12 @@ pub(crate) fn truncated(buf: &[u8]) -> Error {
 }
 
 /// The one message of a unary request's body, sliced out of it without a
-/// copy.
+/// copy (unless it is compressed).
 ///
 /// # Errors
-/// As [`length`]; 400 for a body that is not exactly one whole message.
-pub(crate) fn single(body: Bytes, limit: usize) -> Result<Bytes> {
+/// As [`prefix`] and [`open`]; 400 for a body that is not exactly one
+/// whole message.
+pub(crate) fn single(body: Bytes, limit: usize, encoding: Encoding) -> Result<Bytes> {
     if body.is_empty() {
         return Err(Error::bad_request(
             "no request message: a unary gRPC call sends exactly one",
@@ -102,7 +180,7 @@ pub(crate) fn single(body: Bytes, limit: usize) -> Result<Bytes> {
     if body.len() < PREFIX {
         return Err(truncated(&body));
     }
-    let len = length(&body[..PREFIX], limit)?;
+    let (compressed, len) = prefix(&body[..PREFIX], limit, encoding)?;
     if body.len() < PREFIX + len {
         return Err(truncated(&body));
     }
@@ -111,7 +189,7 @@ pub(crate) fn single(body: Bytes, limit: usize) -> Result<Bytes> {
             "more than one request message: a unary gRPC call sends exactly one",
         ));
     }
-    Ok(body.slice(PREFIX..))
+    open(body.slice(PREFIX..), compressed, limit)
 }
 
 /// A gRPC response body: its messages, then its trailers.
@@ -393,16 +471,18 @@ pub(crate) struct Source {
     body: Mutex<Body>,
     buf: BytesMut,
     limit: usize,
+    encoding: Encoding,
     ended: bool,
     failed: bool,
 }
 
 impl Source {
-    pub(crate) fn new(body: Body, limit: usize) -> Self {
+    pub(crate) fn new(body: Body, limit: usize, encoding: Encoding) -> Self {
         Self {
             body: Mutex::new(body),
             buf: BytesMut::new(),
             limit,
+            encoding,
             ended: false,
             failed: false,
         }
@@ -415,7 +495,7 @@ impl Source {
             return Poll::Ready(None);
         }
         loop {
-            match take(&mut self.buf, self.limit) {
+            match take(&mut self.buf, self.limit, self.encoding) {
                 Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
                 Ok(None) => {}
                 Err(e) => {
@@ -472,9 +552,13 @@ mod tests {
         buf.extend_from_slice(&encode(b"hello"));
         buf.extend_from_slice(&encode(b""));
         buf.extend_from_slice(&encode(b"wor")[..6]);
-        assert_eq!(take(&mut buf, 100).unwrap().as_deref(), Some(&b"hello"[..]));
-        assert_eq!(take(&mut buf, 100).unwrap().as_deref(), Some(&b""[..]));
-        assert_eq!(take(&mut buf, 100).unwrap(), None);
+        let id = Encoding::Identity;
+        assert_eq!(
+            take(&mut buf, 100, id).unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(take(&mut buf, 100, id).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(take(&mut buf, 100, id).unwrap(), None);
         assert!(
             truncated(&buf)
                 .detail()
@@ -483,14 +567,73 @@ mod tests {
     }
 
     #[test]
-    fn limits_and_compression() {
+    fn limits_and_flags() {
+        let id = Encoding::Identity;
         let mut big = BytesMut::from(&encode(&[0; 11])[..]);
-        assert_eq!(take(&mut big, 10).unwrap_err().code(), 413);
+        assert_eq!(take(&mut big, 10, id).unwrap_err().code(), 413);
         let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 1, 9][..]);
-        assert_eq!(take(&mut compressed, 10).unwrap_err().code(), 501);
-        assert_eq!(single(Bytes::new(), 10).unwrap_err().code(), 400);
+        assert_eq!(take(&mut compressed, 10, id).unwrap_err().code(), 500);
+        let mut flag = BytesMut::from(&[2u8, 0, 0, 0, 1, 9][..]);
+        assert_eq!(take(&mut flag, 10, Encoding::Gzip).unwrap_err().code(), 400);
+        assert_eq!(single(Bytes::new(), 10, id).unwrap_err().code(), 400);
         let two = [encode(b"a"), encode(b"b")].concat();
-        assert_eq!(single(two.into(), 10).unwrap_err().code(), 400);
-        assert_eq!(single(encode(b"a"), 10).unwrap(), Bytes::from_static(b"a"));
+        assert_eq!(single(two.into(), 10, id).unwrap_err().code(), 400);
+        assert_eq!(
+            single(encode(b"a"), 10, id).unwrap(),
+            Bytes::from_static(b"a")
+        );
+    }
+
+    /// `message` gzip-compressed, with the compressed flag.
+    fn gzipped(message: &[u8]) -> Bytes {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(message).unwrap();
+        let data = gz.finish().unwrap();
+        let mut out = BytesMut::new();
+        out.put_u8(1);
+        out.put_u32(u32::try_from(data.len()).unwrap());
+        out.put_slice(&data);
+        out.freeze()
+    }
+
+    #[test]
+    fn gzip_messages_are_read_within_the_limit() {
+        let gz = Encoding::Gzip;
+        let message = b"hello hello hello hello hello".repeat(10);
+        // A stream may mix compressed and plain messages.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&gzipped(&message));
+        buf.extend_from_slice(&encode(b"plain"));
+        assert_eq!(take(&mut buf, 1000, gz).unwrap().unwrap(), message);
+        assert_eq!(take(&mut buf, 1000, gz).unwrap().unwrap(), &b"plain"[..]);
+        assert_eq!(single(gzipped(&message), 1000, gz).unwrap(), message);
+        // Small on the wire, over the limit once decompressed.
+        let bomb = gzipped(&[0; 100_000]);
+        assert!(bomb.len() < 1000);
+        let err = single(bomb, 1000, gz).unwrap_err();
+        assert_eq!(err.code(), 413, "{err}");
+        let mut garbage = BytesMut::from(&[1u8, 0, 0, 0, 3][..]);
+        garbage.extend_from_slice(b"abc");
+        let err = single(garbage.freeze(), 1000, gz).unwrap_err();
+        assert_eq!(err.code(), 400);
+        assert!(err.detail().contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn encodings() {
+        let of = |v: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert("grpc-encoding", http::HeaderValue::from_static(v));
+            }
+            Encoding::of(&h)
+        };
+        assert_eq!(of(None).unwrap(), Encoding::Identity);
+        assert_eq!(of(Some("identity")).unwrap(), Encoding::Identity);
+        assert_eq!(of(Some("gzip")).unwrap(), Encoding::Gzip);
+        let err = of(Some("snappy")).unwrap_err();
+        assert_eq!(err.code(), 501);
+        assert!(err.detail().contains("accepts gzip,identity"), "{err}");
     }
 }

@@ -71,7 +71,11 @@ fn decode(message: &[u8]) -> Result<HealthCheckRequest> {
 
 /// `Check`: the status now; NOT_FOUND for a service this server does not
 /// know.
-pub(super) async fn check(shared: &Arc<Shared>, body: Body) -> Result<Response> {
+pub(super) async fn check(
+    shared: &Arc<Shared>,
+    body: Body,
+    encoding: frame::Encoding,
+) -> Result<Response> {
     let raw = crate::server::rpc::read_body(
         &http::HeaderMap::new(),
         body,
@@ -80,7 +84,7 @@ pub(super) async fn check(shared: &Arc<Shared>, body: Body) -> Result<Response> 
         None,
     )
     .await?;
-    let request = decode(&frame::single(raw, LIMIT)?)?;
+    let request = decode(&frame::single(raw, LIMIT, encoding)?)?;
     if !known(shared, &request.service) {
         return Err(Error::not_found(format!(
             "unknown service {:?}: this server reports on \"\", \"{}\" and its gRPC services",
@@ -98,8 +102,12 @@ pub(super) async fn check(shared: &Arc<Shared>, body: Body) -> Result<Response> 
 
 /// `Watch`: the status now, then each change, until the client goes away
 /// or the server stops (NOT_SERVING, then UNAVAILABLE).
-pub(super) async fn watch(shared: &Arc<Shared>, body: Body) -> Result<Response> {
-    let mut source = Source::new(body, LIMIT);
+pub(super) async fn watch(
+    shared: &Arc<Shared>,
+    body: Body,
+    encoding: frame::Encoding,
+) -> Result<Response> {
+    let mut source = Source::new(body, LIMIT, encoding);
     let first = std::future::poll_fn(|cx| source.poll_message(cx)).await;
     let request = match first {
         Some(Ok(message)) => decode(&message)?,

@@ -36,7 +36,6 @@ use frame::{GrpcBody, Out};
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 static GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// gRPC status codes, as the gRPC spec numbers them.
@@ -142,7 +141,7 @@ fn response(codec: ContentType, body: GrpcBody) -> Response {
     h.insert(CONTENT_TYPE, content_type(codec));
     h.insert(
         GRPC_ACCEPT_ENCODING.clone(),
-        HeaderValue::from_static("identity"),
+        HeaderValue::from_static(frame::ACCEPTED),
     );
     r
 }
@@ -224,10 +223,11 @@ async fn start(
     now: Instant,
 ) -> Result<Response> {
     let path = req.uri().path().trim_start_matches('/');
+    let encoding = frame::Encoding::of(req.headers())?;
     let route = shared.grpc.get(path);
     if route.is_none() {
         if let Some(builtin) = builtin(path) {
-            return builtin.serve(shared, req, codec).await;
+            return builtin.serve(shared, req, codec, encoding).await;
         }
     }
     if !shared.ready.load(Ordering::Relaxed) {
@@ -239,17 +239,6 @@ async fn start(
     let Some(route) = route else {
         return Err(unknown(shared, path));
     };
-    if let Some(encoding) = req.headers().get(&GRPC_ENCODING)
-        && encoding != "identity"
-    {
-        return Err(Error::new(
-            "",
-            501,
-            format!(
-                "grpc-encoding {encoding:?} is not supported: this server accepts identity only"
-            ),
-        ));
-    }
     let (mut parts, body) = req.into_parts();
     let credentials = rpc::credentials(shared, route, &mut parts).await?;
     let deadline = deadline(&parts.headers, now)?;
@@ -261,9 +250,9 @@ async fn start(
         deadline,
     };
     if route.stream.is_some() {
-        return open_stream(shared, route, incoming, body, codec);
+        return open_stream(shared, route, incoming, body, (codec, encoding));
     }
-    let served = unary(shared, route, incoming, body, codec).await;
+    let served = unary(shared, route, incoming, body, (codec, encoding)).await;
     #[cfg(feature = "metrics")]
     if let Some(m) = &route.metrics {
         m.call(
@@ -305,7 +294,7 @@ async fn unary(
     route: &Route,
     incoming: Incoming,
     body: Body,
-    codec: ContentType,
+    (codec, encoding): (ContentType, frame::Encoding),
 ) -> Result<bytes::Bytes> {
     let limit = shared.max_body_size;
     let raw = rpc::read_body(
@@ -316,7 +305,7 @@ async fn unary(
         incoming.deadline,
     )
     .await?;
-    let message = frame::single(raw, limit)?;
+    let message = frame::single(raw, limit, encoding)?;
     let (_, reply) = rpc::invoke(shared, route, incoming, message, codec, codec).await?;
     Ok(reply)
 }
@@ -328,7 +317,7 @@ fn open_stream(
     route: &Route,
     incoming: Incoming,
     body: Body,
-    codec: ContentType,
+    (codec, encoding): (ContentType, frame::Encoding),
 ) -> Result<Response> {
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
@@ -344,7 +333,7 @@ fn open_stream(
     let call = StreamCall::new(
         context,
         codec,
-        crate::stream::Frames::new(frame::Source::new(body, shared.max_body_size)),
+        crate::stream::Frames::new(frame::Source::new(body, shared.max_body_size, encoding)),
         crate::stream::Outbound::new(frame::Sink(out.clone())),
     );
     #[cfg(feature = "metrics")]
@@ -442,6 +431,7 @@ impl Builtin {
         shared: &Arc<Shared>,
         req: Request,
         codec: ContentType,
+        encoding: frame::Encoding,
     ) -> Result<Response> {
         if codec != ContentType::Protobuf {
             return Err(Error::unsupported_media_type(
@@ -450,9 +440,9 @@ impl Builtin {
         }
         let body = req.into_body();
         match self {
-            Builtin::HealthCheck => health::check(shared, body).await,
-            Builtin::HealthWatch => health::watch(shared, body).await,
-            Builtin::Reflection => Ok(reflection::serve(shared, body)),
+            Builtin::HealthCheck => health::check(shared, body, encoding).await,
+            Builtin::HealthWatch => health::watch(shared, body, encoding).await,
+            Builtin::Reflection => Ok(reflection::serve(shared, body, encoding)),
         }
     }
 }

@@ -292,11 +292,11 @@ fn answer(shared: &Shared, request: &Request) -> Answer {
 
 /// `ServerReflectionInfo`: one answer per request, until the client
 /// half-closes.
-pub(super) fn serve(shared: &Arc<Shared>, body: Body) -> Response {
+pub(super) fn serve(shared: &Arc<Shared>, body: Body, encoding: frame::Encoding) -> Response {
     let out = Arc::new(Out::default());
     let driver = out.clone();
     let shared = shared.clone();
-    let mut source = Source::new(body, shared.max_body_size);
+    let mut source = Source::new(body, shared.max_body_size, encoding);
     tokio::spawn(async move {
         let result = loop {
             let next = tokio::select! {
