@@ -476,6 +476,96 @@ async fn nats_registry() {
     not(micro_test_etcd),
     ignore = "needs an etcd server: set MICRO_TEST_ETCD=http://127.0.0.1:2379"
 )]
+async fn etcd_sync() {
+    let url = std::env::var("MICRO_TEST_ETCD").expect("MICRO_TEST_ETCD names the server");
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_SYNC" => Some("etcd".to_owned()),
+        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(backends.sync().name(), "etcd");
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    conformance::sync(backends.sync().clone(), &prefix).await;
+
+    // A held lock is a key, its token the revision of the write that
+    // took it; released, the key is gone.
+    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let name = format!("{prefix}.keys");
+    let lock = locker
+        .try_lock(&name, std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let key = format!("micro/sync/{name}");
+    let (value, revision) = etcd_get(&url, &key).await.expect("the lock's key");
+    assert_eq!(revision, lock.fence(), "{value}");
+    assert!(value.starts_with("- 5000 "), "{value}");
+    lock.unlock().await.unwrap();
+    assert!(
+        etcd_get(&url, &key).await.is_none(),
+        "released: the key is gone"
+    );
+    // The conformance suite's locks are released; its dead holder's lease
+    // is taken over and released too. Whatever is left of this run goes.
+    let prefix_key = format!("micro/sync/{prefix}");
+    etcd_call(&url, "/v3/kv/deleterange", &prefix_range(&prefix_key)).await;
+    let election = format!("micro/sync/election:{prefix}");
+    etcd_call(&url, "/v3/kv/deleterange", &prefix_range(&election)).await;
+}
+
+/// POSTs `body` to etcd's JSON API at `url`; the reply.
+#[cfg(feature = "etcd")]
+async fn etcd_call(url: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let reply = client.request(request).await.expect("etcd answers");
+    let bytes = reply.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).expect("etcd answers JSON")
+}
+
+/// The range of every key starting with `prefix`, as etcd's JSON API takes
+/// it.
+#[cfg(feature = "etcd")]
+fn prefix_range(prefix: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    serde_json::json!({ "key": b64.encode(prefix), "range_end": b64.encode(end) })
+}
+
+/// `key`'s value and the revision of its last write, read straight from
+/// etcd.
+#[cfg(feature = "etcd")]
+async fn etcd_get(url: &str, key: &str) -> Option<(String, u64)> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let reply = etcd_call(
+        url,
+        "/v3/kv/range",
+        &serde_json::json!({ "key": b64.encode(key) }),
+    )
+    .await;
+    let kv = reply["kvs"].as_array()?.first()?.clone();
+    let value = String::from_utf8(b64.decode(kv["value"].as_str()?).ok()?).ok()?;
+    let revision = kv["mod_revision"].as_str()?.parse().ok()?;
+    Some((value, revision))
+}
+
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(micro_test_etcd),
+    ignore = "needs an etcd server: set MICRO_TEST_ETCD=http://127.0.0.1:2379"
+)]
 async fn etcd_registry() {
     let url = std::env::var("MICRO_TEST_ETCD").expect("MICRO_TEST_ETCD names the server");
     let backends = micro::Backends::from_vars(|name| match name {

@@ -182,7 +182,12 @@ pub(super) fn choose_events(
 }
 
 #[cfg_attr(
-    not(any(feature = "redis", feature = "postgres", feature = "nats")),
+    not(any(
+        feature = "redis",
+        feature = "postgres",
+        feature = "nats",
+        feature = "etcd"
+    )),
     allow(unused_variables)
 )]
 pub(super) fn choose_sync(
@@ -219,10 +224,16 @@ pub(super) fn choose_sync(
             let url = address.unwrap_or_else(|| crate::broker::NATS_DEFAULT_URL.to_owned());
             Arc::new(crate::sync::NatsLocks::on(connections.nats(&url)))
         }
+        #[cfg(feature = "etcd")]
+        Some("etcd") => {
+            let url = address.unwrap_or_else(|| ETCD_DEFAULT_URL.to_owned());
+            Arc::new(crate::sync::EtcdLocks::on(connections.etcd(&url)))
+        }
         None | Some("memory") => Arc::new(MemoryLocks::new()),
         Some(other) => {
             let choices = [
                 Choice::built_in("memory"),
+                Choice::feature("etcd", cfg!(feature = "etcd")),
                 Choice::feature("nats", cfg!(feature = "nats")),
                 Choice::feature("postgres", cfg!(feature = "postgres")),
                 Choice::feature("redis", cfg!(feature = "redis")),
@@ -237,7 +248,7 @@ pub(super) fn choose_sync(
 #[cfg(feature = "postgres")]
 const POSTGRES_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// The etcd cluster the registry uses when given none.
+/// The etcd cluster the registry and the locks use when given none.
 #[cfg(feature = "etcd")]
 const ETCD_DEFAULT_URL: &str = "http://127.0.0.1:2379";
 

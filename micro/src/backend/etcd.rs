@@ -51,6 +51,22 @@ pub(crate) struct KeyValue {
     pub(crate) value: Vec<u8>,
 }
 
+/// One key's value and the revision of its last write.
+#[derive(Clone, Debug)]
+pub(crate) struct Versioned {
+    pub(crate) value: Vec<u8>,
+    pub(crate) revision: i64,
+}
+
+/// What a conditional write expects of its key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Expect {
+    /// That it does not exist.
+    Absent,
+    /// That its last write was at this revision.
+    Revision(i64),
+}
+
 /// One change a watch reports.
 #[derive(Clone, Debug)]
 pub(crate) enum Change {
@@ -167,6 +183,75 @@ impl EtcdConnection {
             .map(|kvs| kvs.iter().filter_map(key_value).collect())
             .unwrap_or_default();
         Ok((kvs, revision))
+    }
+
+    /// `key`'s value and the revision of its last write, if it exists.
+    ///
+    /// # Errors
+    /// As for [`call`](Self::call).
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Versioned>, String> {
+        let reply = self
+            .call("/v3/kv/range", &json!({ "key": b64(key) }))
+            .await?;
+        Ok(reply["kvs"]
+            .as_array()
+            .and_then(|kvs| kvs.first())
+            .map(|kv| Versioned {
+                value: kv["value"]
+                    .as_str()
+                    .and_then(|v| BASE64.decode(v).ok())
+                    .unwrap_or_default(),
+                revision: int(&kv["mod_revision"]),
+            }))
+    }
+
+    /// Writes `value` to `key` if the key is as `expect` says, in one
+    /// transaction: the revision of the write, or `None` when the key was
+    /// not as expected.
+    ///
+    /// # Errors
+    /// As for [`call`](Self::call).
+    pub(crate) async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        expect: Expect,
+    ) -> Result<Option<i64>, String> {
+        let write = json!({ "request_put": { "key": b64(key), "value": BASE64.encode(value) } });
+        self.txn(key, expect, write).await
+    }
+
+    /// Deletes `key` if its last write was at `revision`; whether it did.
+    ///
+    /// # Errors
+    /// As for [`call`](Self::call).
+    pub(crate) async fn delete_if(&self, key: &str, revision: i64) -> Result<bool, String> {
+        let delete = json!({ "request_delete_range": { "key": b64(key) } });
+        Ok(self
+            .txn(key, Expect::Revision(revision), delete)
+            .await?
+            .is_some())
+    }
+
+    /// `op` if `key` is as `expect` says: the revision after it, or `None`.
+    async fn txn(&self, key: &str, expect: Expect, op: Value) -> Result<Option<i64>, String> {
+        let compare = match expect {
+            Expect::Absent => json!({
+                "key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0",
+            }),
+            Expect::Revision(revision) => json!({
+                "key": b64(key), "target": "MOD", "result": "EQUAL",
+                "mod_revision": revision.to_string(),
+            }),
+        };
+        let reply = self
+            .call(
+                "/v3/kv/txn",
+                &json!({ "compare": [compare], "success": [op] }),
+            )
+            .await?;
+        // proto3's JSON leaves `false` out.
+        Ok((reply["succeeded"].as_bool() == Some(true)).then(|| int(&reply["header"]["revision"])))
     }
 
     /// Writes `key`, attached to `lease` (0 for none).

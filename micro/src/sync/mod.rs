@@ -43,6 +43,8 @@
 //! uses.
 
 mod election;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod lock;
 mod memory;
 #[cfg(feature = "nats")]
@@ -51,6 +53,10 @@ mod nats;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "nats", feature = "etcd"))]
+mod revisioned;
+#[cfg(any(feature = "nats", feature = "etcd"))]
+mod sighting;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod unavailable;
 
@@ -60,6 +66,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 pub use election::Leadership;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdLocks;
 pub use lock::Lock;
 pub use memory::MemoryLocks;
 #[cfg(feature = "nats")]

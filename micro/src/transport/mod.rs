@@ -66,9 +66,10 @@ impl Stack {
 
     /// Sends one request; the reply's body is still to be read.
     ///
-    /// Not an `async fn`: the request is handed to hyper (which boxes its
-    /// own future) before this returns, so the future the caller holds,
-    /// and every future around it, does not carry the request's parts.
+    /// Not an `async fn`: the request is handed on before this returns
+    /// (to an idle connection, or into a boxed future that connects), so
+    /// the future the caller holds, and every future around it, does not
+    /// carry the request's parts.
     pub(crate) fn send(
         &self,
         parts: http::request::Parts,
