@@ -394,6 +394,82 @@ async fn tonic_sends_gzip_compressed_requests() {
     svc.stop().await.expect("stops");
 }
 
+#[tokio::test]
+async fn gzip_requests_get_gzip_replies_when_the_client_reads_gzip() {
+    let (svc, _) = start(None).await;
+    let addr = svc.local_addr().to_string();
+    let text = "compress me ".repeat(50);
+    let say = request(&text).encode_to_vec();
+    let gunzip = |data: &[u8]| {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .expect("gzip");
+        out
+    };
+    // Compressed in, and gzip listed as readable: compressed out, and the
+    // reply's headers say so.
+    let raw = raw_call(
+        &addr,
+        "/echo.v1.Echo/Say",
+        &[("grpc-encoding", "gzip"), ("grpc-accept-encoding", "gzip")],
+        gzip_framed(&say),
+    )
+    .await;
+    assert_eq!(raw.status.as_deref(), Some("0"), "{}", raw.message);
+    assert_eq!(raw.encoding.as_deref(), Some("gzip"));
+    assert_eq!(raw.body[0], 1, "the compressed flag");
+    let reply = EchoReply::decode(&gunzip(&raw.body[5..])[..]).expect("an EchoReply");
+    assert_eq!(reply.text, text);
+    // A server stream's replies too, each message compressed.
+    let repeat = EchoRequest {
+        times: 2,
+        ..request(&text)
+    }
+    .encode_to_vec();
+    let raw = raw_call(
+        &addr,
+        "/echo.v1.Echo/Repeat",
+        &[
+            ("grpc-encoding", "gzip"),
+            ("grpc-accept-encoding", "identity,gzip"),
+        ],
+        gzip_framed(&repeat),
+    )
+    .await;
+    assert_eq!(raw.status.as_deref(), Some("0"), "{}", raw.message);
+    assert_eq!(raw.encoding.as_deref(), Some("gzip"));
+    let mut body = &raw.body[..];
+    let mut texts = Vec::new();
+    while !body.is_empty() {
+        assert_eq!(body[0], 1, "the compressed flag");
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let reply = EchoReply::decode(&gunzip(&body[5..5 + len])[..]).expect("an EchoReply");
+        texts.push((reply.text == text, reply.index));
+        body = &body[5 + len..];
+    }
+    assert_eq!(texts, [(true, 1), (true, 2)]);
+    // A client that did not say it reads gzip gets plain replies.
+    let raw = raw_call(
+        &addr,
+        "/echo.v1.Echo/Say",
+        &[("grpc-encoding", "gzip")],
+        gzip_framed(&say),
+    )
+    .await;
+    assert_eq!(raw.status.as_deref(), Some("0"), "{}", raw.message);
+    assert_eq!(raw.encoding, None);
+    assert_eq!(raw.body[0], 0);
+    assert_eq!(
+        EchoReply::decode(&raw.body[5..])
+            .expect("an EchoReply")
+            .text,
+        text
+    );
+    svc.stop().await.expect("stops");
+}
+
 #[derive(serde::Deserialize)]
 struct JsonReply {
     text: String,
@@ -512,6 +588,8 @@ fn framed(flag: u8, declared: u32, bytes: &[u8]) -> Bytes {
 struct RawGrpc {
     http: http::StatusCode,
     content_type: String,
+    /// The reply's `grpc-encoding`.
+    encoding: Option<String>,
     status: Option<String>,
     message: String,
     body: Bytes,
@@ -547,6 +625,7 @@ async fn raw_call(addr: &str, path: &str, headers: &[(&str, &str)], body: Bytes)
     RawGrpc {
         http: parts.status,
         content_type: get("content-type").unwrap_or_default(),
+        encoding: get("grpc-encoding"),
         status: get("grpc-status"),
         message: get("grpc-message").unwrap_or_default(),
         body: collected.to_bytes(),

@@ -26,11 +26,42 @@ const HIGH_WATER: usize = 64 * 1024;
 
 /// `message` with its prefix, uncompressed.
 pub(crate) fn encode(message: &[u8]) -> Bytes {
+    encode_as(message, Encoding::Identity)
+}
+
+/// `message` with its prefix, compressed as `encoding` says.
+pub(crate) fn encode_as(message: &[u8], encoding: Encoding) -> Bytes {
     let mut out = BytesMut::with_capacity(PREFIX + message.len());
-    out.put_u8(0);
-    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
-    out.put_slice(message);
+    append(&mut out, message, encoding);
     out.freeze()
+}
+
+/// Appends `message` to `out`, prefixed, compressed as `encoding` says.
+fn append(out: &mut BytesMut, message: &[u8], encoding: Encoding) {
+    let gzipped = match encoding {
+        Encoding::Identity => None,
+        Encoding::Gzip => gzip(message),
+    };
+    let (flag, bytes) = match &gzipped {
+        Some(compressed) => (1, &compressed[..]),
+        // Writing to memory does not fail; if it did, the message would
+        // go uncompressed, which its flag says.
+        None => (0, message),
+    };
+    out.reserve(PREFIX + bytes.len());
+    out.put_u8(flag);
+    out.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    out.put_slice(bytes);
+}
+
+fn gzip(message: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(message.len() / 2 + 32),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(message).ok()?;
+    gz.finish().ok()
 }
 
 /// How a request's messages may be compressed: its `grpc-encoding`.
@@ -40,8 +71,12 @@ pub(crate) enum Encoding {
     Gzip,
 }
 
-/// The header naming a request's compression.
-static GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+/// The header naming a request's or a reply's compression.
+pub(crate) static GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+
+/// The header listing the compressions a side reads.
+pub(crate) static GRPC_ACCEPT_ENCODING: http::HeaderName =
+    http::HeaderName::from_static("grpc-accept-encoding");
 
 /// The encodings this server reads, for `grpc-accept-encoding`.
 pub(crate) const ACCEPTED: &str = "gzip,identity";
@@ -69,6 +104,31 @@ impl Encoding {
                     String::from_utf8_lossy(name)
                 ),
             ))
+        }
+    }
+
+    /// How the replies to a request read as `self` are compressed: as the
+    /// request was, when its `grpc-accept-encoding` lists that too (as
+    /// gRPC's own servers answer); else not at all.
+    pub(crate) fn for_replies(self, headers: &HeaderMap) -> Self {
+        let lists_gzip = || {
+            headers.get_all(&GRPC_ACCEPT_ENCODING).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"gzip"))
+            })
+        };
+        match self {
+            Encoding::Gzip if lists_gzip() => Encoding::Gzip,
+            _ => Encoding::Identity,
+        }
+    }
+
+    /// The reply header that says so, if any.
+    pub(crate) fn header(self) -> Option<http::HeaderValue> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some(http::HeaderValue::from_static("gzip")),
         }
     }
 }
@@ -373,20 +433,30 @@ fn gone() -> Error {
     Error::unavailable("the gRPC call is over: the client cancelled it or went away")
 }
 
-/// A stream handler's sending half: messages queue for the body.
-pub(crate) struct Sink(pub(crate) Arc<Out>);
+/// A stream handler's sending half: messages queue for the body,
+/// compressed as the replies are.
+pub(crate) struct Sink {
+    out: Arc<Out>,
+    replies: Encoding,
+}
+
+impl Sink {
+    pub(crate) fn new(out: Arc<Out>, replies: Encoding) -> Self {
+        Self { out, replies }
+    }
+}
 
 impl FrameSink for Sink {
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         // Without the lock while there is room: one lock per message, in
         // `start_send`.
-        if self.0.closed.load(Ordering::Acquire) {
+        if self.out.closed.load(Ordering::Acquire) {
             return Poll::Ready(Err(gone()));
         }
-        if self.0.queued.load(Ordering::Acquire) < HIGH_WATER {
+        if self.out.queued.load(Ordering::Acquire) < HIGH_WATER {
             return Poll::Ready(Ok(()));
         }
-        let mut state = self.0.lock();
+        let mut state = self.out.lock();
         if state.gone || state.finished {
             return Poll::Ready(Err(gone()));
         }
@@ -406,7 +476,7 @@ impl FrameSink for Sink {
             Message::Text(t) => Bytes::from(t),
             _ => return Ok(()),
         };
-        let mut state = self.0.lock();
+        let mut state = self.out.lock();
         if state.gone || state.finished {
             return Err(gone());
         }
@@ -416,11 +486,8 @@ impl FrameSink for Sink {
             return Ok(());
         }
         let queue = &mut state.queue;
-        queue.reserve(PREFIX + bytes.len());
-        queue.put_u8(0);
-        queue.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        queue.put_slice(&bytes);
-        self.0.queued.store(queue.len(), Ordering::Release);
+        append(queue, &bytes, self.replies);
+        self.out.queued.store(queue.len(), Ordering::Release);
         if let Some(w) = state.body_waker.take() {
             w.wake();
         }
@@ -431,11 +498,24 @@ impl FrameSink for Sink {
         &mut self,
         encode: &mut dyn FnMut(&mut BytesMut) -> std::result::Result<(), crate::codec::CodecError>,
     ) -> Option<Result<()>> {
-        let mut state = self.0.lock();
+        let mut state = self.out.lock();
         if state.gone || state.finished {
             return Some(Err(gone()));
         }
         let queue = &mut state.queue;
+        if self.replies != Encoding::Identity {
+            // Encoded whole, then compressed into the queue.
+            let mut message = BytesMut::new();
+            if let Err(e) = encode(&mut message) {
+                return Some(Err(crate::stream::encode_error(e)));
+            }
+            append(queue, &message, self.replies);
+            self.out.queued.store(queue.len(), Ordering::Release);
+            if let Some(w) = state.body_waker.take() {
+                w.wake();
+            }
+            return Some(Ok(()));
+        }
         let start = queue.len();
         queue.put_u8(0);
         queue.put_u32(0);
@@ -447,7 +527,7 @@ impl FrameSink for Sink {
         // here: gRPC ends the server's direction with its trailers.
         let len = u32::try_from(queue.len() - start - PREFIX).unwrap_or(u32::MAX);
         queue[start + 1..start + PREFIX].copy_from_slice(&len.to_be_bytes());
-        self.0.queued.store(queue.len(), Ordering::Release);
+        self.out.queued.store(queue.len(), Ordering::Release);
         if let Some(w) = state.body_waker.take() {
             w.wake();
         }
@@ -457,7 +537,7 @@ impl FrameSink for Sink {
     fn poll_flush(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<()>> {
         // What is queued is the body's to send; only a body that is gone
         // fails.
-        if self.0.closed.load(Ordering::Acquire) && self.0.lock().gone {
+        if self.out.closed.load(Ordering::Acquire) && self.out.lock().gone {
             return Poll::Ready(Err(gone()));
         }
         Poll::Ready(Ok(()))
@@ -618,6 +698,24 @@ mod tests {
         let err = single(garbage.freeze(), 1000, gz).unwrap_err();
         assert_eq!(err.code(), 400);
         assert!(err.detail().contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn replies_are_compressed_as_requests_when_accepted() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Encoding::Gzip.for_replies(&h), Encoding::Identity);
+        h.insert(
+            &GRPC_ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity, deflate, GZIP"),
+        );
+        assert_eq!(Encoding::Gzip.for_replies(&h), Encoding::Gzip);
+        assert_eq!(Encoding::Identity.for_replies(&h), Encoding::Identity);
+        let message = b"reply reply reply reply reply reply".repeat(20);
+        let framed = encode_as(&message, Encoding::Gzip);
+        assert_eq!(framed[0], 1);
+        assert!(framed.len() < message.len() / 4, "{}", framed.len());
+        assert_eq!(single(framed, 10_000, Encoding::Gzip).unwrap(), message);
+        assert_eq!(encode_as(b"x", Encoding::Identity), encode(b"x"));
     }
 
     #[test]

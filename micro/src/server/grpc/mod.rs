@@ -36,7 +36,6 @@ use frame::{GrpcBody, Out};
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-static GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// gRPC status codes, as the gRPC spec numbers them.
 pub(crate) mod status {
@@ -140,7 +139,7 @@ fn response(codec: ContentType, body: GrpcBody) -> Response {
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, content_type(codec));
     h.insert(
-        GRPC_ACCEPT_ENCODING.clone(),
+        frame::GRPC_ACCEPT_ENCODING.clone(),
         HeaderValue::from_static(frame::ACCEPTED),
     );
     r
@@ -243,6 +242,7 @@ async fn start(
     let credentials = rpc::credentials(shared, route, &mut parts).await?;
     let deadline = deadline(&parts.headers, now)?;
     let id = request_id(&parts.headers);
+    let replies = encoding.for_replies(&parts.headers);
     let incoming = Incoming {
         headers: parts.headers,
         credentials,
@@ -250,7 +250,9 @@ async fn start(
         deadline,
     };
     if route.stream.is_some() {
-        return open_stream(shared, route, incoming, body, (codec, encoding));
+        let mut response = open_stream(shared, route, incoming, body, (codec, encoding), replies)?;
+        compressed(&mut response, replies);
+        return Ok(response);
     }
     let served = unary(shared, route, incoming, body, (codec, encoding)).await;
     #[cfg(feature = "metrics")]
@@ -261,13 +263,24 @@ async fn start(
         );
     }
     let reply = served?;
-    Ok(response(
+    let mut response = response(
         codec,
         GrpcBody::Once {
-            data: Some(frame::encode(&reply)),
+            data: Some(frame::encode_as(&reply, replies)),
             trailers: Some(trailers(&Ok(()))),
         },
-    ))
+    );
+    compressed(&mut response, replies);
+    Ok(response)
+}
+
+/// Says in `response`'s headers how its messages are compressed.
+fn compressed(response: &mut Response, replies: frame::Encoding) {
+    if let Some(value) = replies.header() {
+        response
+            .headers_mut()
+            .insert(frame::GRPC_ENCODING.clone(), value);
+    }
 }
 
 /// UNIMPLEMENTED, saying whether the service or the method is unknown.
@@ -318,6 +331,7 @@ fn open_stream(
     incoming: Incoming,
     body: Body,
     (codec, encoding): (ContentType, frame::Encoding),
+    replies: frame::Encoding,
 ) -> Result<Response> {
     let Some(open) = shared.streams.try_enter() else {
         return Err(Error::unavailable(format!(
@@ -334,7 +348,7 @@ fn open_stream(
         context,
         codec,
         crate::stream::Frames::new(frame::Source::new(body, shared.max_body_size, encoding)),
-        crate::stream::Outbound::new(frame::Sink(out.clone())),
+        crate::stream::Outbound::new(frame::Sink::new(out.clone(), replies)),
     );
     #[cfg(feature = "metrics")]
     let counted = route
