@@ -17,7 +17,9 @@
 //!
 //! Postgres or NATS serve as well: `MICRO_SYNC=postgres MICRO_STORE=postgres`
 //! with `MICRO_SYNC_ADDRESS` and `MICRO_STORE_ADDRESS` set to the database
-//! URL, built with `--features store-backends`.
+//! URL, built with `--features store-backends`. The locks can also live in
+//! etcd: `MICRO_SYNC=etcd MICRO_SYNC_ADDRESS=http://127.0.0.1:2379`, built
+//! with `--features etcd,redis` for a Redis store beside it.
 //!
 //! Stop the leader (Ctrl-C or `kill`) and another instance leads at once;
 //! kill it with `kill -9` and another leads within the lead's 5 s.

@@ -226,7 +226,12 @@ async fn redis_events() {
 }
 
 /// A few characters that differ from run to run.
-#[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "postgres",
+    feature = "nats",
+    feature = "etcd"
+))]
 fn rand_suffix() -> String {
     use std::hash::{BuildHasher, RandomState};
     format!(
@@ -275,6 +280,27 @@ async fn nats_kv_store() {
     conformance::store(async || store.clone(), &prefix, STORE).await;
 }
 
+/// The locks of kind `kind` at `url`, chosen as a service chooses them
+/// (`MICRO_SYNC`, `MICRO_SYNC_ADDRESS`; the other parts in memory), and a
+/// prefix that keeps this run's lock names apart.
+#[cfg(any(
+    feature = "redis",
+    feature = "postgres",
+    feature = "nats",
+    feature = "etcd"
+))]
+fn sync_on(kind: &str, url: &str) -> (Arc<dyn micro::sync::Locks>, String) {
+    let backends = micro::Backends::from_vars(|name| match name {
+        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
+        "MICRO_SYNC" => Some(kind.to_owned()),
+        "MICRO_SYNC_ADDRESS" => Some(url.to_owned()),
+        _ => None,
+    });
+    assert_eq!(backends.sync().name(), kind);
+    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
+    (backends.sync().clone(), prefix)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_sync() {
     conformance::sync(Arc::new(micro::sync::MemoryLocks::new()), "conformance").await;
@@ -288,20 +314,13 @@ async fn memory_sync() {
 )]
 async fn redis_sync() {
     let url = std::env::var("MICRO_TEST_REDIS").expect("MICRO_TEST_REDIS names the server");
-    let backends = micro::Backends::from_vars(|name| match name {
-        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
-        "MICRO_SYNC" => Some("redis".to_owned()),
-        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
-        _ => None,
-    });
-    assert_eq!(backends.sync().name(), "redis");
-    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
-    conformance::sync(backends.sync().clone(), &prefix).await;
+    let (locks, prefix) = sync_on("redis", &url);
+    conformance::sync(locks.clone(), &prefix).await;
 
     // A held lock is a key Redis expires; its tokens a counter beside it.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let locker = micro::sync::Locker::new(locks);
     let name = format!("{prefix}.keys");
     let lock = locker
         .try_lock(&name, std::time::Duration::from_secs(5))
@@ -337,15 +356,8 @@ async fn redis_sync() {
 )]
 async fn postgres_sync() {
     let url = std::env::var("MICRO_TEST_POSTGRES").expect("MICRO_TEST_POSTGRES names the server");
-    let backends = micro::Backends::from_vars(|name| match name {
-        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
-        "MICRO_SYNC" => Some("postgres".to_owned()),
-        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
-        _ => None,
-    });
-    assert_eq!(backends.sync().name(), "postgres");
-    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
-    conformance::sync(backends.sync().clone(), &prefix).await;
+    let (locks, prefix) = sync_on("postgres", &url);
+    conformance::sync(locks.clone(), &prefix).await;
     // A lock is a row that keeps its last token; these are this run's.
     let deleted = micro_tests::postgres_execute(
         &url,
@@ -364,18 +376,11 @@ async fn postgres_sync() {
 )]
 async fn nats_sync() {
     let url = std::env::var("MICRO_TEST_NATS_KV").expect("MICRO_TEST_NATS_KV names the server");
-    let backends = micro::Backends::from_vars(|name| match name {
-        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
-        "MICRO_SYNC" => Some("nats".to_owned()),
-        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
-        _ => None,
-    });
-    assert_eq!(backends.sync().name(), "nats");
-    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
-    conformance::sync(backends.sync().clone(), &prefix).await;
+    let (locks, prefix) = sync_on("nats", &url);
+    conformance::sync(locks.clone(), &prefix).await;
 
     // A held lock is a key of the bucket, its token the key's revision.
-    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let locker = micro::sync::Locker::new(locks);
     let name = format!("{prefix}.keys");
     let lock = locker
         .try_lock(&name, std::time::Duration::from_secs(5))
@@ -478,19 +483,12 @@ async fn nats_registry() {
 )]
 async fn etcd_sync() {
     let url = std::env::var("MICRO_TEST_ETCD").expect("MICRO_TEST_ETCD names the server");
-    let backends = micro::Backends::from_vars(|name| match name {
-        "MICRO_REGISTRY" | "MICRO_BROKER" => Some("memory".to_owned()),
-        "MICRO_SYNC" => Some("etcd".to_owned()),
-        "MICRO_SYNC_ADDRESS" => Some(url.clone()),
-        _ => None,
-    });
-    assert_eq!(backends.sync().name(), "etcd");
-    let prefix = format!("conformance-{}-{}", std::process::id(), rand_suffix());
-    conformance::sync(backends.sync().clone(), &prefix).await;
+    let (locks, prefix) = sync_on("etcd", &url);
+    conformance::sync(locks.clone(), &prefix).await;
 
     // A held lock is a key, its token the revision of the write that
     // took it; released, the key is gone.
-    let locker = micro::sync::Locker::new(backends.sync().clone());
+    let locker = micro::sync::Locker::new(locks);
     let name = format!("{prefix}.keys");
     let lock = locker
         .try_lock(&name, std::time::Duration::from_secs(5))

@@ -130,10 +130,9 @@ pub trait EncodeProst<T> {
 
 impl<T: ProtoMessage> EncodeProst<T> for Probe<T> {
     fn micro_encode(&self, content_type: ContentType, value: &T) -> Result<Bytes, CodecError> {
-        match content_type {
-            ContentType::Protobuf => Ok(ProtobufCodec::encode(value)),
-            other => Err(protobuf_only::<T>(other)),
-        }
+        let mut buf = BytesMut::new();
+        self.micro_encode_into(content_type, value, &mut buf)?;
+        Ok(buf.freeze())
     }
 
     fn micro_encode_into(

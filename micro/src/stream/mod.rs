@@ -97,7 +97,7 @@ pub(crate) use receive::{Decoder, Frames, serde_decoder};
 pub use send::Sender;
 #[cfg(feature = "protobuf")]
 pub(crate) use send::encode_error;
-pub(crate) use send::{Encoder, Outbound, serde_encoder};
+pub(crate) use send::{Encoder, EncoderInto, Outbound, serde_encoder};
 
 use crate::{Context, Error, Result};
 

@@ -71,32 +71,52 @@ impl Peer {
             idle: VecDeque::new(),
         }
     }
+
+    /// The newest idle connection that is ready for a request, if there
+    /// is one; connections found closed or idle too long are dropped on
+    /// the way.
+    fn take(&mut self, now: Instant) -> Option<Sender> {
+        while let Some((sender, since)) = self.idle.pop_back() {
+            if now.saturating_duration_since(since) >= IDLE_TIMEOUT {
+                // The older ones have waited longer still.
+                self.idle.clear();
+                return None;
+            }
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` as the newest idle connection.
+    fn put(&mut self, sender: Sender, now: Instant) {
+        // The oldest goes when it is dead, so that a peer that stops being
+        // called does not keep its connections' handles for ever.
+        if let Some((oldest, since)) = self.idle.front()
+            && (oldest.is_closed() || now.saturating_duration_since(*since) >= IDLE_TIMEOUT)
+        {
+            self.idle.pop_front();
+        }
+        self.idle.push_back((sender, now));
+    }
 }
 
 impl Peers {
-    /// The peer `authority`, made on first use; every
-    /// [`SWEEP_EVERY`]th use first drops the peers without a live idle
-    /// connection.
-    fn peer(&mut self, authority: &str, now: Instant) -> &mut Peer {
+    /// Counts a use of the pool; every [`SWEEP_EVERY`]th first drops the
+    /// peers without a live idle connection.
+    fn used(&mut self, now: Instant) {
         self.uses += 1;
-        if self.uses >= SWEEP_EVERY {
-            self.uses = 0;
-            self.by_authority.retain(|_, peer| {
-                peer.idle.retain(|(sender, since)| {
-                    !sender.is_closed() && now.saturating_duration_since(*since) < IDLE_TIMEOUT
-                });
-                !peer.idle.is_empty()
+        if self.uses < SWEEP_EVERY {
+            return;
+        }
+        self.uses = 0;
+        self.by_authority.retain(|_, peer| {
+            peer.idle.retain(|(sender, since)| {
+                !sender.is_closed() && now.saturating_duration_since(*since) < IDLE_TIMEOUT
             });
-        }
-        // Looked up before it is inserted, so that a known peer costs no
-        // allocation of its key.
-        if !self.by_authority.contains_key(authority) {
-            self.by_authority
-                .insert(authority.into(), Peer::new(authority));
-        }
-        self.by_authority
-            .get_mut(authority)
-            .expect("the peer was just inserted")
+            !peer.idle.is_empty()
+        });
     }
 }
 
@@ -106,23 +126,18 @@ impl Idle {
     }
 
     /// An idle connection to `authority` that is ready for a request, if
-    /// there is one, and the peer's `Host` header. Connections found
-    /// closed or idle too long are dropped on the way.
+    /// there is one, and the peer's `Host` header. A known peer costs one
+    /// lookup; a new one is added.
     fn take(&self, authority: &str) -> (Option<Sender>, Option<HeaderValue>) {
         let now = Instant::now();
         let mut peers = self.lock();
-        let peer = peers.peer(authority, now);
-        let host = peer.host.clone();
-        while let Some((sender, since)) = peer.idle.pop_back() {
-            if now.saturating_duration_since(since) >= IDLE_TIMEOUT {
-                // The older ones have waited longer still.
-                peer.idle.clear();
-                break;
-            }
-            if sender.is_ready() {
-                return (Some(sender), host);
-            }
+        peers.used(now);
+        if let Some(peer) = peers.by_authority.get_mut(authority) {
+            return (peer.take(now), peer.host.clone());
         }
+        let peer = Peer::new(authority);
+        let host = peer.host.clone();
+        peers.by_authority.insert(authority.into(), peer);
         (None, host)
     }
 
@@ -130,15 +145,15 @@ impl Idle {
     fn put(&self, authority: &str, sender: Sender) {
         let now = Instant::now();
         let mut peers = self.lock();
-        let peer = peers.peer(authority, now);
-        // The oldest goes when it is dead, so that a peer that stops being
-        // called does not keep its connections' handles for ever.
-        if let Some((oldest, since)) = peer.idle.front()
-            && (oldest.is_closed() || now.saturating_duration_since(*since) >= IDLE_TIMEOUT)
-        {
-            peer.idle.pop_front();
+        peers.used(now);
+        if let Some(peer) = peers.by_authority.get_mut(authority) {
+            peer.put(sender, now);
+            return;
         }
-        peer.idle.push_back((sender, now));
+        // Swept while the connection was lent.
+        let mut peer = Peer::new(authority);
+        peer.put(sender, now);
+        peers.by_authority.insert(authority.into(), peer);
     }
 }
 

@@ -33,8 +33,8 @@ use tracing::Instrument;
 use crate::code;
 use crate::codec::ContentType;
 use crate::stream::{
-    Frames, Outbound as Sink, Sender, Socket, Stream, Streaming, data_frame, error_close,
-    serde_decoder, serde_encoder, socket_config,
+    Decoder, Encoder, EncoderInto, Frames, Outbound as Sink, Sender, Socket, Stream, Streaming,
+    data_frame, error_close, serde_decoder, serde_encoder, socket_config,
 };
 use crate::wire::{self, MICRO_ID};
 use crate::{Context, Error, Result};
@@ -118,16 +118,11 @@ impl StreamCall {
     /// service: its replies can also be encoded straight into a gRPC
     /// stream's buffer.
     #[doc(hidden)]
-    #[allow(clippy::type_complexity)]
     pub fn into_parts_protobuf<Req, Rsp>(
         self,
-        decode: fn(ContentType, &[u8]) -> std::result::Result<Req, crate::codec::CodecError>,
-        encode: fn(ContentType, &Rsp) -> std::result::Result<Bytes, crate::codec::CodecError>,
-        encode_into: fn(
-            ContentType,
-            &Rsp,
-            &mut bytes::BytesMut,
-        ) -> std::result::Result<(), crate::codec::CodecError>,
+        decode: Decoder<Req>,
+        encode: Encoder<Rsp>,
+        encode_into: EncoderInto<Rsp>,
     ) -> (Context, Streaming<Req>, Sender<Rsp>) {
         let (context, requests, sender) = self.into_parts_encoded(decode, encode);
         (context, requests, sender.with_encode_into(encode_into))
@@ -138,8 +133,8 @@ impl StreamCall {
     #[doc(hidden)]
     pub fn into_parts_encoded<Req, Rsp>(
         self,
-        decode: fn(ContentType, &[u8]) -> std::result::Result<Req, crate::codec::CodecError>,
-        encode: fn(ContentType, &Rsp) -> std::result::Result<Bytes, crate::codec::CodecError>,
+        decode: Decoder<Req>,
+        encode: Encoder<Rsp>,
     ) -> (Context, Streaming<Req>, Sender<Rsp>) {
         (
             self.context,
